@@ -1,0 +1,52 @@
+# The two quick-start commands are `make run` and `make test`; everything else helps them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON_VERSIONS ?= 3.13 3.12 3.11
+PY := $(VENV)/bin/python
+# Extras installed into every venv; DJANGO pins the Django series (empty: newest allowed).
+EXTRAS ?= redis,rabbitmq,postgres,test
+DJANGO ?=
+PYTEST_ARGS ?=
+DEMO := cd testproject && ../$(PY) manage.py
+
+.PHONY: help install run test lint types pytest docs test-django52 clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $$(scripts/find-python $(PYTHON_VERSIONS)) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" $(if $(DJANGO),"Django$(DJANGO)")
+	@touch $@
+
+install: $(VENV)/.installed  ## Create .venv and install taskkit (editable) with its extras and test tools.
+
+run: install  ## Install, migrate, create an admin login and start the demo project.
+	$(DEMO) migrate --noinput
+	$(DEMO) ensure_admin
+	$(DEMO) runserver 127.0.0.1:8000
+
+lint: install  ## ruff lint and format check.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install  ## mypy, strict.
+	$(VENV)/bin/mypy taskkit tests testproject
+
+pytest: install  ## The test suite with coverage.
+	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+docs: install  ## Build the Sphinx docs, warnings as errors.
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: lint types pytest docs  ## Install everything and run every check: ruff, mypy, pytest, Sphinx.
+
+test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport).
+	$(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
+		EXTRAS="redis,rabbitmq,postgres,test,backport"
+
+clean:  ## Remove virtualenvs and build output.
+	rm -rf .venv .venv-django52 docs/_build .coverage htmlcov .mypy_cache .ruff_cache .pytest_cache

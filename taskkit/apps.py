@@ -1,0 +1,16 @@
+"""The Django app. ``ready()`` discovers tasks and registers the checks, nothing else."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class TaskkitConfig(AppConfig):
+    name = "taskkit"
+    verbose_name = "Tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, registry  # noqa: F401 - importing checks registers them
+
+        registry.load()

@@ -1,0 +1,110 @@
+"""System checks: every bad setting or broken task is reported with an id.
+
+======== ==========================================================
+id       meaning
+======== ==========================================================
+E001     ``settings.TASKKIT`` or one of its keys is malformed
+E002     two tasks in different modules have one name
+E003     a tasks module raised while being imported
+E004     one module defines several tasks without their own names
+E005     a ``TASKKIT["TASKS"]`` entry is malformed
+W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
+======== ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from . import registry
+from .conf import DEFAULTS
+from .registry.discovery import module_path
+
+TAG = "taskkit"
+
+
+def _settings_errors() -> list[CheckMessage]:
+    raw = getattr(django_settings, "TASKKIT", {})
+    if not isinstance(raw, Mapping):
+        return [Error("settings.TASKKIT must be a dict.", id="taskkit.E001")]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(raw) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"settings.TASKKIT has an unknown key {key!r}.",
+                hint="Known keys: " + ", ".join(sorted(DEFAULTS)),
+                id="taskkit.E001",
+            )
+        )
+    module = raw.get("TASKS_MODULE", DEFAULTS["TASKS_MODULE"])
+    if not isinstance(module, str) or not module.isidentifier():
+        errors.append(
+            Error("TASKKIT['TASKS_MODULE'] must be a module name.", id="taskkit.E001")
+        )
+    if not isinstance(raw.get("TASKS", {}), Mapping):
+        errors.append(Error("TASKKIT['TASKS'] must be a dict.", id="taskkit.E001"))
+    limit = raw.get("MAX_PAYLOAD_BYTES", DEFAULTS["MAX_PAYLOAD_BYTES"])
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        errors.append(
+            Error("TASKKIT['MAX_PAYLOAD_BYTES'] must be a positive integer.", id="taskkit.E001")
+        )
+    return errors
+
+
+def _registry_errors() -> list[CheckMessage]:
+    current = registry.current()
+    messages: list[CheckMessage] = []
+    for conflict in current.conflicts:
+        if len(set(conflict.modules)) == 1:
+            messages.append(
+                Error(
+                    f"Module {conflict.modules[0]!r} ({module_path(conflict.modules[0])}) defines "
+                    f"{len(conflict.modules)} tasks named {conflict.name!r}.",
+                    hint="Give each task in the module its own name: @task(name='…').",
+                    id="taskkit.E004",
+                )
+            )
+            continue
+        files = ", ".join(f"{m} ({module_path(m)})" for m in dict.fromkeys(conflict.modules))
+        messages.append(
+            Error(
+                f"Task name {conflict.name!r} is defined more than once: {files}.",
+                hint="Rename one of them with @task(name='…'), or register the one to use "
+                "in TASKKIT['TASKS'].",
+                id="taskkit.E002",
+            )
+        )
+    for problem in current.import_problems:
+        messages.append(
+            Error(
+                f"Tasks module {problem.module!r} ({problem.path}) could not be imported: "
+                f"{problem.error}",
+                hint=problem.traceback.rstrip().rsplit("\n", 3)[-1],
+                id="taskkit.E003",
+            )
+        )
+    for bad in current.settings_problems:
+        messages.append(Error(bad.error, id="taskkit.E005"))
+    for task in current:
+        if task.handler is None:
+            messages.append(
+                Warning(
+                    f"Task {task.name!r} from TASKKIT['TASKS'] has no handler: {task.missing_reason}",
+                    hint="Running it raises TaskNotImplemented until the dotted path imports.",
+                    id="taskkit.W001",
+                )
+            )
+    return messages
+
+
+@register(TAG)
+def check_taskkit(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report malformed settings and every problem found while building the registry."""
+    return _settings_errors() + _registry_errors()

@@ -1,0 +1,52 @@
+"""taskkit's settings, read live from ``settings.TASKKIT``.
+
+Nothing is cached, so ``override_settings`` works in tests, and every default
+lives here, next to the line that reads it. :mod:`taskkit.checks` reports values
+of the wrong type; this module only reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings as django_settings
+
+#: Every key ``settings.TASKKIT`` may hold, with its default.
+DEFAULTS: Mapping[str, Any] = {
+    "TASKS_MODULE": "tasks",
+    "TASKS": {},
+    "MAX_PAYLOAD_BYTES": 1024 * 1024,
+}
+
+
+class Settings:
+    """Attribute access to ``settings.TASKKIT`` with taskkit's defaults filled in."""
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The ``TASKKIT`` setting as the project wrote it (``{}`` when absent)."""
+        value = getattr(django_settings, "TASKKIT", {})
+        return value if isinstance(value, Mapping) else {}
+
+    def _get(self, key: str) -> Any:
+        return self.raw.get(key, DEFAULTS[key])
+
+    @property
+    def TASKS_MODULE(self) -> str:  # noqa: N802 - settings are upper case
+        """Name of the module or package discovered in every installed app."""
+        return str(self._get("TASKS_MODULE"))
+
+    @property
+    def TASKS(self) -> Mapping[str, Mapping[str, Any]]:  # noqa: N802
+        """Tasks registered by dotted path; an entry wins over a discovered task."""
+        value = self._get("TASKS")
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def MAX_PAYLOAD_BYTES(self) -> int:  # noqa: N802
+        """Largest payload accepted, measured as compact JSON in UTF-8."""
+        return int(self._get("MAX_PAYLOAD_BYTES"))
+
+
+settings = Settings()

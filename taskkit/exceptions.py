@@ -1,0 +1,59 @@
+"""Every error taskkit raises on purpose, in one place.
+
+All of them derive from :class:`TaskkitError`, so callers can catch taskkit's
+errors without catching the errors of the tasks themselves. Errors that map to
+an HTTP status carry it as ``status_code``, the way Nitro's ``runTask`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TaskkitError(Exception):
+    """Base class of every error taskkit raises on purpose."""
+
+    status_code: int = 500
+
+
+class InvalidTaskDefinition(TaskkitError, ValueError):
+    """A ``@task`` decorator or a ``TASKKIT["TASKS"]`` entry is malformed."""
+
+
+class TaskNotFound(TaskkitError, LookupError):
+    """No task of that name is registered (HTTP 404)."""
+
+    status_code = 404
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        message = f"Unknown task {name!r}."
+        if self.suggestions:
+            message += " Did you mean: " + ", ".join(self.suggestions) + "?"
+        super().__init__(message)
+
+
+class TaskNotImplemented(TaskkitError, NotImplementedError):
+    """The task is registered but has no handler that can be imported (HTTP 501)."""
+
+    status_code = 501
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"Task {name!r} has no handler: {reason}")
+
+
+class InvalidPayload(TaskkitError, ValueError):
+    """A payload is not a JSON object, is too large or fails the task's schema (HTTP 400)."""
+
+    status_code = 400
+
+
+class ResultNotSerializable(TaskkitError, TypeError):
+    """A task returned a value that cannot be stored as JSON."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(f"Task {name!r} returned a result that is not JSON-serialisable: {detail}")

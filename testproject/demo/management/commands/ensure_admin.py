@@ -1,0 +1,22 @@
+"""Create (or reset) the demo's admin user and print its login."""
+
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin user with a fresh random password and print the login."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(username="admin")
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        self.stdout.write(
+            "\n  Demo admin: http://127.0.0.1:8000/admin/\n"
+            f"  user: admin   password: {password}\n"
+        )

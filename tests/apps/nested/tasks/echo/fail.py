@@ -1,0 +1,10 @@
+from taskkit import TaskEvent, task
+
+
+class EchoError(RuntimeError):
+    pass
+
+
+@task(description="Always fails")
+def run(event: TaskEvent) -> None:
+    raise EchoError(f"failed with {dict(event.payload)}")

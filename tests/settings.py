@@ -1,0 +1,70 @@
+"""Settings for taskkit's own test suite.
+
+``TASKKIT_TEST_DATABASE=postgres`` runs the suite on the local PostgreSQL.
+"""
+
+import os
+
+SECRET_KEY = "tests-only-secret-key"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_celery_beat",
+    "taskkit",
+    "tests.apps.nested",
+    "tests.apps.single",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("TASKKIT_TEST_DATABASE") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "taskkit",
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+        }
+    }
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+TASKKIT = {
+    "TASKS": {
+        # A settings entry wins over the discovered task of the same name.
+        "echo:shout": {"handler": "tests.apps.nested.handlers.shout_louder"},
+        # A task registered by settings only, with a plain function as handler.
+        "plain:hello": {"handler": "tests.apps.nested.handlers.hello", "queue": "plain"},
+    }
+}
