@@ -121,6 +121,11 @@ def task(function: Handler | None = None, /, **options: Any) -> Task | Callable[
     """
 
     def decorate(handler: Handler) -> Task:
+        if not callable(handler):
+            raise InvalidTaskDefinition(
+                f"@task decorates a function, not {handler!r}; pass options as keywords, "
+                "for example @task(name='db:migrate')"
+            )
         return make_task(handler, handler.__module__, **options)
 
     return decorate if function is None else decorate(function)

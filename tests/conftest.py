@@ -1,0 +1,36 @@
+"""Shared fixtures of taskkit's test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.apps import AppConfig, apps
+from django.test import override_settings
+
+from taskkit import registry
+from taskkit.registry import TaskRegistry
+
+
+@pytest.fixture
+def reload_registry() -> Iterator[Callable[..., TaskRegistry]]:
+    """Rebuild the registry from chosen apps and settings; the real one comes back afterwards.
+
+    ``reload_registry("tests.apps.dupes_a", TASKKIT={...})`` discovers only the
+    named app modules (installed or not) under the given settings.
+    """
+    overrides: list[override_settings] = []
+
+    def load(*app_modules: str, **settings: Any) -> TaskRegistry:
+        if settings:
+            override = override_settings(**settings)
+            override.enable()
+            overrides.append(override)
+        configs = [AppConfig.create(name) for name in app_modules] if app_modules else None
+        return registry.load(configs)
+
+    yield load
+    for override in reversed(overrides):
+        override.disable()
+    registry.load(apps.get_app_configs())

@@ -1,0 +1,201 @@
+"""The management commands: runtask, listtasks and newtask, success and failure paths."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.apps import AppConfig, apps
+from django.core.management import CommandError, call_command
+
+import taskkit
+from taskkit.registry import TaskRegistry
+
+
+def call(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+# --- runtask ---------------------------------------------------------------------------
+
+
+def test_runtask_prints_json_result() -> None:
+    assert json.loads(call("runtask", "echo:payload", "--payload", '{"a": 1}', "--json")) == {"a": 1}
+
+
+def test_runtask_prints_plain_results() -> None:
+    assert call("runtask", "plain:hello", "--payload", '{"name": "Ada"}') == "hello Ada\n"
+    assert json.loads(call("runtask", "db:migrate")) == {"migrated": True, "payload": {}}
+    assert call("runtask", "echo:shout", "--json", "--payload", '{"text": "a"}') == '"A!"\n'
+
+
+def test_runtask_prints_nothing_for_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet = taskkit.task(name="quiet:none")(lambda event: None)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "quiet:none", quiet)
+    assert call("runtask", "quiet:none") == ""
+    assert call("runtask", "quiet:none", "--json") == "null\n"
+
+
+def test_runtask_runs_as_cli_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = taskkit.task(name="spy:source")(lambda event: str(event.context.source))
+    monkeypatch.setitem(taskkit.registry.current().tasks, "spy:source", spy)
+    assert call("runtask", "spy:source") == "cli\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["echo:payload", "--payload", "{bad"], "payload is not valid JSON"),
+        (["echo:payload", "--payload", "[1, 2]"], "payload must be a JSON object, not list"),
+        (["echo:paylod"], "Unknown task 'echo:paylod'. Did you mean: echo:payload"),
+    ],
+)
+def test_runtask_usage_errors_exit_2(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message) as caught:
+        call("runtask", *args)
+    assert caught.value.returncode == 2
+
+
+def test_runtask_schema_error_exits_2_without_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[int] = []
+    strict = taskkit.task(name="strict:schema", schema={"n": int})(lambda event: ran.append(1))
+    monkeypatch.setitem(taskkit.registry.current().tasks, "strict:schema", strict)
+    with pytest.raises(CommandError, match="'n' must be int") as caught:
+        call("runtask", "strict:schema", "--payload", '{"n": "x"}')
+    assert caught.value.returncode == 2 and ran == []
+
+
+def test_runtask_failure_exits_1_with_the_error() -> None:
+    with pytest.raises(CommandError, match="Task 'echo:fail' failed: EchoError: failed with") as caught:
+        call("runtask", "echo:fail")
+    assert caught.value.returncode == 1
+
+
+def test_runtask_traceback_reraises_the_task_error() -> None:
+    from tests.apps.nested.tasks.echo.fail import EchoError
+
+    with pytest.raises(EchoError):
+        call_command("runtask", "echo:fail", traceback=True, stdout=StringIO())
+
+
+def test_runtask_not_implemented_exits_1(reload_registry: Callable[..., TaskRegistry]) -> None:
+    reload_registry("tests.apps.nested", TASKKIT={"TASKS": {"gone:away": {"handler": "x.y.z"}}})
+    with pytest.raises(CommandError, match="Task 'gone:away' has no handler") as caught:
+        call("runtask", "gone:away")
+    assert caught.value.returncode == 1
+
+
+# --- listtasks -------------------------------------------------------------------------
+
+
+def test_listtasks_json_lists_every_task() -> None:
+    rows = json.loads(call("listtasks", "--json"))
+    assert [r["name"] for r in rows] == list(taskkit.all_tasks())
+    migrate = next(r for r in rows if r["name"] == "db:migrate")
+    assert migrate == {
+        "name": "db:migrate",
+        "description": "Pretend to migrate",
+        "queue": "maintenance",
+        "schedule": None,
+        "module": "tests.apps.nested.tasks.db.migrate",
+        "implemented": True,
+    }
+
+
+def test_listtasks_table() -> None:
+    lines = call("listtasks").splitlines()
+    assert lines[0].split() == ["NAME", "DESCRIPTION", "QUEUE", "SCHEDULE", "MODULE"]
+    row = next(line for line in lines if line.startswith("db:migrate "))
+    assert "Pretend to migrate" in row and "maintenance" in row
+
+
+def test_listtasks_shows_schedules(reload_registry: Callable[..., TaskRegistry]) -> None:
+    reload_registry(
+        "tests.apps.nested",
+        TASKKIT={
+            "TASKS": {
+                "every:minute": {"handler": "tests.apps.nested.handlers.hello", "frequency": 60},
+                "on:cron": {"handler": "tests.apps.nested.handlers.hello", "cron": "@daily"},
+            }
+        },
+    )
+    rows = {r["name"]: r for r in json.loads(call("listtasks", "--json"))}
+    assert rows["every:minute"]["schedule"] == "every 60s"
+    assert rows["on:cron"]["schedule"] == "0 0 * * *"
+
+
+def test_listtasks_empty(reload_registry: Callable[..., TaskRegistry]) -> None:
+    reload_registry("django.contrib.auth", TASKKIT={})
+    assert call("listtasks") == "No tasks registered.\n"
+    assert json.loads(call("listtasks", "--json")) == []
+
+
+# --- newtask ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppConfig:
+    """An app package in a temporary folder, returned by ``apps.get_app_config('scratch')``."""
+    for name in [m for m in sys.modules if m == "scratch" or m.startswith("scratch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "__init__.py").touch()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = AppConfig.create("scratch")
+    original = apps.get_app_config
+    monkeypatch.setattr(
+        apps, "get_app_config", lambda label: config if label == "scratch" else original(label)
+    )
+    return config
+
+
+def test_newtask_writes_a_working_task(
+    scratch_app: AppConfig, reload_registry: Callable[..., TaskRegistry]
+) -> None:
+    output = call("newtask", "db:clean_up", "--app", "scratch", "--description", 'Remove "old" rows')
+    target = Path(scratch_app.path) / "tasks" / "db" / "clean_up.py"
+    assert f"Created {target}" in output
+    assert (target.parent / "__init__.py").exists() and (target.parent.parent / "__init__.py").exists()
+    found = reload_registry("scratch", TASKKIT={})
+    assert list(found.tasks) == ["db:clean_up"]
+    assert found.get("db:clean_up").description == 'Remove "old" rows'
+    assert taskkit.run_task("db:clean_up") == {"ok": True}
+
+
+def test_newtask_refuses_to_overwrite(scratch_app: AppConfig) -> None:
+    call("newtask", "report", "--app", "scratch")
+    target = Path(scratch_app.path) / "tasks" / "report.py"
+    target.write_text("# mine\n")
+    with pytest.raises(CommandError, match="exists already; not overwriting"):
+        call("newtask", "report", "--app", "scratch")
+    assert target.read_text() == "# mine\n"
+
+
+def test_newtask_refuses_an_app_with_a_tasks_module(scratch_app: AppConfig) -> None:
+    (Path(scratch_app.path) / "tasks.py").write_text("")
+    with pytest.raises(CommandError, match="turn it into a package"):
+        call("newtask", "x", "--app", "scratch")
+
+
+@pytest.mark.parametrize("name", ["db:", "db:clean-up", "class:x", "a b", "ünï"])
+def test_newtask_refuses_bad_names(scratch_app: AppConfig, name: str) -> None:
+    with pytest.raises(CommandError, match="not a valid module name"):
+        call("newtask", name, "--app", "scratch")
+    assert not (Path(scratch_app.path) / "tasks").exists()
+
+
+def test_newtask_unknown_app() -> None:
+    with pytest.raises(CommandError, match="No installed app with label 'nope'"):
+        call("newtask", "x", "--app", "nope")
+
+
+def test_newtask_needs_an_app(capsys: Any) -> None:
+    with pytest.raises(CommandError, match="--app"):
+        call("newtask", "x")

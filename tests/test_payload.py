@@ -1,0 +1,100 @@
+"""Payloads and results are JSON, and bad ones are refused before anything runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from taskkit import InvalidPayload, ResultNotSerializable
+from taskkit.definition import canonical_json, normalize_payload, normalize_result, parse_payload
+
+
+def test_canonical_form_is_order_independent() -> None:
+    a, text_a = normalize_payload({"b": 1, "a": [1, {"y": 2, "x": 1}]})
+    b, text_b = normalize_payload({"a": [1, {"x": 1, "y": 2}], "b": 1})
+    assert a == b and text_a == text_b == '{"a":[1,{"x":1,"y":2}],"b":1}'
+    assert list(a) == ["b", "a"]  # the caller's key order is kept in the payload itself
+
+
+def test_payload_is_a_fresh_plain_copy() -> None:
+    original = {"items": [1, 2], "t": (1, 2)}
+    plain, _ = normalize_payload(original)
+    plain["items"].append(3)
+    assert original["items"] == [1, 2]
+    assert plain["t"] == [1, 2]
+
+
+def test_none_is_an_empty_payload() -> None:
+    assert normalize_payload(None) == ({}, "{}")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([1, 2], "must be a mapping"),
+        ("text", "must be a mapping"),
+        ({"when": object()}, "not JSON-serialisable"),
+        ({"n": math.nan}, "not JSON-serialisable"),
+        ({1: "int key"}, None),  # JSON turns int keys into strings: accepted
+        ({"s": {1, 2}}, "not JSON-serialisable"),
+    ],
+)
+def test_non_json_payloads(payload: Any, message: str | None) -> None:
+    if message is None:
+        assert normalize_payload(payload)[0] == {"1": "int key"}
+        return
+    with pytest.raises(InvalidPayload, match=message):
+        normalize_payload(payload)
+
+
+def test_size_limit() -> None:
+    normalize_payload({"x": "a" * 10}, max_bytes=20)
+    with pytest.raises(InvalidPayload, match="the limit is 10"):
+        normalize_payload({"x": "a" * 10}, max_bytes=10)
+
+
+def test_mapping_schema() -> None:
+    schema: Mapping[str, Any] = {"user_id": int, "email": (str, type(None))}
+    normalize_payload({"user_id": 7, "email": None}, schema=schema)
+    with pytest.raises(InvalidPayload, match="missing 'user_id'"):
+        normalize_payload({"email": "a@b"}, schema=schema)
+    with pytest.raises(InvalidPayload, match="'user_id' must be int"):
+        normalize_payload({"user_id": "7", "email": "a@b"}, schema=schema)
+    with pytest.raises(InvalidPayload, match="'email' must be str or NoneType"):
+        normalize_payload({"user_id": 7, "email": 3}, schema=schema)
+
+
+def test_callable_schema() -> None:
+    def positive(payload: dict[str, Any]) -> None:
+        if payload.get("n", 0) < 0:
+            raise ValueError("n must not be negative")
+
+    normalize_payload({"n": 1}, schema=positive)
+    with pytest.raises(InvalidPayload, match="n must not be negative"):
+        normalize_payload({"n": -1}, schema=positive)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{bad", "not valid JSON"), ("[1]", "not list"), ('"x"', "not str"), ("null", "not NoneType"), ("[" * 100000, "not valid JSON")],
+)
+def test_parse_payload_errors(text: str, message: str) -> None:
+    with pytest.raises(InvalidPayload, match=message):
+        parse_payload(text)
+
+
+def test_parse_payload() -> None:
+    assert parse_payload('{"a": [1, "2"]}') == {"a": [1, "2"]}
+
+
+def test_results() -> None:
+    assert normalize_result("t", {"b": (1, 2), "a": None}) == {"b": [1, 2], "a": None}
+    assert list(normalize_result("t", {"b": 1, "a": 2})) == ["b", "a"]
+    with pytest.raises(ResultNotSerializable, match="Task 't' returned a result that is not JSON"):
+        normalize_result("t", {"x": object()})
+    with pytest.raises(ResultNotSerializable):
+        normalize_result("t", math.inf)
+    assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'

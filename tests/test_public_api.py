@@ -1,0 +1,44 @@
+"""The public API is what ``taskkit.__all__`` says; changing it is a deliberate act."""
+
+import taskkit
+
+PUBLIC = {
+    "InvalidPayload",
+    "InvalidTaskDefinition",
+    "Lock",
+    "ResultNotSerializable",
+    "RetryPolicy",
+    "Scope",
+    "Source",
+    "Task",
+    "TaskContext",
+    "TaskEvent",
+    "TaskMeta",
+    "TaskNotFound",
+    "TaskNotImplemented",
+    "TaskkitError",
+    "Track",
+    "__version__",
+    "all_tasks",
+    "arun_task",
+    "get_task",
+    "run_task",
+    "task",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(taskkit.__all__) == PUBLIC
+
+
+def test_every_public_name_exists_and_belongs_to_taskkit() -> None:
+    for name in taskkit.__all__:
+        value = getattr(taskkit, name)
+        if name != "__version__":
+            assert value.__module__.startswith("taskkit."), name
+
+
+def test_every_public_error_derives_from_taskkit_error() -> None:
+    errors = [getattr(taskkit, n) for n in taskkit.__all__ if n.endswith(("Error", "Found", "Implemented", "Payload", "Serializable", "Definition"))]
+    assert len(errors) == 6
+    assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

@@ -1,0 +1,109 @@
+"""The demo project, driven as a user would: ``manage.py`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent / "testproject"
+
+
+@pytest.fixture
+def manage(tmp_path: Path) -> list[str]:
+    return [sys.executable, str(PROJECT / "manage.py")]
+
+
+def run(command: list[str] | str, tmp_path: Path, *, shell: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TESTPROJECT_SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
+        "PYTHONPATH": str(PROJECT),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, shell=shell, check=False
+    )
+
+
+def test_runtask_db_migrate_migrates_the_database(manage: list[str], tmp_path: Path) -> None:
+    done = run([*manage, "runtask", "db:migrate", "--json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"migrated": True}
+    seeded = run([*manage, "runtask", "db:seed", "--payload", '{"users": 2}', "--json"], tmp_path)
+    assert json.loads(seeded.stdout) == {"created": 2, "total": 2}, seeded.stderr
+    again = run([*manage, "runtask", "db:seed", "--payload", '{"users": 2}', "--json"], tmp_path)
+    assert json.loads(again.stdout) == {"created": 0, "total": 2}
+
+
+def test_runtask_echo_payload_json(manage: list[str], tmp_path: Path) -> None:
+    done = run([*manage, "runtask", "echo:payload", "--payload", '{"a": 1}', "--json"], tmp_path)
+    assert (done.returncode, done.stdout) == (0, '{"a": 1}\n')
+
+
+def test_async_and_progress_tasks(manage: list[str], tmp_path: Path) -> None:
+    waited = run([*manage, "runtask", "echo:wait", "--payload", '{"seconds": 0.01}', "--json"], tmp_path)
+    assert json.loads(waited.stdout)["waited"] == 0.01, waited.stderr
+    built = run([*manage, "runtask", "reports:build", "--payload", '{"steps": 2, "pause": 0}'], tmp_path)
+    assert json.loads(built.stdout) == {"steps": 2}, built.stderr
+
+
+def test_failing_task_exits_non_zero_and_stops_a_chain(manage: list[str], tmp_path: Path) -> None:
+    python, script = manage
+    chain = f"'{python}' '{script}' runtask reports:fail && '{python}' '{script}' runtask cms:ping"
+    done = run(chain, tmp_path, shell=True)
+    assert done.returncode == 1
+    assert "ReportError: the report for this month is broken" in done.stderr
+    assert "pong" not in done.stdout
+
+
+def test_chain_runs_every_task_when_all_succeed(manage: list[str], tmp_path: Path) -> None:
+    python, script = manage
+    chain = f"'{python}' '{script}' runtask cms:ping && '{python}' '{script}' runtask echo:payload"
+    done = run(chain, tmp_path, shell=True)
+    assert (done.returncode, done.stdout) == (0, "pong\n{}\n"), done.stderr
+
+
+@pytest.mark.parametrize("payload", ["{bad", "[1]", "42"])
+def test_bad_payload_exits_2_without_running(manage: list[str], tmp_path: Path, payload: str) -> None:
+    done = run([*manage, "runtask", "db:migrate", "--payload", payload], tmp_path)
+    assert done.returncode == 2
+    assert "payload" in done.stderr
+    assert not (tmp_path / "demo.sqlite3").exists() or "taskkit" not in done.stdout
+
+
+def test_unknown_task_lists_close_matches(manage: list[str], tmp_path: Path) -> None:
+    done = run([*manage, "runtask", "db:migrat"], tmp_path)
+    assert done.returncode == 2
+    assert "Did you mean: db:migrate" in done.stderr
+
+
+def test_listtasks_json_lists_the_demo_tasks(manage: list[str], tmp_path: Path) -> None:
+    done = run([*manage, "listtasks", "--json"], tmp_path)
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    assert set(rows) >= {"db:migrate", "db:seed", "echo:payload", "echo:wait", "reports:fail", "reports:build", "cms:update", "cms:ping"}
+    assert all(r["description"] for r in rows.values())
+    assert rows["cms:update"]["schedule"] == "*/5 * * * *"
+
+
+def test_demo_passes_system_checks(manage: list[str], tmp_path: Path) -> None:
+    done = run([*manage, "check", "--fail-level", "WARNING"], tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_ensure_admin_prints_a_login(manage: list[str], tmp_path: Path) -> None:
+    assert run([*manage, "migrate", "--noinput"], tmp_path).returncode == 0
+    first = run([*manage, "ensure_admin"], tmp_path)
+    second = run([*manage, "ensure_admin"], tmp_path)
+    assert "user: admin" in first.stdout and "password: " in first.stdout
+    assert first.stdout != second.stdout  # a fresh password each time, the user kept
+
+
+def test_sqlite_runs_in_wal_mode(manage: list[str], tmp_path: Path) -> None:
+    code = "from django.db import connection; c = connection.cursor(); c.execute('PRAGMA journal_mode'); print(c.fetchone()[0])"
+    done = run([*manage, "shell", "-c", code], tmp_path)
+    assert done.stdout.split()[-1] == "wal", done.stderr
