@@ -43,9 +43,7 @@ def _settings_errors() -> list[CheckMessage]:
         )
     module = raw.get("TASKS_MODULE", DEFAULTS["TASKS_MODULE"])
     if not isinstance(module, str) or not module.isidentifier():
-        errors.append(
-            Error("TASKKIT['TASKS_MODULE'] must be a module name.", id="taskkit.E001")
-        )
+        errors.append(Error("TASKKIT['TASKS_MODULE'] must be a module name.", id="taskkit.E001"))
     if not isinstance(raw.get("TASKS", {}), Mapping):
         errors.append(Error("TASKKIT['TASKS'] must be a dict.", id="taskkit.E001"))
     limit = raw.get("MAX_PAYLOAD_BYTES", DEFAULTS["MAX_PAYLOAD_BYTES"])
@@ -94,7 +92,8 @@ def _registry_errors() -> list[CheckMessage]:
         if task.handler is None:
             messages.append(
                 Warning(
-                    f"Task {task.name!r} from TASKKIT['TASKS'] has no handler: {task.missing_reason}",
+                    f"Task {task.name!r} from TASKKIT['TASKS'] has no handler: "
+                    f"{task.missing_reason}",
                     hint="Running it raises TaskNotImplemented until the dotted path imports.",
                     id="taskkit.W001",
                 )

@@ -27,7 +27,9 @@ def call(*args: str) -> str:
 
 
 def test_runtask_prints_json_result() -> None:
-    assert json.loads(call("runtask", "echo:payload", "--payload", '{"a": 1}', "--json")) == {"a": 1}
+    assert json.loads(call("runtask", "echo:payload", "--payload", '{"a": 1}', "--json")) == {
+        "a": 1
+    }
 
 
 def test_runtask_prints_plain_results() -> None:
@@ -73,7 +75,9 @@ def test_runtask_schema_error_exits_2_without_running(monkeypatch: pytest.Monkey
 
 
 def test_runtask_failure_exits_1_with_the_error() -> None:
-    with pytest.raises(CommandError, match="Task 'echo:fail' failed: EchoError: failed with") as caught:
+    with pytest.raises(
+        CommandError, match="Task 'echo:fail' failed: EchoError: failed with"
+    ) as caught:
         call("runtask", "echo:fail")
     assert caught.value.returncode == 1
 
@@ -159,10 +163,14 @@ def scratch_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppConfig:
 def test_newtask_writes_a_working_task(
     scratch_app: AppConfig, reload_registry: Callable[..., TaskRegistry]
 ) -> None:
-    output = call("newtask", "db:clean_up", "--app", "scratch", "--description", 'Remove "old" rows')
+    output = call(
+        "newtask", "db:clean_up", "--app", "scratch", "--description", 'Remove "old" rows'
+    )
     target = Path(scratch_app.path) / "tasks" / "db" / "clean_up.py"
     assert f"Created {target}" in output
-    assert (target.parent / "__init__.py").exists() and (target.parent.parent / "__init__.py").exists()
+    assert (target.parent / "__init__.py").exists() and (
+        target.parent.parent / "__init__.py"
+    ).exists()
     found = reload_registry("scratch", TASKKIT={})
     assert list(found.tasks) == ["db:clean_up"]
     assert found.get("db:clean_up").description == 'Remove "old" rows'

@@ -161,7 +161,13 @@ def test_context_defaults_and_progress() -> None:
 
 @pytest.mark.parametrize(
     ("done", "total", "error"),
-    [(1, 0, ValueError), (-1, 5, ValueError), (6, 5, ValueError), (1.5, 5, TypeError), (True, 5, TypeError)],
+    [
+        (1, 0, ValueError),
+        (-1, 5, ValueError),
+        (6, 5, ValueError),
+        (1.5, 5, TypeError),
+        (True, 5, TypeError),
+    ],
 )
 def test_bad_progress_is_refused(done: Any, total: Any, error: type[Exception]) -> None:
     with pytest.raises(error):

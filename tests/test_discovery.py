@@ -89,7 +89,9 @@ def test_no_problems_in_the_test_project() -> None:
 
 def test_duplicate_names_are_a_check_error_naming_both_files(reload_registry: Reload) -> None:
     found = reload_registry("tests.apps.dupes_a", "tests.apps.dupes_b")
-    assert found.get("clash").module == "tests.apps.dupes_a.tasks.clash"  # first app wins the lookup
+    assert (
+        found.get("clash").module == "tests.apps.dupes_a.tasks.clash"
+    )  # first app wins the lookup
     [error] = messages("taskkit.E002")
     assert "'clash' is defined more than once" in error.msg
     assert "tests/apps/dupes_a/tasks/clash.py" in error.msg
@@ -115,7 +117,9 @@ def test_import_errors_are_reported_with_the_module_path(reload_registry: Reload
 
 
 def test_custom_tasks_module_name(reload_registry: Reload) -> None:
-    found = reload_registry("tests.apps.custom", "tests.apps.nested", TASKKIT={"TASKS_MODULE": "jobs"})
+    found = reload_registry(
+        "tests.apps.custom", "tests.apps.nested", TASKKIT={"TASKS_MODULE": "jobs"}
+    )
     assert list(found.tasks) == ["nightly:backup"]
     assert taskkit.run_task("nightly:backup") == "backed up"
 
@@ -124,7 +128,9 @@ def test_apps_without_tasks_are_fine(reload_registry: Reload) -> None:
     assert len(reload_registry("django.contrib.auth", "django.contrib.sessions", TASKKIT={})) == 0
 
 
-def test_unimportable_settings_handler_is_a_warning_and_not_implemented(reload_registry: Reload) -> None:
+def test_unimportable_settings_handler_is_a_warning_and_not_implemented(
+    reload_registry: Reload,
+) -> None:
     found = reload_registry(
         "tests.apps.nested",
         TASKKIT={"TASKS": {"db:migrate": {"handler": "tests.nowhere.run", "description": "Gone"}}},

@@ -79,7 +79,13 @@ def test_callable_schema() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("{bad", "not valid JSON"), ("[1]", "not list"), ('"x"', "not str"), ("null", "not NoneType"), ("[" * 100000, "not valid JSON")],
+    [
+        ("{bad", "not valid JSON"),
+        ("[1]", "not list"),
+        ('"x"', "not str"),
+        ("null", "not NoneType"),
+        ("[" * 100000, "not valid JSON"),
+    ],
 )
 def test_parse_payload_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidPayload, match=message):

@@ -39,6 +39,10 @@ def test_every_public_name_exists_and_belongs_to_taskkit() -> None:
 
 
 def test_every_public_error_derives_from_taskkit_error() -> None:
-    errors = [getattr(taskkit, n) for n in taskkit.__all__ if n.endswith(("Error", "Found", "Implemented", "Payload", "Serializable", "Definition"))]
+    errors = [
+        getattr(taskkit, n)
+        for n in taskkit.__all__
+        if n.endswith(("Error", "Found", "Implemented", "Payload", "Serializable", "Definition"))
+    ]
     assert len(errors) == 6
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

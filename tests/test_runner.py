@@ -48,7 +48,7 @@ def test_run_task_by_name() -> None:
 
 
 def test_errors_propagate_unchanged() -> None:
-    with pytest.raises(EchoError, match="failed with {'x': 1}"):
+    with pytest.raises(EchoError, match=r"failed with \{'x': 1\}"):
         taskkit.run_task("echo:fail", {"x": 1})
     assert len(flights) == 0
 
@@ -207,7 +207,7 @@ def test_all_callers_get_the_same_exception(joins: Callable[[int], None]) -> Non
 
 
 def test_later_calls_run_again() -> None:
-    value, gate, runs = gated("sf:sequential")
+    value, gate, _ = gated("sf:sequential")
     gate.set()
     assert [value.run_inline({}), value.run_inline({})] == [{"run": 1}, {"run": 2}]
 

@@ -18,7 +18,9 @@ def manage(tmp_path: Path) -> list[str]:
     return [sys.executable, str(PROJECT / "manage.py")]
 
 
-def run(command: list[str] | str, tmp_path: Path, *, shell: bool = False) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str] | str, tmp_path: Path, *, shell: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "TESTPROJECT_SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
@@ -26,7 +28,14 @@ def run(command: list[str] | str, tmp_path: Path, *, shell: bool = False) -> sub
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
-        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, shell=shell, check=False
+        command,
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        shell=shell,
+        check=False,
     )
 
 
@@ -46,9 +55,13 @@ def test_runtask_echo_payload_json(manage: list[str], tmp_path: Path) -> None:
 
 
 def test_async_and_progress_tasks(manage: list[str], tmp_path: Path) -> None:
-    waited = run([*manage, "runtask", "echo:wait", "--payload", '{"seconds": 0.01}', "--json"], tmp_path)
+    waited = run(
+        [*manage, "runtask", "echo:wait", "--payload", '{"seconds": 0.01}', "--json"], tmp_path
+    )
     assert json.loads(waited.stdout)["waited"] == 0.01, waited.stderr
-    built = run([*manage, "runtask", "reports:build", "--payload", '{"steps": 2, "pause": 0}'], tmp_path)
+    built = run(
+        [*manage, "runtask", "reports:build", "--payload", '{"steps": 2, "pause": 0}'], tmp_path
+    )
     assert json.loads(built.stdout) == {"steps": 2}, built.stderr
 
 
@@ -69,7 +82,9 @@ def test_chain_runs_every_task_when_all_succeed(manage: list[str], tmp_path: Pat
 
 
 @pytest.mark.parametrize("payload", ["{bad", "[1]", "42"])
-def test_bad_payload_exits_2_without_running(manage: list[str], tmp_path: Path, payload: str) -> None:
+def test_bad_payload_exits_2_without_running(
+    manage: list[str], tmp_path: Path, payload: str
+) -> None:
     done = run([*manage, "runtask", "db:migrate", "--payload", payload], tmp_path)
     assert done.returncode == 2
     assert "payload" in done.stderr
@@ -85,7 +100,16 @@ def test_unknown_task_lists_close_matches(manage: list[str], tmp_path: Path) -> 
 def test_listtasks_json_lists_the_demo_tasks(manage: list[str], tmp_path: Path) -> None:
     done = run([*manage, "listtasks", "--json"], tmp_path)
     rows = {r["name"]: r for r in json.loads(done.stdout)}
-    assert set(rows) >= {"db:migrate", "db:seed", "echo:payload", "echo:wait", "reports:fail", "reports:build", "cms:update", "cms:ping"}
+    assert set(rows) >= {
+        "db:migrate",
+        "db:seed",
+        "echo:payload",
+        "echo:wait",
+        "reports:fail",
+        "reports:build",
+        "cms:update",
+        "cms:ping",
+    }
     assert all(r["description"] for r in rows.values())
     assert rows["cms:update"]["schedule"] == "*/5 * * * *"
 

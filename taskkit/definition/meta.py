@@ -72,10 +72,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed ``attempt``: exponential, capped, with equal jitter."""
-        ceiling = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        ceiling: float = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
         if not self.jitter:
             return ceiling
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not for security
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def seconds(value: float | timedelta | None, what: str) -> timedelta | None:
@@ -121,7 +121,9 @@ class TaskMeta:
         for hook in ("on_success", "on_failure"):
             if getattr(self, hook) is not None and not callable(getattr(self, hook)):
                 raise ValueError(f"{hook} must be callable")
-        if self.schema is not None and not (callable(self.schema) or isinstance(self.schema, Mapping)):
+        if self.schema is not None and not (
+            callable(self.schema) or isinstance(self.schema, Mapping)
+        ):
             raise ValueError("schema must be a mapping of field types or a callable validator")
 
     @property
@@ -150,7 +152,9 @@ def build_meta(**options: Any) -> TaskMeta:
         options["track"] = Track(options["track"])
     if "locks" in options:
         locks = options["locks"]
-        options["locks"] = frozenset(Lock(lock) for lock in ([locks] if isinstance(locks, str) else locks))
+        options["locks"] = frozenset(
+            Lock(lock) for lock in ([locks] if isinstance(locks, str) else locks)
+        )
     retry = options.get("retry")
     if isinstance(retry, int) and not isinstance(retry, bool):
         options["retry"] = RetryPolicy(max_attempts=retry)

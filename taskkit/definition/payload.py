@@ -20,7 +20,7 @@ def canonical_json(value: Any) -> str:
 
 
 def parse_payload(text: str) -> dict[str, Any]:
-    """Parse a payload given as JSON text (CLI, HTTP); raise ``InvalidPayload`` if it is not an object."""
+    """Parse a payload given as JSON text (CLI, HTTP); ``InvalidPayload`` unless it is an object."""
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -36,7 +36,11 @@ def _check_schema(payload: dict[str, Any], schema: PayloadSchema) -> None:
             if key not in payload:
                 raise InvalidPayload(f"payload is missing {key!r}")
             if not isinstance(payload[key], kind):
-                expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+                expected = (
+                    kind.__name__
+                    if isinstance(kind, type)
+                    else " or ".join(k.__name__ for k in kind)
+                )
                 raise InvalidPayload(f"payload field {key!r} must be {expected}")
         return
     try:
@@ -59,7 +63,9 @@ def normalize_payload(
     if payload is None:
         payload = {}
     if not isinstance(payload, Mapping):
-        raise InvalidPayload(f"payload must be a mapping (a JSON object), not {type(payload).__name__}")
+        raise InvalidPayload(
+            f"payload must be a mapping (a JSON object), not {type(payload).__name__}"
+        )
     try:
         plain: dict[str, Any] = json.loads(json.dumps(payload, allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -73,7 +79,7 @@ def normalize_payload(
 
 
 def normalize_result(name: str, result: Any) -> Any:
-    """Return ``result`` as it will read back from JSON; raise ``ResultNotSerializable`` if it cannot."""
+    """Return ``result`` as it reads back from JSON; ``ResultNotSerializable`` if it cannot be."""
     try:
         return json.loads(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:

@@ -85,7 +85,9 @@ def _explicit_fields(meta: TaskMeta) -> dict[str, Any]:
     return {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)}
 
 
-def make_task(handler: Handler | None, module: str, name: str | None = None, **options: Any) -> Task:
+def make_task(
+    handler: Handler | None, module: str, name: str | None = None, **options: Any
+) -> Task:
     """Build a :class:`Task`; raise :class:`InvalidTaskDefinition` for bad options."""
     function = getattr(handler, "__name__", "run")
     label = name or f"{module}.{function}"
@@ -113,7 +115,7 @@ def task(function: None = None, /, **options: Any) -> Callable[[Handler], Task]:
 
 
 def task(function: Handler | None = None, /, **options: Any) -> Task | Callable[[Handler], Task]:
-    """Turn ``run(event)`` into a :class:`Task`; use bare (``@task``) or with meta (``@task(queue=…)``).
+    """Turn ``run(event)`` into a :class:`Task`: bare (``@task``) or with meta (``@task(queue=…)``).
 
     Options are the fields of :class:`TaskMeta`; ``frequency``, ``timeout`` and
     ``lock_timeout`` also take seconds, ``retry`` an attempt count, ``locks`` names.

@@ -32,7 +32,7 @@ def current() -> TaskRegistry:
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; raise :class:`~taskkit.TaskNotFound` (with close matches) if none."""
+    """The task called ``name``; :class:`~taskkit.TaskNotFound` (with close matches) if none."""
     return _registry.get(name)
 
 

@@ -43,4 +43,6 @@ class Command(BaseCommand):
         table += [[str(row[c] or "-") for c in COLUMNS] for row in rows]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
         for line in table:
-            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+            self.stdout.write(
+                "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            )

@@ -17,6 +17,5 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         self.stdout.write(
-            "\n  Demo admin: http://127.0.0.1:8000/admin/\n"
-            f"  user: admin   password: {password}\n"
+            f"\n  Demo admin: http://127.0.0.1:8000/admin/\n  user: admin   password: {password}\n"
         )
