@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from .bridge import RunHandle, get_run
 from .definition import (
     Lock,
     RetryPolicy,
@@ -15,9 +19,14 @@ from .definition import (
     task,
 )
 from .exceptions import (
+    BrokerUnavailable,
     InvalidPayload,
     InvalidTaskDefinition,
     ResultNotSerializable,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    RunTimeout,
     TaskkitError,
     TaskNotFound,
     TaskNotImplemented,
@@ -25,14 +34,28 @@ from .exceptions import (
 from .registry import all_tasks, get_task
 from .runner import arun_task, run_task
 
+
+def enqueue(
+    name: str, payload: Mapping[str, Any] | None = None, *, queue: str | None = None
+) -> RunHandle:
+    """Queue one run of the task called ``name`` on Celery and return its handle."""
+    return get_task(name).enqueue(payload, queue=queue)
+
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BrokerUnavailable",
     "InvalidPayload",
     "InvalidTaskDefinition",
     "Lock",
     "ResultNotSerializable",
     "RetryPolicy",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunNotFound",
+    "RunTimeout",
     "Scope",
     "Source",
     "Task",
@@ -46,6 +69,8 @@ __all__ = [
     "__version__",
     "all_tasks",
     "arun_task",
+    "enqueue",
+    "get_run",
     "get_task",
     "run_task",
     "task",

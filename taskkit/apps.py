@@ -11,6 +11,6 @@ class TaskkitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, registry  # noqa: F401 - importing checks registers them
+        from . import bridge, checks, registry  # noqa: F401 - importing checks registers them
 
-        registry.load()
+        bridge.register(registry.load())

@@ -72,8 +72,7 @@ def _registry_errors() -> list[CheckMessage]:
         messages.append(
             Error(
                 f"Task name {conflict.name!r} is defined more than once: {files}.",
-                hint="Rename one of them with @task(name='…'), or register the one to use "
-                "in TASKKIT['TASKS'].",
+                hint="Rename all but one of them with @task(name='…').",
                 id="taskkit.E002",
             )
         )

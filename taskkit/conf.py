@@ -17,6 +17,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TASKS_MODULE": "tasks",
     "TASKS": {},
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
+    "TRACK": "runs",
 }
 
 
@@ -47,6 +48,11 @@ class Settings:
     def MAX_PAYLOAD_BYTES(self) -> int:  # noqa: N802
         """Largest payload accepted, measured as compact JSON in UTF-8."""
         return int(self._get("MAX_PAYLOAD_BYTES"))
+
+    @property
+    def TRACK(self) -> str:  # noqa: N802
+        """How much of a run is recorded when the task's meta does not say: all, runs, failures."""
+        return str(self._get("TRACK"))
 
 
 settings = Settings()

@@ -57,3 +57,34 @@ class ResultNotSerializable(TaskkitError, TypeError):
     def __init__(self, name: str, detail: str) -> None:
         self.name = name
         super().__init__(f"Task {name!r} returned a result that is not JSON-serialisable: {detail}")
+
+
+class RunNotFound(TaskkitError, LookupError):
+    """No run with that id is recorded (HTTP 404)."""
+
+    status_code = 404
+
+
+class RunFailed(TaskkitError):
+    """A queued run failed; carries the worker's error and traceback."""
+
+    def __init__(self, name: str, run_id: str, error: str, traceback: str = "") -> None:
+        self.name = name
+        self.run_id = run_id
+        self.error = error
+        self.traceback = traceback
+        super().__init__(f"Run {run_id} of {name!r} failed: {error}")
+
+
+class RunCancelled(TaskkitError):
+    """A queued run was cancelled before it ran."""
+
+
+class RunTimeout(TaskkitError, TimeoutError):
+    """A run did not finish within the time its caller was willing to wait."""
+
+
+class BrokerUnavailable(TaskkitError, ConnectionError):
+    """The broker could not be reached; nothing was sent (HTTP 503)."""
+
+    status_code = 503

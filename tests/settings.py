@@ -3,7 +3,11 @@
 ``TASKKIT_TEST_DATABASE=postgres`` runs the suite on the local PostgreSQL.
 """
 
+import ast
 import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
@@ -47,6 +51,7 @@ TEMPLATES = [
     }
 ]
 
+DATABASES: dict[str, dict[str, Any]]
 if os.environ.get("TASKKIT_TEST_DATABASE") == "postgres":
     DATABASES = {
         "default": {
@@ -58,7 +63,31 @@ if os.environ.get("TASKKIT_TEST_DATABASE") == "postgres":
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    # A file, not :memory:, so the worker subprocesses of the integration tests share it.
+    # The subprocesses inherit the variable, and with it the same file.
+    _SQLITE = os.environ.setdefault(
+        "TASKKIT_TEST_SQLITE", str(Path(tempfile.gettempdir()) / f"taskkit-test-{os.getpid()}.db")
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _SQLITE,
+            "TEST": {"NAME": _SQLITE},
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+# The broker of the process; integration tests make a Celery app per broker instead.
+CELERY_BROKER_URL = os.environ.get("TASKKIT_TEST_BROKER", "memory://")
+CELERY_BROKER_TRANSPORT_OPTIONS = ast.literal_eval(
+    os.environ.get("TASKKIT_TEST_BROKER_OPTIONS", "{}")
+)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_ACCEPT_CONTENT = ["json"]
 
 TASKKIT = {
     "TASKS": {

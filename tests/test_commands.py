@@ -82,6 +82,19 @@ def test_runtask_failure_exits_1_with_the_error() -> None:
     assert caught.value.returncode == 1
 
 
+def test_runtask_invalid_payload_raised_by_the_task_is_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def run(event: Any) -> None:
+        raise taskkit.InvalidPayload("raised inside the task")
+
+    inner = taskkit.task(name="inner:invalid")(run)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "inner:invalid", inner)
+    with pytest.raises(CommandError, match="raised inside the task") as caught:
+        call("runtask", "inner:invalid")
+    assert caught.value.returncode == 1
+
+
 def test_runtask_traceback_reraises_the_task_error() -> None:
     from tests.apps.nested.tasks.echo.fail import EchoError
 
@@ -163,9 +176,8 @@ def scratch_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppConfig:
 def test_newtask_writes_a_working_task(
     scratch_app: AppConfig, reload_registry: Callable[..., TaskRegistry]
 ) -> None:
-    output = call(
-        "newtask", "db:clean_up", "--app", "scratch", "--description", 'Remove "old" rows'
-    )
+    description = 'Remove "old" rows \\ and more\nlines'
+    output = call("newtask", "db:clean_up", "--app", "scratch", "--description", description)
     target = Path(scratch_app.path) / "tasks" / "db" / "clean_up.py"
     assert f"Created {target}" in output
     assert (target.parent / "__init__.py").exists() and (
@@ -173,7 +185,7 @@ def test_newtask_writes_a_working_task(
     ).exists()
     found = reload_registry("scratch", TASKKIT={})
     assert list(found.tasks) == ["db:clean_up"]
-    assert found.get("db:clean_up").description == 'Remove "old" rows'
+    assert found.get("db:clean_up").description == description
     assert taskkit.run_task("db:clean_up") == {"ok": True}
 
 

@@ -200,3 +200,11 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names(name: Any) -> None:
     with pytest.raises(ValueError):
         validate_name(name)
+
+
+def test_hooks_must_be_plain_functions() -> None:
+    async def hook(event: TaskEvent, result: Any) -> None:
+        return None
+
+    with pytest.raises(InvalidTaskDefinition, match="plain function, not async def"):
+        task(on_success=hook)(handler)

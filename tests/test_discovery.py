@@ -35,11 +35,13 @@ def test_every_task_of_the_test_apps_is_found_in_name_order() -> None:
         "echo:fail",
         "echo:first",
         "echo:payload",
+        "echo:progress",
         "echo:second",
         "echo:shout",
         "plain:hello",
         "single:named",
         "single_ping",
+        "track:quiet",
     ]
 
 
@@ -128,6 +130,15 @@ def test_apps_without_tasks_are_fine(reload_registry: Reload) -> None:
     assert len(reload_registry("django.contrib.auth", "django.contrib.sessions", TASKKIT={})) == 0
 
 
+def test_settings_handler_whose_module_raises_is_not_implemented(reload_registry: Reload) -> None:
+    found = reload_registry(
+        "tests.apps.nested",
+        TASKKIT={"TASKS": {"boom:now": {"handler": "tests.apps.broken.tasks.bad.run"}}},
+    )
+    assert found.get("boom:now").handler is None
+    assert "ModuleNotFoundError" in found.get("boom:now").missing_reason
+
+
 def test_unimportable_settings_handler_is_a_warning_and_not_implemented(
     reload_registry: Reload,
 ) -> None:
@@ -152,6 +163,7 @@ def test_unimportable_settings_handler_is_a_warning_and_not_implemented(
         ({"handler": "tests.apps.nested.handlers.hello", "queue": ""}, "queue must be"),
         ({"handler": "tests.settings.SECRET_KEY"}, "handler must be callable"),
         ({"handler": "tests.nowhere.run", "cron": "bad"}, "cron needs 5"),
+        ({"handler": "tests.apps.nested.handlers.hello", "name": "x"}, "the key is the name"),
     ],
 )
 def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message: str) -> None:

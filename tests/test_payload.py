@@ -104,3 +104,19 @@ def test_results() -> None:
     with pytest.raises(ResultNotSerializable):
         normalize_result("t", math.inf)
     assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+
+
+def test_bool_is_not_an_int_for_schemas() -> None:
+    with pytest.raises(InvalidPayload, match="'n' must be int"):
+        normalize_payload({"n": True}, schema={"n": int})
+    normalize_payload({"n": True}, schema={"n": (int, bool)})
+
+
+def test_callable_schema_may_raise_django_validation_error() -> None:
+    from django.core.exceptions import ValidationError
+
+    def validate(payload: dict[str, Any]) -> None:
+        raise ValidationError("no good")
+
+    with pytest.raises(InvalidPayload, match="no good"):
+        normalize_payload({}, schema=validate)

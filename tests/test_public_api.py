@@ -3,11 +3,17 @@
 import taskkit
 
 PUBLIC = {
+    "BrokerUnavailable",
     "InvalidPayload",
     "InvalidTaskDefinition",
     "Lock",
     "ResultNotSerializable",
     "RetryPolicy",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunNotFound",
+    "RunTimeout",
     "Scope",
     "Source",
     "Task",
@@ -21,6 +27,8 @@ PUBLIC = {
     "__version__",
     "all_tasks",
     "arun_task",
+    "enqueue",
+    "get_run",
     "get_task",
     "run_task",
     "task",
@@ -35,14 +43,14 @@ def test_every_public_name_exists_and_belongs_to_taskkit() -> None:
     for name in taskkit.__all__:
         value = getattr(taskkit, name)
         if name != "__version__":
-            assert value.__module__.startswith("taskkit."), name
+            assert value.__module__.startswith("taskkit"), name
 
 
 def test_every_public_error_derives_from_taskkit_error() -> None:
     errors = [
-        getattr(taskkit, n)
-        for n in taskkit.__all__
-        if n.endswith(("Error", "Found", "Implemented", "Payload", "Serializable", "Definition"))
+        value
+        for value in (getattr(taskkit, n) for n in taskkit.__all__)
+        if isinstance(value, type) and issubclass(value, BaseException)
     ]
-    assert len(errors) == 6
+    assert len(errors) == 11
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

@@ -292,3 +292,23 @@ def test_a_task_calling_itself_does_not_deadlock() -> None:
 
     recursive = task(name="sf:recursive")(run)
     assert recursive.run_inline({"same": True}) == 3
+
+
+def test_a_cancelled_waiter_does_not_break_the_shared_run(joins: Callable[[int], None]) -> None:
+    async def main() -> Any:
+        gate = asyncio.Event()
+
+        async def run(event: TaskEvent) -> str:
+            await gate.wait()
+            return "done"
+
+        value = task(name="sf:cancel")(run)
+        leader = asyncio.create_task(value.arun_inline())
+        waiter = asyncio.create_task(value.arun_inline())
+        await asyncio.to_thread(joins, 2)
+        waiter.cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        return await leader, waiter.cancelled()
+
+    assert asyncio.run(main()) == ("done", True)

@@ -6,6 +6,7 @@ are validated here, once, when the task is defined.
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -119,8 +120,11 @@ class TaskMeta:
         if self.frequency is not None and self.cron is not None:
             raise ValueError("a task has a frequency or a cron schedule, not both")
         for hook in ("on_success", "on_failure"):
-            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+            function = getattr(self, hook)
+            if function is not None and not callable(function):
                 raise ValueError(f"{hook} must be callable")
+            if inspect.iscoroutinefunction(function):
+                raise ValueError(f"{hook} must be a plain function, not async def")
         if self.schema is not None and not (
             callable(self.schema) or isinstance(self.schema, Mapping)
         ):
@@ -128,7 +132,7 @@ class TaskMeta:
 
     @property
     def schedule(self) -> str | None:
-        """The schedule as a person reads it: ``every 60s``, a cron expression, or ``None``."""
+        """The schedule as a person reads it (``every 60s`` or a cron expression), else ``None``."""
         if self.cron is not None:
             return self.cron
         if self.frequency is not None:

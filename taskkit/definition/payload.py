@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
+
 from ..exceptions import InvalidPayload, ResultNotSerializable
 from .meta import PayloadSchema
 
@@ -35,7 +37,9 @@ def _check_schema(payload: dict[str, Any], schema: PayloadSchema) -> None:
         for key, kind in schema.items():
             if key not in payload:
                 raise InvalidPayload(f"payload is missing {key!r}")
-            if not isinstance(payload[key], kind):
+            value = payload[key]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
                 expected = (
                     kind.__name__
                     if isinstance(kind, type)
@@ -45,7 +49,7 @@ def _check_schema(payload: dict[str, Any], schema: PayloadSchema) -> None:
         return
     try:
         schema(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ValidationError) as exc:
         raise InvalidPayload(f"payload does not match the task's schema: {exc}") from exc
 
 
@@ -57,8 +61,9 @@ def normalize_payload(
 ) -> tuple[dict[str, Any], str]:
     """Check ``payload`` and return it as a fresh plain dict together with its canonical JSON.
 
-    Raise :class:`InvalidPayload` for anything but a JSON object with string keys,
-    for a payload over ``max_bytes``, and for one the task's schema rejects.
+    Raise :class:`InvalidPayload` for anything but a JSON object, for a payload
+    over ``max_bytes``, and for one the task's schema rejects. Keys become strings,
+    as JSON makes them.
     """
     if payload is None:
         payload = {}

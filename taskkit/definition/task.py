@@ -18,6 +18,7 @@ from .meta import TaskMeta, build_meta
 from .names import derive_name, validate_name
 
 if TYPE_CHECKING:
+    from ..bridge import RunHandle
     from .event import TaskContext, TaskEvent
 
 Handler = Callable[["TaskEvent"], Any]
@@ -79,6 +80,14 @@ class Task:
         from ..runner import aexecute
 
         return await aexecute(self, payload, context=context)
+
+    def enqueue(
+        self, payload: Mapping[str, Any] | None = None, *, queue: str | None = None
+    ) -> RunHandle:
+        """Queue one run on Celery (sent after commit inside ``atomic()``) and return its handle."""
+        from ..bridge import enqueue
+
+        return enqueue(self, payload, queue=queue)
 
 
 def _explicit_fields(meta: TaskMeta) -> dict[str, Any]:

@@ -71,19 +71,21 @@ def settings_task(name: str, entry: Mapping[str, Any]) -> Task:
     if not isinstance(entry, Mapping):
         raise InvalidTaskDefinition(f"TASKS[{name!r}] must be a dict, not {type(entry).__name__}")
     options = dict(entry)
+    if "name" in options:
+        raise InvalidTaskDefinition(f"TASKS[{name!r}]: the key is the name; remove 'name'")
     path = options.pop("handler", None)
     if not isinstance(path, str) or not path:
         raise InvalidTaskDefinition(f"TASKS[{name!r}] needs a 'handler' dotted path")
     try:
         target = import_string(path)
-    except ImportError as exc:
+    except Exception as exc:  # ImportError, or whatever the module raised while importing
         placeholder = make_task(None, path.rpartition(".")[0], name=name, **options)
         return Task(
             name=name,
             meta=placeholder.meta,
             handler=None,
             module=placeholder.module,
-            missing_reason=f"cannot import {path!r}: {exc}",
+            missing_reason=f"cannot import {path!r}: {type(exc).__name__}: {exc}",
         )
     if isinstance(target, Task):
         return target.using(name=name, **options)

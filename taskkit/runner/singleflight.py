@@ -66,7 +66,8 @@ class SingleFlight:
         """Async twin of :meth:`run`."""
         flight, leader = self._join(key)
         if not leader:
-            return await asyncio.wrap_future(flight.future)
+            # shield: a cancelled waiter must not cancel the run the others share
+            return await asyncio.shield(asyncio.wrap_future(flight.future))
         try:
             result = await function()
         except BaseException as exc:

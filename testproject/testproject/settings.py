@@ -91,7 +91,20 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 
-CELERY_BROKER_URL = os.environ.get("TASKKIT_BROKER_URL", "")
+# The embedded default broker is kombu's filesystem transport: no server, a folder of
+# message files. It polls and does not acknowledge; use Redis or RabbitMQ in production.
+BROKER_FOLDER = Path(os.environ.get("TESTPROJECT_BROKER_FOLDER", str(BASE_DIR / "var" / "broker")))
+CELERY_BROKER_URL = os.environ.get("TASKKIT_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    for _folder in ("queue", "processed"):
+        (BROKER_FOLDER / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_FOLDER / "queue"),
+        "data_folder_out": str(BROKER_FOLDER / "queue"),
+        "processed_folder": str(BROKER_FOLDER / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

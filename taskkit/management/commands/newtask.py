@@ -57,7 +57,7 @@ class Command(BaseCommand):
             (directory / "__init__.py").touch(exist_ok=True)
         description = options["description"] or f"Describe what {options['name']} does."
         source = string.Template(TEMPLATE.read_text()).substitute(
-            name=options["name"], description=description.replace('"', '\\"')
+            name=options["name"], description=repr(description)
         )
         target.write_text(source)
         self.stdout.write(f"Created {target} (task {options['name']!r}).")

@@ -1,4 +1,4 @@
-"""``manage.py runtask NAME``: run a task inline, the douze way, chainable with ``&&``.
+"""``manage.py runtask NAME``: run a task inline; chain runs with ``&&`` in the shell.
 
 Exit codes: 0 success, 1 the task failed (or has no handler), 2 bad invocation
 (unknown task, payload that is not a JSON object or fails the schema).
@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from taskkit.definition import Source, parse_payload
+from taskkit.conf import settings
+from taskkit.definition import Source, normalize_payload, parse_payload
 from taskkit.exceptions import InvalidPayload, TaskNotFound, TaskNotImplemented
 from taskkit.registry import get_task
 from taskkit.runner import execute
@@ -32,12 +33,13 @@ class Command(BaseCommand):
         try:
             payload = parse_payload(options["payload"]) if options["payload"] is not None else {}
             task = get_task(name)
+            normalize_payload(
+                payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
+            )
         except (InvalidPayload, TaskNotFound) as exc:
             raise CommandError(str(exc), returncode=USAGE_ERROR) from exc
         try:
             result = execute(task, payload, context={"source": Source.CLI})
-        except InvalidPayload as exc:
-            raise CommandError(str(exc), returncode=USAGE_ERROR) from exc
         except TaskNotImplemented as exc:
             raise CommandError(str(exc)) from exc
         except Exception as exc:

@@ -1,0 +1,45 @@
+"""One Celery task per taskkit task, registered under the taskkit name.
+
+Registering through ``shared_task`` puts the tasks on every Celery app, present
+and future, so a worker started the plain Celery way knows them all, and Flower,
+``celery inspect``, ``task_routes`` and rate limits see ordinary Celery tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Task as CeleryTask
+from celery import shared_task
+
+from ..definition import Task
+
+
+def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
+    from .worker import run_message  # imported late: the worker side needs the models
+
+    run_message(self, payload, context)
+
+
+def celery_options(task: Task) -> dict[str, Any]:
+    """The Celery task attributes that follow from a task's meta."""
+    options: dict[str, Any] = {
+        "name": task.name,
+        "bind": True,
+        "ignore_result": True,  # taskkit's run table holds results
+        "serializer": "json",
+        "acks_late": task.meta.idempotent,
+        "reject_on_worker_lost": task.meta.idempotent,
+    }
+    if task.meta.timeout is not None:
+        seconds = task.meta.timeout.total_seconds()
+        options["soft_time_limit"] = seconds
+        options["time_limit"] = seconds + max(5.0, seconds * 0.1)
+    return options
+
+
+def register(tasks: Iterable[Task]) -> None:
+    """Make a Celery task for each taskkit task (a name already registered is kept)."""
+    for task in tasks:
+        shared_task(**celery_options(task))(_body)

@@ -1,0 +1,75 @@
+"""taskkit's tables. ``TaskRun`` records runs: their payload, status, result and failure.
+
+Unlike django-celery-results, the payload is stored as real JSON, so a failed run
+can be retried with exactly what it was given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SCHEDULED = "scheduled", "Scheduled"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+#: A run in one of these states will not change any more.
+FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class TaskRun(models.Model):
+    """One run of a task: queued, delayed, running or finished."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, db_index=True)
+    queue = models.CharField(max_length=200, default="default")
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)
+    attempt = models.PositiveIntegerField(default=1)
+    source = models.CharField(max_length=16, default="worker")
+    created_at = models.DateTimeField(default=timezone.now)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    progress_done = models.PositiveIntegerField(null=True, blank=True)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = (
+            models.Index(fields=("status", "scheduled_for"), name="taskkit_run_due"),
+            models.Index(fields=("name", "status"), name="taskkit_run_name_status"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.status}] {self.id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as plain JSON values."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "queue": self.queue,
+            "payload": self.payload,
+            "status": self.status,
+            "attempt": self.attempt,
+            "result": self.result,
+            "error": self.error,
+        }

@@ -1,0 +1,129 @@
+"""A real Celery worker per broker: filesystem (embedded default), Redis and RabbitMQ.
+
+Each broker gets its own Celery app in this process (made current, so enqueue
+publishes through it) and one worker subprocess on the same file-backed test
+database. A broker that is not running fails these tests; they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from celery import Celery
+from celery import current_app as celery_current_app
+from kombu import Queue
+
+import taskkit
+
+REPO = Path(__file__).resolve().parents[2]
+QUEUES = ("default", "maintenance", "special")
+BROKERS = {
+    "filesystem": "filesystem://",
+    "redis": "redis://127.0.0.1:6379/15",
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
+}
+
+
+@dataclass
+class Broker:
+    name: str
+    url: str
+    options: dict[str, Any]
+    app: Celery
+
+
+def transport_options(name: str, folder: Path) -> dict[str, Any]:
+    if name != "filesystem":
+        return {}
+    for sub in ("queue", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+
+
+def make_app(name: str, url: str, **conf: Any) -> Celery:
+    """A Celery app configured like the project's, on another broker."""
+    app = Celery(name, set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.update(broker_url=url, broker_connection_retry_on_startup=False, **conf)
+    return app
+
+
+@contextmanager
+def current(app: Celery) -> Iterator[Celery]:
+    """Make ``app`` Celery's current app, so taskkit publishes through it."""
+    previous = cast(Any, celery_current_app)._get_current_object()
+    app.set_current()
+    try:
+        yield app
+    finally:
+        previous.set_current()
+
+
+def purge(app: Celery) -> None:
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for name in QUEUES:
+            Queue(name).bind(channel).declare()
+            Queue(name).bind(channel).purge()
+
+
+@pytest.fixture(scope="session", params=list(BROKERS))
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    name: str = request.param
+    options = transport_options(name, tmp_path_factory.mktemp(f"broker-{name}"))
+    app = make_app(f"taskkit-tests-{name}", BROKERS[name], broker_transport_options=options)
+    purge(app)
+    with current(app):
+        yield Broker(name, BROKERS[name], options, app)
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def worker(
+    broker: Broker, django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[subprocess.Popen[str]]:
+    """One worker on ``broker``, consuming every test queue, started once per broker."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TASKKIT_TEST_BROKER": broker.url,
+        "TASKKIT_TEST_BROKER_OPTIONS": repr(broker.options),
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+        "-Q", ",".join(QUEUES), "-P", "threads", "-c", "4", "-l", "warning",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"test-{broker.name}-{uuid.uuid4().hex[:6]}@%h",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, env=env, text=True)
+    try:
+        with django_db_blocker.unblock():
+            probe = taskkit.enqueue("echo:payload", {"probe": broker.name})
+            assert probe.result(timeout=60) == {"probe": broker.name}
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
