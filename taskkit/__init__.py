@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .bridge import RunHandle, get_run
 from .definition import (
     Lock,
     RetryPolicy,
@@ -34,12 +32,48 @@ from .exceptions import (
 from .registry import all_tasks, get_task
 from .runner import arun_task, run_task
 
+# The bridge uses the models, which cannot load before the app registry: its names are
+# imported on first use (PEP 562), and for type checkers right here.
+if TYPE_CHECKING:
+    from .bridge import (
+        RunHandle,
+        aenqueue,
+        aenqueue_at,
+        aenqueue_in,
+        aenqueue_many,
+        enqueue,
+        enqueue_at,
+        enqueue_in,
+        enqueue_many,
+        get_run,
+        remove_failed,
+        retry_failed,
+    )
 
-def enqueue(
-    name: str, payload: Mapping[str, Any] | None = None, *, queue: str | None = None
-) -> RunHandle:
-    """Queue one run of the task called ``name`` on Celery and return its handle."""
-    return get_task(name).enqueue(payload, queue=queue)
+_LAZY = frozenset(
+    {
+        "RunHandle",
+        "aenqueue",
+        "aenqueue_at",
+        "aenqueue_in",
+        "aenqueue_many",
+        "enqueue",
+        "enqueue_at",
+        "enqueue_in",
+        "enqueue_many",
+        "get_run",
+        "remove_failed",
+        "retry_failed",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import bridge
+
+        return getattr(bridge, name)
+    raise AttributeError(f"module 'taskkit' has no attribute {name!r}")
 
 
 __version__ = "0.1.0.dev0"
@@ -67,11 +101,20 @@ __all__ = [
     "TaskkitError",
     "Track",
     "__version__",
+    "aenqueue",
+    "aenqueue_at",
+    "aenqueue_in",
+    "aenqueue_many",
     "all_tasks",
     "arun_task",
     "enqueue",
+    "enqueue_at",
+    "enqueue_in",
+    "enqueue_many",
     "get_run",
     "get_task",
+    "remove_failed",
+    "retry_failed",
     "run_task",
     "task",
 ]

@@ -37,7 +37,14 @@ class TaskRun(models.Model):
     attempt = models.PositiveIntegerField(default=1)
     source = models.CharField(max_length=16, default="worker")
     created_at = models.DateTimeField(default=timezone.now)
+    #: When a delayed run or a retry is due; the scheduler promotes it then.
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    #: When the message was handed to the broker; empty on a queued row = not sent (outbox).
+    sent_at = models.DateTimeField(null=True, blank=True)
+    #: The scheduler process that promoted the row, so concurrent schedulers tell claims apart.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    #: For ``scope="all"`` runs: the id the enqueue returned, shared by every worker's run.
+    group_id = models.UUIDField(null=True, blank=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -46,12 +53,15 @@ class TaskRun(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
+    #: Earlier attempts of this run: ``[{"attempt", "error", "finished_at"}, …]``.
+    history = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("-created_at",)
         indexes = (
             models.Index(fields=("status", "scheduled_for"), name="taskkit_run_due"),
             models.Index(fields=("name", "status"), name="taskkit_run_name_status"),
+            models.Index(fields=("status", "sent_at"), name="taskkit_run_outbox"),
         )
 
     def __str__(self) -> str:

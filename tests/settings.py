@@ -88,6 +88,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = ast.literal_eval(
 )
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
 TASKKIT = {
     "TASKS": {

@@ -38,9 +38,11 @@ def test_every_task_of_the_test_apps_is_found_in_name_order() -> None:
         "echo:progress",
         "echo:second",
         "echo:shout",
+        "flaky:retry",
         "plain:hello",
         "single:named",
         "single_ping",
+        "track:outbox",
         "track:quiet",
     ]
 

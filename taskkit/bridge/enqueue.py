@@ -1,68 +1,145 @@
-"""The enqueue family: validate, then publish through Celery's own path.
+"""The enqueue family: normal, delayed and bulk, by task value or by name, sync and async.
 
-Publishing goes through the Celery task's ``apply_async``, so routers, queue
-declaration and signals stay in force. Inside ``transaction.atomic()`` the
-message is sent after commit; a rolled-back transaction sends nothing.
+Every payload is checked before anything is stored or sent. Messages leave after
+the surrounding transaction commits (a rollback sends nothing). Delayed runs are
+rows in taskkit's table that the scheduler promotes when due, never Celery ETA
+messages, so they can be listed and deleted and are not re-delivered or lost.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
+from asgiref.sync import sync_to_async
 from django.db import transaction
-from kombu.exceptions import OperationalError
+from django.utils import timezone
 
-from ..conf import settings
-from ..definition import Source, Task, normalize_payload
-from ..exceptions import BrokerUnavailable, TaskNotImplemented
+from ..definition import Task, Track
+from ..models import RunStatus, TaskRun
+from ..registry import get_task
 from .handle import RunHandle
+from .messages import Prepared, prepare, track_level
+from .publish import publish, resolve_queue
+
+Payload = Mapping[str, Any] | None
 
 
-def _routed_by_project(name: str) -> bool:
-    """Whether the project's ``task_routes`` decide this task's queue."""
-    router = current_app.amqp.router
-    routes = getattr(router, "routes", ())  # the stubs do not declare it
-    return bool(routes) and bool(router.lookup_route(name, (), {}, {}, None))
+def _handle(run: Prepared) -> RunHandle:
+    return RunHandle(id=run.run_id, name=run.task.name, queue=run.queue)
 
 
-def message(
-    task: Task, payload: Mapping[str, Any] | None, queue: str, run_id: str
-) -> dict[str, Any]:
-    """The keyword arguments of the Celery message for one run (plain JSON)."""
-    plain, _ = normalize_payload(
-        payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
+def _row(run: Prepared, status: RunStatus, **fields: Any) -> TaskRun:
+    return TaskRun(
+        id=run.run_id,
+        name=run.task.name,
+        queue=run.queue,
+        payload=run.payload,
+        status=status,
+        attempt=run.attempt,
+        source=str(run.source),
+        **fields,
     )
-    return {
-        "payload": plain,
-        "context": {"run_id": run_id, "queue": queue, "source": Source.WORKER},
-    }
 
 
-def publish(name: str, kwargs: dict[str, Any], run_id: str, queue: str | None) -> None:
-    """Send one message now; :class:`~taskkit.BrokerUnavailable` if the broker cannot be reached."""
-    options: dict[str, Any] = {"task_id": run_id, "serializer": "json"}
-    if queue is not None:
-        options["queue"] = queue
-    try:
-        current_app.tasks[name].apply_async(kwargs=kwargs, **options)
-    except OperationalError as exc:
-        raise BrokerUnavailable(
-            f"Could not send {name!r}: the broker is unreachable ({exc})."
-        ) from exc
+def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
+    def send() -> None:
+        publish(runs)
+        if outbox:
+            TaskRun.objects.filter(pk__in=[r.run_id for r in runs]).update(sent_at=timezone.now())
+
+    transaction.on_commit(send)
 
 
-def enqueue(
-    task: Task, payload: Mapping[str, Any] | None = None, *, queue: str | None = None
+def enqueue_many_tasks(
+    task: Task, payloads: Iterable[Payload], queue: str | None = None
+) -> list[RunHandle]:
+    """Queue one run per payload over a single producer; all payloads are checked first."""
+    target = resolve_queue(task, queue)
+    runs = [prepare(task, payload, target) for payload in payloads]
+    outbox = track_level(task) is Track.ALL
+    if outbox:
+        TaskRun.objects.bulk_create([_row(run, RunStatus.QUEUED) for run in runs])
+    _send_after_commit(runs, outbox)
+    return [_handle(run) for run in runs]
+
+
+def enqueue_task(task: Task, payload: Payload = None, queue: str | None = None) -> RunHandle:
+    """Queue one run of ``task`` now (with ``track="all"``, its row joins this transaction)."""
+    return enqueue_many_tasks(task, [payload], queue)[0]
+
+
+def enqueue_task_at(
+    task: Task, when: datetime, payload: Payload = None, queue: str | None = None
 ) -> RunHandle:
-    """Queue one run of ``task`` on ``queue`` (default: the task's) and return its handle."""
-    if task.handler is None:
-        raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
-    run_id = str(uuid.uuid4())
-    routed = queue is None and _routed_by_project(task.name)
-    target = queue or task.meta.queue
-    kwargs = message(task, payload, target, run_id)
-    transaction.on_commit(lambda: publish(task.name, kwargs, run_id, None if routed else target))
-    return RunHandle(id=run_id, name=task.name, queue=target)
+    """Store a run due at ``when`` (an aware datetime); the scheduler sends it then."""
+    if not isinstance(when, datetime):
+        raise TypeError(f"enqueue_at takes a datetime, not {type(when).__name__}")
+    if timezone.is_naive(when):
+        raise ValueError("enqueue_at needs an aware datetime (use django.utils.timezone)")
+    run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when)
+    _row(run, RunStatus.SCHEDULED, scheduled_for=when).save(force_insert=True)
+    return _handle(run)
+
+
+def delay_to_datetime(delay: float | timedelta) -> datetime:
+    """``now + delay`` for ``enqueue_in``: seconds or a timedelta, never negative."""
+    if isinstance(delay, bool) or not isinstance(delay, int | float | timedelta):
+        raise TypeError(f"enqueue_in takes seconds or a timedelta, not {type(delay).__name__}")
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"enqueue_in needs a delay >= 0, not {delay!r}")
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def enqueue(name: str, payload: Payload = None, *, queue: str | None = None) -> RunHandle:
+    """Queue one run of the task called ``name`` and return its handle."""
+    return enqueue_task(get_task(name), payload, queue)
+
+
+def enqueue_many(
+    name: str, payloads: Iterable[Payload], *, queue: str | None = None
+) -> list[RunHandle]:
+    """Queue one run of ``name`` per payload, in one batch."""
+    return enqueue_many_tasks(get_task(name), payloads, queue)
+
+
+def enqueue_at(
+    name: str, when: datetime, payload: Payload = None, *, queue: str | None = None
+) -> RunHandle:
+    """Run the task called ``name`` at ``when`` (an aware datetime)."""
+    return enqueue_task_at(get_task(name), when, payload, queue)
+
+
+def enqueue_in(
+    name: str, delay: float | timedelta, payload: Payload = None, *, queue: str | None = None
+) -> RunHandle:
+    """Run the task called ``name`` after ``delay`` (seconds or a timedelta)."""
+    return enqueue_task_at(get_task(name), delay_to_datetime(delay), payload, queue)
+
+
+async def aenqueue(name: str, payload: Payload = None, *, queue: str | None = None) -> RunHandle:
+    """Async twin of :func:`enqueue`."""
+    return await sync_to_async(enqueue)(name, payload, queue=queue)
+
+
+async def aenqueue_many(
+    name: str, payloads: Iterable[Payload], *, queue: str | None = None
+) -> list[RunHandle]:
+    """Async twin of :func:`enqueue_many`."""
+    return await sync_to_async(enqueue_many)(name, list(payloads), queue=queue)
+
+
+async def aenqueue_at(
+    name: str, when: datetime, payload: Payload = None, *, queue: str | None = None
+) -> RunHandle:
+    """Async twin of :func:`enqueue_at`."""
+    return await sync_to_async(enqueue_at)(name, when, payload, queue=queue)
+
+
+async def aenqueue_in(
+    name: str, delay: float | timedelta, payload: Payload = None, *, queue: str | None = None
+) -> RunHandle:
+    """Async twin of :func:`enqueue_in`."""
+    return await sync_to_async(enqueue_in)(name, delay, payload, queue=queue)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..exceptions import RunCancelled, RunFailed, RunNotFound, RunTimeout
-
-if TYPE_CHECKING:
-    from ..models import RunStatus, TaskRun
+from ..models import RunStatus, TaskRun
 
 
 def get_run(run_id: object) -> TaskRun:
     """The run record ``run_id``; :class:`~taskkit.RunNotFound` if there is none (yet)."""
-    from ..models import TaskRun  # models load after the app registry; this module before
-
     try:
         key = uuid.UUID(str(run_id))
     except ValueError as exc:
@@ -41,8 +37,6 @@ class RunHandle:
     @property
     def status(self) -> RunStatus | None:
         """The run's status, or ``None`` while no record exists yet."""
-        from ..models import RunStatus, TaskRun
-
         status = TaskRun.objects.filter(pk=self.id).values_list("status", flat=True).first()
         return RunStatus(status) if status else None
 
@@ -56,8 +50,6 @@ class RunHandle:
         Raises :class:`~taskkit.RunFailed` (with the worker's traceback),
         :class:`~taskkit.RunCancelled`, or :class:`~taskkit.RunTimeout`.
         """
-        from ..models import RunStatus, TaskRun
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = TaskRun.objects.filter(pk=self.id).first()

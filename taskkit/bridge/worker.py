@@ -1,7 +1,9 @@
 """The worker side: turn a Celery message back into a taskkit run, and record it.
 
 How much is written follows the task's ``track`` level: ``all`` and ``runs``
-write the row when the run starts and when it ends; ``failures`` only when it fails.
+write the row when the run starts and when it ends; ``failures`` only when it
+fails. A failure the retry policy covers becomes a delayed run (a row the
+scheduler promotes after the backoff), so every attempt stays visible.
 """
 
 from __future__ import annotations
@@ -9,25 +11,20 @@ from __future__ import annotations
 import logging
 import socket
 import traceback
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ..conf import settings
 from ..definition import Source, Task, TaskContext, TaskEvent, Track, normalize_payload
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..runner import call
+from .messages import track_level
 
 logger = logging.getLogger("taskkit.worker")
-
-
-def track_level(task: Task) -> Track:
-    """The task's track level, or the project's default."""
-    return task.meta.track or Track(settings.TRACK)
 
 
 def _context(ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any]) -> TaskContext:
@@ -49,12 +46,38 @@ def _context(ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any]) ->
     )
 
 
-def _worker_name(ctask: CeleryTask[Any, Any]) -> str:
-    return str(getattr(ctask.request, "hostname", None) or socket.gethostname())
+def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception) -> bool:
+    """Record a failed attempt; return whether a retry was scheduled."""
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {exc}"
+    history = list(
+        TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first() or []
+    )
+    history.append({"attempt": ctx.attempt, "error": error, "finished_at": now.isoformat()})
+    fields = {**row, "error": error, "traceback": traceback.format_exc(), "history": history}
+    policy = task.meta.retry
+    if policy.should_retry(ctx.attempt, exc):
+        due = now + timedelta(seconds=policy.delay(ctx.attempt))
+        fields.update(
+            status=RunStatus.SCHEDULED, attempt=ctx.attempt + 1, scheduled_for=due, sent_at=None
+        )
+        TaskRun.objects.update_or_create(pk=ctx.run_id, defaults=fields)
+        logger.warning(
+            "%s %s failed (%s); attempt %s at %s",
+            task.name,
+            ctx.run_id,
+            error,
+            ctx.attempt + 1,
+            due,
+        )
+        return True
+    fields.update(status=RunStatus.FAILED, finished_at=now)
+    TaskRun.objects.update_or_create(pk=ctx.run_id, defaults=fields)
+    return False
 
 
 def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None:
-    """Run the taskkit task a Celery message names; re-raise its error so Celery sees it too."""
+    """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
     close_old_connections()
     task = get_task(ctask.name)
     fields = context if isinstance(context, dict) else {}
@@ -66,8 +89,8 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         "queue": ctx.queue,
         "payload": plain,
         "attempt": ctx.attempt,
-        "source": ctx.source,
-        "worker": _worker_name(ctask),
+        "source": str(ctx.source),
+        "worker": str(getattr(ctask.request, "hostname", None) or socket.gethostname()),
     }
     if level is not Track.FAILURES:
         TaskRun.objects.update_or_create(
@@ -77,18 +100,14 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:
-        TaskRun.objects.update_or_create(
-            pk=ctx.run_id,
-            defaults={
-                **row,
-                "status": RunStatus.FAILED,
-                "finished_at": timezone.now(),
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            },
-        )
-        raise
+        if not _record_failure(task, ctx, row, exc):
+            raise
+        return
     if level is not Track.FAILURES:
         TaskRun.objects.filter(pk=ctx.run_id).update(
-            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), result=result
+            status=RunStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            result=result,
+            error="",
+            traceback="",
         )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
+
+from asgiref.sync import sync_to_async
 
 from ..conf import settings
 from ..exceptions import InvalidTaskDefinition
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from .event import TaskContext, TaskEvent
 
 Handler = Callable[["TaskEvent"], Any]
+Payload = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +85,57 @@ class Task:
 
         return await aexecute(self, payload, context=context)
 
-    def enqueue(
-        self, payload: Mapping[str, Any] | None = None, *, queue: str | None = None
-    ) -> RunHandle:
-        """Queue one run on Celery (sent after commit inside ``atomic()``) and return its handle."""
-        from ..bridge import enqueue
+    def enqueue(self, payload: Payload = None, *, queue: str | None = None) -> RunHandle:
+        """Queue one run on Celery (sent after commit inside ``atomic()``); return its handle."""
+        from ..bridge import enqueue_task
 
-        return enqueue(self, payload, queue=queue)
+        return enqueue_task(self, payload, queue)
+
+    def enqueue_many(
+        self, payloads: Iterable[Payload], *, queue: str | None = None
+    ) -> list[RunHandle]:
+        """Queue one run per payload in one batch."""
+        from ..bridge import enqueue_many_tasks
+
+        return enqueue_many_tasks(self, payloads, queue)
+
+    def enqueue_at(
+        self, when: datetime, payload: Payload = None, *, queue: str | None = None
+    ) -> RunHandle:
+        """Run at ``when`` (an aware datetime): stored now, sent by the scheduler when due."""
+        from ..bridge import enqueue_task_at
+
+        return enqueue_task_at(self, when, payload, queue)
+
+    def enqueue_in(
+        self, delay: float | timedelta, payload: Payload = None, *, queue: str | None = None
+    ) -> RunHandle:
+        """Run after ``delay`` (seconds or a timedelta)."""
+        from ..bridge import delay_to_datetime, enqueue_task_at
+
+        return enqueue_task_at(self, delay_to_datetime(delay), payload, queue)
+
+    async def aenqueue(self, payload: Payload = None, *, queue: str | None = None) -> RunHandle:
+        """Async twin of :meth:`enqueue`."""
+        return await sync_to_async(self.enqueue)(payload, queue=queue)
+
+    async def aenqueue_many(
+        self, payloads: Iterable[Payload], *, queue: str | None = None
+    ) -> list[RunHandle]:
+        """Async twin of :meth:`enqueue_many`."""
+        return await sync_to_async(self.enqueue_many)(list(payloads), queue=queue)
+
+    async def aenqueue_at(
+        self, when: datetime, payload: Payload = None, *, queue: str | None = None
+    ) -> RunHandle:
+        """Async twin of :meth:`enqueue_at`."""
+        return await sync_to_async(self.enqueue_at)(when, payload, queue=queue)
+
+    async def aenqueue_in(
+        self, delay: float | timedelta, payload: Payload = None, *, queue: str | None = None
+    ) -> RunHandle:
+        """Async twin of :meth:`enqueue_in`."""
+        return await sync_to_async(self.enqueue_in)(delay, payload, queue=queue)
 
 
 def _explicit_fields(meta: TaskMeta) -> dict[str, Any]:

@@ -96,9 +96,10 @@ STATIC_URL = "static/"
 BROKER_FOLDER = Path(os.environ.get("TESTPROJECT_BROKER_FOLDER", str(BASE_DIR / "var" / "broker")))
 CELERY_BROKER_URL = os.environ.get("TASKKIT_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_FOLDER / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "control_folder": str(BROKER_FOLDER / "control"),
         "data_folder_in": str(BROKER_FOLDER / "queue"),
         "data_folder_out": str(BROKER_FOLDER / "queue"),
         "processed_folder": str(BROKER_FOLDER / "processed"),
@@ -110,6 +111,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
 TASKKIT: dict[str, object] = {}
 

@@ -45,9 +45,10 @@ class Broker:
 def transport_options(name: str, folder: Path) -> dict[str, Any]:
     if name != "filesystem":
         return {}
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
+        "control_folder": str(folder / "control"),
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
@@ -66,13 +67,15 @@ def make_app(name: str, url: str, **conf: Any) -> Celery:
 
 @contextmanager
 def current(app: Celery) -> Iterator[Celery]:
-    """Make ``app`` Celery's current app, so taskkit publishes through it."""
+    """Make ``app`` Celery's current and default app (for every thread), so taskkit uses it."""
     previous = cast(Any, celery_current_app)._get_current_object()
     app.set_current()
+    app.set_default()
     try:
         yield app
     finally:
         previous.set_current()
+        previous.set_default()
 
 
 def purge(app: Celery) -> None:
@@ -112,6 +115,7 @@ def worker(
         sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
         "-Q", ",".join(QUEUES), "-P", "threads", "-c", "4", "-l", "warning",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-B", "--scheduler", "taskkit.scheduler:Scheduler",
         "-n", f"test-{broker.name}-{uuid.uuid4().hex[:6]}@%h",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, env=env, text=True)

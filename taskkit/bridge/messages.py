@@ -1,0 +1,73 @@
+"""What a taskkit message carries: the payload and the run's context, as plain JSON.
+
+The Celery task id is the run id, so Celery's tools and taskkit's tables agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..conf import settings
+from ..definition import Source, Task, Track, normalize_payload
+from ..exceptions import TaskNotImplemented
+
+
+def track_level(task: Task) -> Track:
+    """The task's track level, or the project's default."""
+    return task.meta.track or Track(settings.TRACK)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One run, checked and ready to be stored or sent."""
+
+    task: Task
+    run_id: str
+    queue: str
+    payload: dict[str, Any]
+    canonical: str
+    attempt: int = 1
+    scheduled_time: datetime | None = None
+    source: Source = Source.WORKER
+
+    def kwargs(self) -> dict[str, Any]:
+        """The Celery message's keyword arguments."""
+        context: dict[str, Any] = {
+            "run_id": self.run_id,
+            "queue": self.queue,
+            "source": str(self.source),
+            "attempt": self.attempt,
+        }
+        if self.scheduled_time is not None:
+            context["scheduled_time"] = self.scheduled_time.isoformat()
+        return {"payload": self.payload, "context": context}
+
+
+def prepare(
+    task: Task,
+    payload: Mapping[str, Any] | None,
+    queue: str | None = None,
+    *,
+    run_id: str | None = None,
+    **fields: Any,
+) -> Prepared:
+    """Check ``payload`` against the task and settings; raise before anything is stored or sent."""
+    if task.handler is None:
+        raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
+    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+        raise ValueError("queue must be a non-empty string")
+    plain, canonical = normalize_payload(
+        payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
+    )
+    return Prepared(
+        task=task,
+        run_id=run_id or str(uuid.uuid4()),
+        queue=queue or task.meta.queue,
+        payload=plain,
+        canonical=canonical,
+        **fields,
+    )

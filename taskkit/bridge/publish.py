@@ -1,0 +1,68 @@
+"""Sending messages through Celery's own publish path.
+
+``apply_async`` keeps routers, queue declaration and signals in force. A queue
+given at enqueue time wins; otherwise the project's ``task_routes`` decide, and
+the task's meta queue applies where no route matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import current_app
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from ..definition import Task
+from ..exceptions import BrokerUnavailable
+from ..models import RunStatus, TaskRun
+from ..registry import get_task
+from .messages import Prepared, prepare
+
+
+def resolve_queue(task: Task, override: str | None) -> str:
+    """The queue a run goes to: the override, else the project's ``task_routes``, else meta."""
+    if override is not None:
+        return override
+    router = current_app.amqp.router
+    if getattr(router, "routes", ()):  # not in the stubs
+        route = router.lookup_route(task.name, (), {}, {}, None)
+        if route:
+            queue = router.expand_destination(route).get("queue")
+            return str(getattr(queue, "name", queue))
+    return task.meta.queue
+
+
+def publish(runs: Sequence[Prepared]) -> None:
+    """Send ``runs`` over one producer; :class:`~taskkit.BrokerUnavailable` if unreachable."""
+    if not runs:
+        return
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for run in runs:
+                current_app.tasks[run.task.name].apply_async(
+                    kwargs=run.kwargs(),
+                    producer=producer,
+                    task_id=run.run_id,
+                    queue=run.queue,
+                    serializer="json",
+                )
+    except OperationalError as exc:
+        name = runs[0].task.name
+        raise BrokerUnavailable(
+            f"Could not send {name!r}: the broker is unreachable ({exc})."
+        ) from exc
+
+
+def publish_run(row: TaskRun) -> None:
+    """Send a stored run (a due delayed run, a retry, an outbox row) and mark it sent."""
+    run = prepare(
+        get_task(row.name),
+        row.payload,
+        row.queue,
+        run_id=str(row.pk),
+        attempt=row.attempt,
+        scheduled_time=row.scheduled_for,
+    )
+    publish([run])
+    TaskRun.objects.filter(pk=row.pk, status=RunStatus.QUEUED).update(sent_at=timezone.now())

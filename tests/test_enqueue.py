@@ -1,0 +1,240 @@
+"""The enqueue family and the scheduler's promotion, in process on Celery's memory broker."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from celery import current_app
+from django.db import connection, transaction
+from django.utils import timezone
+
+import taskkit
+from taskkit.models import RunStatus, TaskRun
+from taskkit.scheduler import MAX_SLEEP, Scheduler
+from taskkit.scheduling import next_due, promote_due, resend_outbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def untyped(value: object) -> Any:
+    """A wrong value, passed on purpose."""
+    return value
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every message published, as (task name, kwargs, options)."""
+    messages: list[dict[str, Any]] = []
+    from celery.app.task import Task
+
+    def apply_async(
+        self: Task[Any, Any], args: Any = None, kwargs: Any = None, **options: Any
+    ) -> None:
+        messages.append({"name": self.name, "kwargs": kwargs, **options})
+
+    monkeypatch.setattr(Task, "apply_async", apply_async)
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: taskkit.enqueue_at("echo:payload", datetime(2030, 1, 1)),
+            ValueError,
+            "aware datetime",
+        ),
+        (
+            lambda: taskkit.enqueue_at("echo:payload", untyped("2030")),
+            TypeError,
+            "takes a datetime",
+        ),
+        (lambda: taskkit.enqueue_in("echo:payload", -1), ValueError, "delay >= 0"),
+        (lambda: taskkit.enqueue_in("echo:payload", math.nan), ValueError, "delay >= 0"),
+        (
+            lambda: taskkit.enqueue_in("echo:payload", untyped("5")),
+            TypeError,
+            "seconds or a timedelta",
+        ),
+        (lambda: taskkit.enqueue_in("echo:payload", True), TypeError, "seconds or a timedelta"),
+        (lambda: taskkit.enqueue("echo:payload", queue=""), ValueError, "queue must be"),
+        (lambda: taskkit.enqueue("echo:payload", {"x": {1, 2}}), taskkit.InvalidPayload, "JSON"),
+        (
+            lambda: taskkit.enqueue_many("echo:payload", [{}, untyped([1])]),
+            taskkit.InvalidPayload,
+            "mapping",
+        ),
+        (lambda: taskkit.enqueue("nope:nope"), taskkit.TaskNotFound, "Unknown task"),
+    ],
+)
+def test_bad_enqueues_store_and_send_nothing(
+    sent: list[dict[str, Any]], call: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()
+    assert sent == []
+    assert TaskRun.objects.count() == 0
+
+
+def test_not_implemented_task_cannot_be_enqueued(reload_registry: Any) -> None:
+    reload_registry("tests.apps.nested", TASKKIT={"TASKS": {"gone:away": {"handler": "x.y"}}})
+    with pytest.raises(taskkit.TaskNotImplemented):
+        taskkit.enqueue("gone:away")
+
+
+def test_enqueue_publishes_json_with_the_run_id(sent: list[dict[str, Any]]) -> None:
+    handle = taskkit.enqueue("db:migrate", {"b": 1})
+    [message] = sent
+    assert message["name"] == "db:migrate" and message["task_id"] == handle.id
+    assert message["queue"] == "maintenance" and message["serializer"] == "json"
+    assert message["kwargs"] == {
+        "payload": {"b": 1},
+        "context": {"run_id": handle.id, "queue": "maintenance", "source": "worker", "attempt": 1},
+    }
+    assert str(handle) == handle.id and handle.status is None
+
+
+def test_task_routes_decide_unless_overridden(sent: list[dict[str, Any]], settings: Any) -> None:
+    def reset_router() -> None:  # Celery caches the prepared routes and the router
+        current_app.amqp.flush_routes()
+        current_app.amqp.__dict__.pop("router", None)
+
+    current_app.conf.task_routes = {"db:*": {"queue": "routed"}}
+    try:
+        reset_router()
+        assert taskkit.enqueue("db:migrate").queue == "routed"
+        assert taskkit.enqueue("db:migrate", queue="mine").queue == "mine"
+        assert taskkit.enqueue("echo:payload").queue == "default"
+    finally:
+        current_app.conf.task_routes = None
+        reset_router()
+    assert [m["queue"] for m in sent] == ["routed", "mine", "default"]
+
+
+def test_sent_after_commit_only(sent: list[dict[str, Any]]) -> None:
+    with transaction.atomic():
+        taskkit.enqueue("echo:payload")
+        assert sent == []
+    assert len(sent) == 1
+    with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012
+        taskkit.enqueue("echo:payload")
+        raise RuntimeError
+    assert len(sent) == 1
+
+
+def test_track_all_is_an_outbox(sent: list[dict[str, Any]]) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012
+        taskkit.enqueue("track:outbox", {"lost": True})
+        raise RuntimeError
+    assert TaskRun.objects.count() == 0
+    handle = taskkit.enqueue("track:outbox", {"kept": True})
+    run = taskkit.get_run(handle.id)
+    assert run.status == RunStatus.QUEUED and run.sent_at is not None
+    assert len(sent) == 1
+
+
+def test_outbox_resends_rows_the_publisher_never_sent(sent: list[dict[str, Any]]) -> None:
+    old = timezone.now() - timedelta(minutes=1)
+    TaskRun.objects.create(
+        name="track:outbox", status=RunStatus.QUEUED, payload={"a": 1}, created_at=old
+    )
+    TaskRun.objects.create(
+        name="track:outbox", status=RunStatus.QUEUED, payload={"b": 1}
+    )  # too fresh
+    assert resend_outbox() == 1
+    assert [m["kwargs"]["payload"] for m in sent] == [{"a": 1}]
+    assert resend_outbox() == 0  # marked sent
+
+
+def test_delayed_run_is_a_row_until_due(sent: list[dict[str, Any]]) -> None:
+    later = taskkit.enqueue_in("echo:payload", timedelta(hours=1), {"later": 1})
+    due = taskkit.enqueue_at("echo:payload", timezone.now() - timedelta(seconds=1), {"due": 1})
+    assert sent == []
+    assert next_due() == taskkit.get_run(due.id).scheduled_for
+    assert promote_due() == 1
+    assert [m["kwargs"]["payload"] for m in sent] == [{"due": 1}]
+    assert sent[0]["kwargs"]["context"]["scheduled_time"]
+    assert taskkit.get_run(due.id).status == RunStatus.QUEUED
+    assert taskkit.get_run(later.id).status == RunStatus.SCHEDULED
+    assert promote_due() == 0
+
+
+def test_concurrent_promoters_send_each_run_once(sent: list[dict[str, Any]]) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    taskkit.get_task("echo:payload").enqueue_many([{"i": i} for i in range(3)])
+    sent.clear()
+    for i in range(200):
+        taskkit.enqueue_at("echo:payload", past, {"i": i})
+    results: list[int] = []
+
+    def promoter() -> None:
+        try:
+            results.append(promote_due(limit=1000))
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=promoter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(results) == 200
+    assert sorted(m["kwargs"]["payload"]["i"] for m in sent) == list(range(200))
+
+
+def test_promoting_a_run_whose_task_is_gone_fails_it(sent: list[dict[str, Any]]) -> None:
+    row = TaskRun.objects.create(
+        name="gone:task", status=RunStatus.SCHEDULED, scheduled_for=timezone.now(), payload={}
+    )
+    assert promote_due() == 0
+    row.refresh_from_db()
+    assert row.status == RunStatus.FAILED and "Unknown task 'gone:task'" in row.error
+
+
+def test_unreachable_broker_leaves_the_run_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise taskkit.BrokerUnavailable("down")
+
+    monkeypatch.setattr("taskkit.scheduling.promote.publish_run", down)
+    handle = taskkit.enqueue_at("echo:payload", timezone.now(), {})
+    assert promote_due() == 0
+    assert taskkit.get_run(handle.id).status == RunStatus.SCHEDULED
+
+
+def test_scheduler_tick_promotes_and_sleeps_at_most_a_second(sent: list[dict[str, Any]]) -> None:
+    scheduler = Scheduler(app=current_app, lazy=True)
+    assert scheduler.max_interval == MAX_SLEEP
+    taskkit.enqueue_at("echo:payload", timezone.now(), {"now": 1})
+    assert scheduler.tick() == 0.0
+    assert len(sent) == 1
+    soon = taskkit.enqueue_in("echo:payload", 0.3)
+    assert 0 < scheduler.tick() <= 0.3
+    TaskRun.objects.filter(pk=soon.id).delete()
+    assert scheduler.tick() == MAX_SLEEP
+
+
+def test_retry_failed_and_remove_failed_arguments() -> None:
+    with pytest.raises(TypeError, match="run id or a task name"):
+        taskkit.retry_failed()
+    with pytest.raises(TypeError, match="run id or a task name"):
+        taskkit.remove_failed("x", name="y")
+    with pytest.raises(taskkit.RunNotFound, match="not a run id"):
+        taskkit.retry_failed("not-a-uuid")
+    assert taskkit.remove_failed(name="echo:fail") == 0
+
+
+def test_get_run_and_handle_for_unknown_ids() -> None:
+    with pytest.raises(taskkit.RunNotFound, match="No run"):
+        taskkit.get_run("00000000-0000-0000-0000-000000000000")
+    handle = taskkit.RunHandle(id="00000000-0000-0000-0000-000000000000", name="x", queue="q")
+    with pytest.raises(taskkit.RunTimeout, match=r"still not started after 0\.05s"):
+        handle.result(timeout=0.05)
+    row = TaskRun.objects.create(id=handle.id, name="x", status=RunStatus.CANCELLED)
+    with pytest.raises(taskkit.RunCancelled):
+        handle.result(timeout=1)
+    assert str(handle.run().pk) == str(row.pk) == handle.id
+    assert handle.status == RunStatus.CANCELLED
