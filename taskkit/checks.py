@@ -23,6 +23,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import registry
 from .conf import DEFAULTS
+from .definition import Track
 from .registry.discovery import module_path
 
 TAG = "taskkit"
@@ -50,6 +51,15 @@ def _settings_errors() -> list[CheckMessage]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
         errors.append(
             Error("TASKKIT['MAX_PAYLOAD_BYTES'] must be a positive integer.", id="taskkit.E001")
+        )
+    if raw.get("TRACK", DEFAULTS["TRACK"]) not in {level.value for level in Track}:
+        errors.append(
+            Error("TASKKIT['TRACK'] must be 'all', 'runs' or 'failures'.", id="taskkit.E001")
+        )
+    cache = raw.get("LOCK_CACHE")
+    if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
+        errors.append(
+            Error(f"TASKKIT['LOCK_CACHE'] names no cache in CACHES: {cache!r}.", id="taskkit.E001")
         )
     return errors
 

@@ -18,6 +18,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TASKS": {},
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
     "TRACK": "runs",
+    "LOCK_CACHE": None,
 }
 
 
@@ -53,6 +54,12 @@ class Settings:
     def TRACK(self) -> str:  # noqa: N802
         """How much of a run is recorded when the task's meta does not say: all, runs, failures."""
         return str(self._get("TRACK"))
+
+    @property
+    def LOCK_CACHE(self) -> str | None:  # noqa: N802
+        """A cache alias whose atomic ``add`` holds locks; ``None``: the database."""
+        value = self._get("LOCK_CACHE")
+        return str(value) if value else None
 
 
 settings = Settings()

@@ -83,3 +83,18 @@ class TaskRun(models.Model):
             "result": self.result,
             "error": self.error,
         }
+
+
+class TaskLock(models.Model):
+    """A held lock (``queue_lock``, ``job_lock``, ``single_instance``) and who holds it.
+
+    The primary key is the lock's key, so taking a lock is one ``INSERT`` that
+    fails for everyone but one holder. A lock past ``expires_at`` counts as free.
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)
+    owner = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key} held by {self.owner} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

@@ -83,9 +83,9 @@ else:
 
 # The broker of the process; integration tests make a Celery app per broker instead.
 CELERY_BROKER_URL = os.environ.get("TASKKIT_TEST_BROKER", "memory://")
-CELERY_BROKER_TRANSPORT_OPTIONS = ast.literal_eval(
-    os.environ.get("TASKKIT_TEST_BROKER_OPTIONS", "{}")
-)
+# Worker subprocesses of the integration tests get the rest of their broker's settings here.
+for _key, _value in ast.literal_eval(os.environ.get("TASKKIT_TEST_BROKER_SETTINGS", "{}")).items():
+    globals()[f"CELERY_{_key.upper()}"] = _value
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"

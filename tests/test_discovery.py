@@ -28,23 +28,20 @@ def test_nested_packages_are_named_by_path() -> None:
     assert tasks["echo:payload"].description == "Returns the provided payload."
 
 
-def test_every_task_of_the_test_apps_is_found_in_name_order() -> None:
-    assert list(taskkit.all_tasks()) == [
-        "aio:sleep",
+def test_tasks_of_every_kind_of_module_are_found_in_name_order() -> None:
+    names = list(taskkit.all_tasks())
+    assert names == sorted(names)
+    assert {
+        "aio:sleep",  # nested package
         "db:migrate",
-        "echo:fail",
-        "echo:first",
-        "echo:payload",
-        "echo:progress",
+        "echo:first",  # two named tasks in one module
         "echo:second",
-        "echo:shout",
-        "flaky:retry",
-        "plain:hello",
-        "single:named",
+        "echo:shout",  # settings entry over a discovered task
+        "plain:hello",  # settings entry only
+        "single:named",  # single tasks.py module
         "single_ping",
-        "track:outbox",
-        "track:quiet",
-    ]
+    } <= set(names)
+    assert not [n for n in names if n.startswith("tests.")]  # no stray module-path names
 
 
 def test_a_module_may_define_several_named_tasks() -> None:
@@ -184,6 +181,8 @@ def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message
         ({"TASKS": []}, "TASKKIT['TASKS'] must be a dict"),
         ({"MAX_PAYLOAD_BYTES": 0}, "MAX_PAYLOAD_BYTES"),
         ({"MAX_PAYLOAD_BYTES": "1"}, "MAX_PAYLOAD_BYTES"),
+        ({"TRACK": "everything"}, "TRACK"),
+        ({"LOCK_CACHE": "nowhere"}, "names no cache in CACHES: 'nowhere'"),
     ],
 )
 def test_malformed_settings(reload_registry: Reload, value: Any, message: str) -> None:

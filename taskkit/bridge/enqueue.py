@@ -16,10 +16,11 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from ..definition import Task, Track
+from ..definition import Lock, Task, Track
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from .handle import RunHandle
+from .locks import acquire, lock_key
 from .messages import Prepared, prepare, track_level
 from .publish import publish, resolve_queue
 
@@ -52,17 +53,38 @@ def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
     transaction.on_commit(send)
 
 
+def _queue_locked(runs: list[Prepared]) -> tuple[list[Prepared], list[RunHandle]]:
+    """Take each run's ``queue_lock``; a run whose twin is already queued is dropped."""
+    fresh, handles = [], []
+    for run in runs:
+        key = lock_key(Lock.QUEUE, run.task, run.canonical)
+        holder = acquire(key, run.run_id, run.task.meta.lock_timeout)
+        if holder is None:
+            fresh.append(run)
+            handles.append(_handle(run))
+        else:
+            handles.append(
+                RunHandle(
+                    id=holder or run.run_id, name=run.task.name, queue=run.queue, deduplicated=True
+                )
+            )
+    return fresh, handles
+
+
 def enqueue_many_tasks(
     task: Task, payloads: Iterable[Payload], queue: str | None = None
 ) -> list[RunHandle]:
     """Queue one run per payload over a single producer; all payloads are checked first."""
     target = resolve_queue(task, queue)
     runs = [prepare(task, payload, target) for payload in payloads]
+    handles = [_handle(run) for run in runs]
+    if Lock.QUEUE in task.meta.locks:
+        runs, handles = _queue_locked(runs)
     outbox = track_level(task) is Track.ALL
     if outbox:
         TaskRun.objects.bulk_create([_row(run, RunStatus.QUEUED) for run in runs])
     _send_after_commit(runs, outbox)
-    return [_handle(run) for run in runs]
+    return handles
 
 
 def enqueue_task(task: Task, payload: Payload = None, queue: str | None = None) -> RunHandle:

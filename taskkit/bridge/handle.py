@@ -30,6 +30,8 @@ class RunHandle:
     id: str
     name: str
     queue: str
+    #: ``True`` when a ``queue_lock`` made this enqueue a no-op: ``id`` is the queued run's.
+    deduplicated: bool = False
 
     def __str__(self) -> str:
         return self.id
@@ -39,6 +41,10 @@ class RunHandle:
         """The run's status, or ``None`` while no record exists yet."""
         status = TaskRun.objects.filter(pk=self.id).values_list("status", flat=True).first()
         return RunStatus(status) if status else None
+
+    def runs(self) -> list[TaskRun]:
+        """For ``scope="all"``: the run of every worker that received the broadcast."""
+        return list(TaskRun.objects.filter(group_id=self.id).order_by("started_at"))
 
     def run(self) -> TaskRun:
         """The run record (:class:`~taskkit.RunNotFound` while the worker has not started it)."""

@@ -8,15 +8,17 @@ the task's meta queue applies where no route matches.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from celery import current_app
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from ..definition import Task
+from ..definition import Scope, Task
 from ..exceptions import BrokerUnavailable
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
+from . import broadcast
 from .messages import Prepared, prepare
 
 
@@ -33,6 +35,12 @@ def resolve_queue(task: Task, override: str | None) -> str:
     return task.meta.queue
 
 
+def _destination(run: Prepared) -> dict[str, Any]:
+    if run.task.meta.scope is Scope.ALL:
+        return broadcast.publish_options()
+    return {"queue": run.queue}
+
+
 def publish(runs: Sequence[Prepared]) -> None:
     """Send ``runs`` over one producer; :class:`~taskkit.BrokerUnavailable` if unreachable."""
     if not runs:
@@ -44,8 +52,8 @@ def publish(runs: Sequence[Prepared]) -> None:
                     kwargs=run.kwargs(),
                     producer=producer,
                     task_id=run.run_id,
-                    queue=run.queue,
                     serializer="json",
+                    **_destination(run),
                 )
     except OperationalError as exc:
         name = runs[0].task.name

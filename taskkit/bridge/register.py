@@ -14,6 +14,7 @@ from celery import Task as CeleryTask
 from celery import shared_task
 
 from ..definition import Task
+from . import broadcast
 
 
 def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
@@ -41,5 +42,6 @@ def celery_options(task: Task) -> dict[str, Any]:
 
 def register(tasks: Iterable[Task]) -> None:
     """Make a Celery task for each taskkit task (a name already registered is kept)."""
+    broadcast.connect()
     for task in tasks:
         shared_task(**celery_options(task))(_body)

@@ -9,6 +9,7 @@ scheduler promotes after the backoff), so every attempt stays visible.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import traceback
 from datetime import datetime, timedelta
@@ -18,19 +19,31 @@ from celery import Task as CeleryTask
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ..definition import Source, Task, TaskContext, TaskEvent, Track, normalize_payload
+from ..definition import Lock, Scope, Source, Task, TaskContext, TaskEvent, Track, normalize_payload
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..runner import call
+from . import broadcast
+from .locks import acquire, lock_key, release
 from .messages import track_level
 
 logger = logging.getLogger("taskkit.worker")
+
+#: How long a run whose job or single-instance lock is held waits before it tries again.
+LOCK_RETRY_DELAY = timedelta(seconds=0.5)
+
+
+def worker_name(ctask: CeleryTask[Any, Any]) -> str:
+    """The Celery node name of the worker running ``ctask``."""
+    return str(getattr(ctask.request, "hostname", None) or socket.gethostname())
 
 
 def _context(ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any]) -> TaskContext:
     scheduled = fields.get("scheduled_time")
     delivery = getattr(ctask.request, "delivery_info", None) or {}
     run_id = str(fields.get("run_id") or ctask.request.id)
+    if task.meta.scope is Scope.ALL:  # every worker runs it: each run gets its own id
+        run_id = broadcast.worker_run_id(run_id, worker_name(ctask))
 
     def report(done: int, total: int) -> None:
         TaskRun.objects.filter(pk=run_id).update(progress_done=done, progress_total=total)
@@ -76,12 +89,40 @@ def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exce
     return False
 
 
+def _take_locks(task: Task, ctx: TaskContext, canonical: str) -> list[str] | None:
+    """Release the run's queue lock and take its run locks; ``None`` if one is held elsewhere."""
+    locks = task.meta.locks
+    if Lock.QUEUE in locks:
+        release(lock_key(Lock.QUEUE, task, canonical), ctx.run_id)
+    held: list[str] = []
+    for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
+        if kind not in locks:
+            continue
+        key = lock_key(kind, task, canonical)
+        if acquire(key, ctx.run_id, task.meta.lock_timeout) is not None:
+            for taken in held:
+                release(taken, ctx.run_id)
+            return None
+        held.append(key)
+    return held
+
+
+def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
+    """Re-delay a run whose lock is held: it is tried again shortly, not run concurrently."""
+    due = timezone.now() + LOCK_RETRY_DELAY * (1 + random.random())  # not for security
+    TaskRun.objects.update_or_create(
+        pk=ctx.run_id,
+        defaults={**row, "status": RunStatus.SCHEDULED, "scheduled_for": due, "sent_at": None},
+    )
+    logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
+
+
 def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None:
     """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
     close_old_connections()
     task = get_task(ctask.name)
     fields = context if isinstance(context, dict) else {}
-    plain, _ = normalize_payload(payload, schema=task.meta.schema)
+    plain, canonical = normalize_payload(payload, schema=task.meta.schema)
     ctx = _context(ctask, task, fields)
     level = track_level(task)
     row = {
@@ -90,8 +131,14 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         "payload": plain,
         "attempt": ctx.attempt,
         "source": str(ctx.source),
-        "worker": str(getattr(ctask.request, "hostname", None) or socket.gethostname()),
+        "worker": worker_name(ctask),
     }
+    if task.meta.scope is Scope.ALL:
+        row["group_id"] = fields.get("run_id") or ctask.request.id
+    held = _take_locks(task, ctx, canonical)
+    if held is None:
+        _wait_for_lock(task, ctx, row)
+        return
     if level is not Track.FAILURES:
         TaskRun.objects.update_or_create(
             pk=ctx.run_id,
@@ -103,6 +150,9 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         if not _record_failure(task, ctx, row, exc):
             raise
         return
+    finally:
+        for key in held:
+            release(key, ctx.run_id)
     if level is not Track.FAILURES:
         TaskRun.objects.filter(pk=ctx.run_id).update(
             status=RunStatus.SUCCEEDED,

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from taskkit.embedded import celery_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-secret-key")
@@ -91,21 +93,14 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 
-# The embedded default broker is kombu's filesystem transport: no server, a folder of
-# message files. It polls and does not acknowledge; use Redis or RabbitMQ in production.
-BROKER_FOLDER = Path(os.environ.get("TESTPROJECT_BROKER_FOLDER", str(BASE_DIR / "var" / "broker")))
-CELERY_BROKER_URL = os.environ.get("TASKKIT_BROKER_URL") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
-    for _folder in ("queue", "processed", "control"):
-        (BROKER_FOLDER / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "control_folder": str(BROKER_FOLDER / "control"),
-        "data_folder_in": str(BROKER_FOLDER / "queue"),
-        "data_folder_out": str(BROKER_FOLDER / "queue"),
-        "processed_folder": str(BROKER_FOLDER / "processed"),
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
+# The embedded default broker keeps messages as files under var/broker: no server, one
+# machine, polling, no acknowledgement. TASKKIT_BROKER_URL switches to Redis or RabbitMQ.
+if os.environ.get("TASKKIT_BROKER_URL"):
+    CELERY_BROKER_URL = os.environ["TASKKIT_BROKER_URL"]
+else:
+    globals().update(
+        celery_settings(os.environ.get("TESTPROJECT_BROKER_FOLDER", BASE_DIR / "var" / "broker"))
+    )
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -24,6 +24,7 @@ from celery import current_app as celery_current_app
 from kombu import Queue
 
 import taskkit
+from taskkit.embedded import celery_settings
 
 REPO = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "maintenance", "special")
@@ -42,18 +43,14 @@ class Broker:
     app: Celery
 
 
-def transport_options(name: str, folder: Path) -> dict[str, Any]:
+def transport_settings(name: str, folder: Path) -> dict[str, Any]:
+    """Celery settings (lower case) of the broker besides its URL."""
     if name != "filesystem":
         return {}
-    for sub in ("queue", "processed", "control"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    embedded = celery_settings(folder, polling_interval=0.05)
     return {
-        "control_folder": str(folder / "control"),
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "processed_folder": str(folder / "processed"),
-        "store_processed": False,
-        "polling_interval": 0.05,
+        "broker_transport": embedded["CELERY_BROKER_TRANSPORT"],
+        "broker_transport_options": embedded["CELERY_BROKER_TRANSPORT_OPTIONS"],
     }
 
 
@@ -91,43 +88,63 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
     name: str = request.param
-    options = transport_options(name, tmp_path_factory.mktemp(f"broker-{name}"))
-    app = make_app(f"taskkit-tests-{name}", BROKERS[name], broker_transport_options=options)
+    options = transport_settings(name, tmp_path_factory.mktemp(f"broker-{name}"))
+    app = make_app(f"taskkit-tests-{name}", BROKERS[name], **options)
     purge(app)
     with current(app):
         yield Broker(name, BROKERS[name], options, app)
     app.close()
 
 
-@pytest.fixture(scope="session")
-def worker(
-    broker: Broker, django_db_setup: Any, django_db_blocker: Any
-) -> Iterator[subprocess.Popen[str]]:
-    """One worker on ``broker``, consuming every test queue, started once per broker."""
+def start_worker(broker: Broker, label: str) -> subprocess.Popen[str]:
+    """A worker subprocess on ``broker`` consuming every test queue (and broadcasts)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "TASKKIT_TEST_BROKER": broker.url,
-        "TASKKIT_TEST_BROKER_OPTIONS": repr(broker.options),
+        "TASKKIT_TEST_BROKER_SETTINGS": repr(broker.options),
         "PYTHONPATH": str(REPO),
     }
     command = [
         sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
         "-Q", ",".join(QUEUES), "-P", "threads", "-c", "4", "-l", "warning",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-B", "--scheduler", "taskkit.scheduler:Scheduler",
-        "-n", f"test-{broker.name}-{uuid.uuid4().hex[:6]}@%h",
+        "-n", f"{label}-{broker.name}-{uuid.uuid4().hex[:6]}@%h",
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, env=env, text=True)
+    if label == "test":  # the first worker also runs taskkit's Beat
+        command += ["-B", "--scheduler", "taskkit.scheduler:Scheduler"]
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(
+    broker: Broker, django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[subprocess.Popen[str]]:
+    """One worker (with Beat) on ``broker``, started once per broker."""
+    process = start_worker(broker, "test")
     try:
         with django_db_blocker.unblock():
             probe = taskkit.enqueue("echo:payload", {"probe": broker.name})
             assert probe.result(timeout=60) == {"probe": broker.name}
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+@pytest.fixture
+def second_worker(broker: Broker, worker: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Another worker on the same broker, for tests about more than one worker."""
+    process = start_worker(broker, "second")
+    try:
+        yield process
+    finally:
+        stop(process)

@@ -1,0 +1,74 @@
+"""The resque locks, over the database (or a Django cache with an atomic ``add``).
+
+- ``queue_lock``: enqueueing name + payload while such a run is queued is a no-op;
+  the lock is taken at enqueue and released when a worker starts the run.
+- ``job_lock``: a run of name + payload waits (is re-delayed) while another runs.
+- ``single_instance``: one running instance of the task cluster-wide, any payload.
+
+Every lock expires after the task's ``lock_timeout``, so a crashed worker cannot
+hold one forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from functools import partial
+
+from django.core.cache import caches
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..conf import settings
+from ..definition import Lock, Task
+from ..models import TaskLock
+
+
+def lock_key(kind: Lock, task: Task, canonical_payload: str) -> str:
+    """The key one lock of ``kind`` is taken under."""
+    if kind is Lock.SINGLE_INSTANCE:
+        return f"taskkit:{kind}:{task.name}"
+    digest = hashlib.sha256(canonical_payload.encode()).hexdigest()[:32]
+    return f"taskkit:{kind}:{task.name}:{digest}"
+
+
+def _try_cache(alias: str, key: str, owner: str, ttl: timedelta) -> tuple[bool, str | None]:
+    cache = caches[alias]
+    if cache.add(key, owner, timeout=ttl.total_seconds()):
+        return True, None
+    holder = cache.get(key)
+    return False, None if holder is None else str(holder)
+
+
+def _try_database(key: str, owner: str, ttl: timedelta) -> tuple[bool, str | None]:
+    now = timezone.now()
+    TaskLock.objects.filter(key=key, expires_at__lte=now).delete()
+    try:
+        with transaction.atomic():
+            TaskLock.objects.create(key=key, owner=owner, expires_at=now + ttl)
+    except IntegrityError:
+        return False, TaskLock.objects.filter(key=key).values_list("owner", flat=True).first()
+    return True, None
+
+
+def acquire(key: str, owner: str, ttl: timedelta) -> str | None:
+    """Take ``key`` for ``owner``; return ``None`` on success, else the current holder."""
+    alias = settings.LOCK_CACHE
+    attempt = partial(_try_cache, alias) if alias else _try_database
+    while True:  # a holder may let go between our failed attempt and our look at it
+        taken, holder = attempt(key, owner, ttl)
+        if taken:
+            return None
+        if holder is not None:
+            return holder
+
+
+def release(key: str, owner: str) -> None:
+    """Give ``key`` up if ``owner`` still holds it."""
+    alias = settings.LOCK_CACHE
+    if alias:
+        cache = caches[alias]
+        if cache.get(key) == owner:
+            cache.delete(key)
+        return
+    TaskLock.objects.filter(key=key, owner=owner).delete()

@@ -1,0 +1,67 @@
+"""The embedded broker: kombu's filesystem transport, made safe for concurrent writers.
+
+kombu's reader moves a message file away as soon as it is listed, even while a
+writer is still filling it; the worker then fails on half a message. taskkit's
+transport writes each message under a temporary name and renames it into place,
+which is atomic, so a reader only ever sees whole messages.
+
+Use it through :func:`celery_settings` (no server, one machine, polling, no
+acknowledgement: for development and demos, not production).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
+
+
+class Channel(filesystem.Channel):
+    """A filesystem channel whose writes are atomic."""
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        folder = Path(self.data_folder_out)
+        final = folder / f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        partial = folder / f".partial-{uuid.uuid4()}"
+        try:
+            partial.write_bytes(str_to_bytes(dumps(message)))
+            partial.replace(final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class Transport(filesystem.Transport):
+    """kombu's filesystem transport with :class:`Channel`."""
+
+    Channel = Channel
+
+
+def celery_settings(
+    folder: str | os.PathLike[str], polling_interval: float = 0.1
+) -> dict[str, Any]:
+    """``CELERY_*`` settings for the embedded broker keeping its files in ``folder``.
+
+    In a Django settings module: ``globals().update(celery_settings(BASE_DIR / "var/broker"))``.
+    """
+    root = Path(folder)
+    for sub in ("queue", "processed", "control"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_TRANSPORT": f"{__name__}:Transport",
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {
+            "data_folder_in": str(root / "queue"),
+            "data_folder_out": str(root / "queue"),
+            "processed_folder": str(root / "processed"),
+            "control_folder": str(root / "control"),
+            "store_processed": False,
+            "polling_interval": polling_interval,
+        },
+    }

@@ -1,0 +1,54 @@
+"""The lock store on its own: the database and a cache with an atomic add."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+import taskkit
+from taskkit.bridge.locks import acquire, lock_key, release
+from taskkit.definition import Lock
+from taskkit.models import TaskLock
+
+TTL = timedelta(minutes=1)
+
+
+@pytest.fixture(params=["database", "cache"])
+def store(request: pytest.FixtureRequest, settings: Any) -> str:
+    if request.param == "cache":
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "locks": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "l"},
+        }
+        settings.TASKKIT = {"LOCK_CACHE": "locks"}
+    return str(request.param)
+
+
+@pytest.mark.django_db
+def test_one_holder_at_a_time(store: str) -> None:
+    assert acquire("k", "a", TTL) is None
+    assert acquire("k", "b", TTL) == "a"
+    release("k", "b")  # not the holder: nothing happens
+    assert acquire("k", "b", TTL) == "a"
+    release("k", "a")
+    assert acquire("k", "b", TTL) is None
+    assert TaskLock.objects.exists() is (store == "database")
+
+
+@pytest.mark.django_db
+def test_an_expired_lock_is_free() -> None:
+    TaskLock.objects.create(key="k", owner="crashed", expires_at=timezone.now() - TTL)
+    assert acquire("k", "next", TTL) is None
+    assert TaskLock.objects.get(key="k").owner == "next"
+
+
+def test_lock_keys() -> None:
+    task = taskkit.get_task("echo:payload")
+    assert lock_key(Lock.SINGLE_INSTANCE, task, "{}") == "taskkit:single_instance:echo:payload"
+    one = lock_key(Lock.QUEUE, task, '{"a":1}')
+    assert one.startswith("taskkit:queue_lock:echo:payload:") and len(one.rsplit(":", 1)[1]) == 32
+    assert one != lock_key(Lock.QUEUE, task, '{"a":2}')
+    assert one != lock_key(Lock.JOB, task, '{"a":1}')
