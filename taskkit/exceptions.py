@@ -85,6 +85,10 @@ class RunTimeout(TaskkitError, TimeoutError):
 
 
 class BrokerUnavailable(TaskkitError, ConnectionError):
-    """The broker could not be reached; nothing was sent (HTTP 503)."""
+    """The broker could not be reached (HTTP 503).
+
+    A single enqueue sent nothing; of an ``enqueue_many`` batch, the runs before the
+    failure were sent. A ``track="all"`` row stays and the scheduler sends it later.
+    """
 
     status_code = 503

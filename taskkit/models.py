@@ -39,9 +39,9 @@ class TaskRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     #: When a delayed run or a retry is due; the scheduler promotes it then.
     scheduled_for = models.DateTimeField(null=True, blank=True)
-    #: When the message was handed to the broker; empty on a queued row = not sent (outbox).
+    #: When the row was handed to the publisher; empty on a queued row = not sent (outbox).
     sent_at = models.DateTimeField(null=True, blank=True)
-    #: The scheduler process that promoted the row, so concurrent schedulers tell claims apart.
+    #: The token of the promotion that claimed the row, so concurrent schedulers tell claims apart.
     claimed_by = models.CharField(max_length=64, blank=True)
     #: For ``scope="all"`` runs: the id the enqueue returned, shared by every worker's run.
     group_id = models.UUIDField(null=True, blank=True, db_index=True)
@@ -53,7 +53,7 @@ class TaskRun(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
-    #: Earlier attempts of this run: ``[{"attempt", "error", "finished_at"}, …]``.
+    #: Every failed attempt of this run: ``[{"attempt", "error", "finished_at"}, …]``.
     history = models.JSONField(default=list, blank=True)
 
     class Meta:

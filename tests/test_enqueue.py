@@ -238,3 +238,29 @@ def test_get_run_and_handle_for_unknown_ids() -> None:
         handle.result(timeout=1)
     assert str(handle.run().pk) == str(row.pk) == handle.id
     assert handle.status == RunStatus.CANCELLED
+
+
+def test_outbox_and_promotion_never_take_each_others_rows(sent: list[dict[str, Any]]) -> None:
+    old = timezone.now() - timedelta(minutes=1)
+    due = taskkit.enqueue_at("echo:payload", old, {"delayed": 1})
+    TaskRun.objects.filter(pk=due.id).update(created_at=old)
+    assert promote_due() == 1
+    assert resend_outbox() == 0  # the promoted row is claimed (sent_at set), not an outbox row
+    assert len(sent) == 1
+
+
+def test_a_broker_outage_gives_the_rest_of_the_batch_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def flaky(row: TaskRun) -> None:
+        calls.append(str(row.pk))
+        if len(calls) == 2:
+            raise taskkit.BrokerUnavailable("down")
+
+    monkeypatch.setattr("taskkit.scheduling.promote.publish_run", flaky)
+    past = timezone.now() - timedelta(seconds=5)
+    handles = [taskkit.enqueue_at("echo:payload", past, {"i": i}) for i in range(4)]
+    assert promote_due() == 1
+    statuses = [taskkit.get_run(h.id) for h in handles]
+    assert [r.status for r in statuses].count(RunStatus.SCHEDULED) == 3
+    assert all(r.sent_at is None for r in statuses if r.status == RunStatus.SCHEDULED)

@@ -10,6 +10,7 @@ from functools import partial
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
@@ -32,7 +33,11 @@ def retry_failed(run_id: object | None = None, *, name: str | None = None) -> li
     for row in _failed(run_id, name):
         get_task(row.name)  # the task must still exist
         claimed = TaskRun.objects.filter(pk=row.pk, status=RunStatus.FAILED).update(
-            status=RunStatus.QUEUED, attempt=1, sent_at=None, finished_at=None, scheduled_for=None
+            status=RunStatus.QUEUED,
+            attempt=1,
+            sent_at=timezone.now(),
+            finished_at=None,
+            scheduled_for=None,
         )
         if not claimed:
             continue  # someone else retried it first

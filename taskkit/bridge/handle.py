@@ -47,7 +47,11 @@ class RunHandle:
         return list(TaskRun.objects.filter(group_id=self.id).order_by("started_at"))
 
     def run(self) -> TaskRun:
-        """The run record (:class:`~taskkit.RunNotFound` while the worker has not started it)."""
+        """The run record; :class:`~taskkit.RunNotFound` while there is none.
+
+        Delayed and ``track="all"`` runs have one from enqueue on; others from the
+        moment a worker starts them; successful ``track="failures"`` runs never.
+        """
         return get_run(self.id)
 
     def result(self, timeout: float | None = 30.0, poll: float = 0.01) -> Any:

@@ -33,6 +33,9 @@ class Prepared:
     attempt: int = 1
     scheduled_time: datetime | None = None
     source: Source = Source.WORKER
+    #: Whether a row exists for the run already (delayed, retried, outbox): the worker
+    #: then updates it even for ``track="failures"``.
+    stored: bool = False
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""
@@ -44,6 +47,8 @@ class Prepared:
         }
         if self.scheduled_time is not None:
             context["scheduled_time"] = self.scheduled_time.isoformat()
+        if self.stored:
+            context["stored"] = True
         return {"payload": self.payload, "context": context}
 
 

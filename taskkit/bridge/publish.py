@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import current_app
-from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from ..definition import Scope, Task
 from ..exceptions import BrokerUnavailable
-from ..models import RunStatus, TaskRun
+from ..models import TaskRun
 from ..registry import get_task
 from . import broadcast
 from .messages import Prepared, prepare
@@ -63,7 +62,7 @@ def publish(runs: Sequence[Prepared]) -> None:
 
 
 def publish_run(row: TaskRun) -> None:
-    """Send a stored run (a due delayed run, a retry, an outbox row) and mark it sent."""
+    """Send a stored run: a due delayed run, a retry, an outbox row (claimed by the caller)."""
     run = prepare(
         get_task(row.name),
         row.payload,
@@ -71,6 +70,6 @@ def publish_run(row: TaskRun) -> None:
         run_id=str(row.pk),
         attempt=row.attempt,
         scheduled_time=row.scheduled_for,
+        stored=True,
     )
     publish([run])
-    TaskRun.objects.filter(pk=row.pk, status=RunStatus.QUEUED).update(sent_at=timezone.now())

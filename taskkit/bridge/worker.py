@@ -20,6 +20,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from ..definition import Lock, Scope, Source, Task, TaskContext, TaskEvent, Track, normalize_payload
+from ..exceptions import TaskkitError
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..runner import call
@@ -117,14 +118,27 @@ def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
     logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
 
 
+def _unrunnable(ctask: CeleryTask[Any, Any], fields: dict[str, Any], exc: Exception) -> None:
+    """Fail the stored row of a message whose task is gone or whose payload no longer fits."""
+    run_id = str(fields.get("run_id") or ctask.request.id)
+    TaskRun.objects.filter(pk=run_id).update(
+        status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+    )
+
+
 def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None:
     """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
     close_old_connections()
-    task = get_task(ctask.name)
     fields = context if isinstance(context, dict) else {}
-    plain, canonical = normalize_payload(payload, schema=task.meta.schema)
+    try:
+        task = get_task(ctask.name)
+        plain, canonical = normalize_payload(payload, schema=task.meta.schema)
+    except TaskkitError as exc:
+        _unrunnable(ctask, fields, exc)
+        raise
     ctx = _context(ctask, task, fields)
-    level = track_level(task)
+    # rows are written per the track level, and always where one exists already
+    record = track_level(task) is not Track.FAILURES or bool(fields.get("stored"))
     row = {
         "name": task.name,
         "queue": ctx.queue,
@@ -139,7 +153,7 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     if held is None:
         _wait_for_lock(task, ctx, row)
         return
-    if level is not Track.FAILURES:
+    if record:
         TaskRun.objects.update_or_create(
             pk=ctx.run_id,
             defaults={**row, "status": RunStatus.RUNNING, "started_at": timezone.now()},
@@ -153,7 +167,7 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     finally:
         for key in held:
             release(key, ctx.run_id)
-    if level is not Track.FAILURES:
+    if record:
         TaskRun.objects.filter(pk=ctx.run_id).update(
             status=RunStatus.SUCCEEDED,
             finished_at=timezone.now(),

@@ -1,8 +1,10 @@
 """Promotion: due delayed runs and unsent outbox rows become broker messages.
 
 Rows are claimed with one conditional ``UPDATE … WHERE status = 'scheduled'``
-tagged with this process's token, then read back by that token: two schedulers
-running at once never send the same row twice, on SQLite and PostgreSQL alike.
+(for the outbox: ``WHERE sent_at IS NULL``) tagged with a fresh token, then read
+back by that token: two schedulers running at once never send the same row
+twice, on SQLite and PostgreSQL alike. ``sent_at`` marks a row as handed to the
+publisher; a row the broker did not take is given back for the next tick.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Min
 from django.utils import timezone
@@ -24,22 +27,25 @@ logger = logging.getLogger("taskkit.scheduler")
 OUTBOX_GRACE = timedelta(seconds=10)
 
 
-def _claim(ids: list[uuid.UUID], token: str) -> list[TaskRun]:
-    TaskRun.objects.filter(pk__in=ids, status=RunStatus.SCHEDULED).update(
-        status=RunStatus.QUEUED, claimed_by=token, sent_at=None
+def _claim(ids: list[uuid.UUID], status: RunStatus, **claim: Any) -> list[TaskRun]:
+    """Mark the rows of ``ids`` still in ``status`` as being sent by us, and return those."""
+    token = uuid.uuid4().hex
+    TaskRun.objects.filter(pk__in=ids, status=status, **claim).update(
+        status=RunStatus.QUEUED, claimed_by=token, sent_at=timezone.now()
     )
-    return list(TaskRun.objects.filter(pk__in=ids, claimed_by=token, status=RunStatus.QUEUED))
+    return list(TaskRun.objects.filter(pk__in=ids, claimed_by=token).order_by("created_at"))
 
 
-def _send(rows: list[TaskRun], revert: bool) -> int:
+def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
+    """Publish claimed rows; if the broker is away, give this and the rest back unsent."""
     sent = 0
-    for row in rows:
+    for index, row in enumerate(rows):
         try:
             publish_run(row)
         except BrokerUnavailable:
-            logger.warning("Broker unreachable; run %s stays for the next tick", row.pk)
-            if revert:
-                TaskRun.objects.filter(pk=row.pk).update(status=RunStatus.SCHEDULED)
+            logger.warning("Broker unreachable; %s runs wait for the next tick", len(rows) - index)
+            unsent = [r.pk for r in rows[index:]]
+            TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
             break
         except TaskkitError as exc:  # the task left the code, or its payload no longer fits
             TaskRun.objects.filter(pk=row.pk).update(
@@ -62,18 +68,22 @@ def promote_due(now: datetime | None = None, limit: int = 500) -> int:
     )
     if not ids:
         return 0
-    return _send(_claim(ids, uuid.uuid4().hex), revert=True)
+    return _send(_claim(ids, RunStatus.SCHEDULED), {"status": RunStatus.SCHEDULED})
 
 
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
     """Send queued rows that were committed but never reached the broker (``track="all"``)."""
     cutoff = (now or timezone.now()) - OUTBOX_GRACE
-    rows = list(
+    ids = list(
         TaskRun.objects.filter(
             status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff
-        ).order_by("created_at")[:limit]
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
     )
-    return _send(rows, revert=False)
+    if not ids:
+        return 0
+    return _send(_claim(ids, RunStatus.QUEUED, sent_at__isnull=True), {})
 
 
 def next_due() -> datetime | None:

@@ -121,3 +121,9 @@ def test_delayed_start_latency_is_under_a_second(broker: Broker) -> None:
         lags.append((run.started_at - run.scheduled_for).total_seconds())
     assert max(lags) < 5, lags  # loose here; bench/ measures the real p50/p95
     time.sleep(0)
+
+
+def test_track_failures_still_finishes_a_stored_run(broker: Broker) -> None:
+    handle = taskkit.enqueue_in("track:quiet", 0.2)
+    assert handle.result(timeout=TIMEOUT) == "quiet"
+    assert taskkit.get_run(handle.id).status == RunStatus.SUCCEEDED

@@ -1,0 +1,52 @@
+"""The worker side in process: messages whose task is gone or whose payload no longer fits."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import taskkit
+from taskkit.bridge.worker import run_message
+from taskkit.models import RunStatus, TaskRun
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections
+
+
+def message(name: str) -> Any:
+    run_id = str(uuid.uuid4())
+    request = SimpleNamespace(id=run_id, hostname="w1@host", delivery_info={})
+    return SimpleNamespace(name=name, request=request), run_id
+
+
+def test_a_message_for_a_task_that_left_the_code_fails_its_row() -> None:
+    ctask, run_id = message("gone:task")
+    TaskRun.objects.create(id=run_id, name="gone:task", status=RunStatus.QUEUED)
+    with pytest.raises(taskkit.TaskNotFound):
+        run_message(ctask, {}, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.FAILED and "Unknown task 'gone:task'" in row.error
+
+
+def test_a_payload_the_schema_now_refuses_fails_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    strict = taskkit.get_task("echo:payload").using(name="strict:now", schema={"n": int})
+    monkeypatch.setitem(taskkit.registry.current().tasks, "strict:now", strict)
+    ctask, run_id = message("strict:now")
+    TaskRun.objects.create(id=run_id, name="strict:now", status=RunStatus.QUEUED)
+    with pytest.raises(taskkit.InvalidPayload):
+        run_message(ctask, {"n": "x"}, {"run_id": run_id, "stored": True})
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.FAILED
+
+
+def test_a_run_runs_and_records_in_process() -> None:
+    ctask, run_id = message("echo:payload")
+    run_message(ctask, {"a": 1}, {"run_id": run_id, "queue": "q", "attempt": 1})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.result, row.queue, row.worker) == (
+        RunStatus.SUCCEEDED,
+        {"a": 1},
+        "q",
+        "w1@host",
+    )
