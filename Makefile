@@ -24,10 +24,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## Create .venv and install taskkit (editable) with its extras and test tools.
 
-run: install  ## Install, migrate, create an admin login and start the demo project.
+run: install  ## Install, migrate, print an admin login, start the demo: web + worker + Beat.
 	$(DEMO) migrate --noinput
 	$(DEMO) ensure_admin
-	$(DEMO) runserver 127.0.0.1:8000
+	cd testproject && { ../$(PY) manage.py taskworker --queues '*' --beat --pool threads & \
+		worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+		../$(PY) manage.py runserver 127.0.0.1:8000; }
 
 lint: install  ## ruff lint and format check.
 	$(VENV)/bin/ruff check .

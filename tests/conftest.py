@@ -12,6 +12,8 @@ from django.test import override_settings
 from taskkit import registry
 from taskkit.registry import TaskRegistry
 
+pytest_plugins = ["taskkit.testing"]
+
 
 @pytest.fixture
 def reload_registry() -> Iterator[Callable[..., TaskRegistry]]:

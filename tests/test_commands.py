@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from django.apps import AppConfig, apps
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 import taskkit
 from taskkit.registry import TaskRegistry
@@ -219,3 +221,92 @@ def test_newtask_unknown_app() -> None:
 def test_newtask_needs_an_app(capsys: Any) -> None:
     with pytest.raises(CommandError, match="--app"):
         call("newtask", "x")
+
+
+# --- runtask, queueing ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_runtask_enqueue_prints_the_run_id(taskkit_enqueues: Any) -> None:
+    run_id = call("runtask", "echo:payload", "--payload", '{"a": 1}', "--enqueue").strip()
+    [run] = taskkit_enqueues.assert_enqueued("echo:payload", {"a": 1})
+    assert run.id == run_id and run.queue == "default" and run.run_after is None
+
+
+@pytest.mark.django_db
+def test_runtask_queue_in_and_at(taskkit_enqueues: Any, settings: Any) -> None:
+    out = json.loads(call("runtask", "db:migrate", "--queue", "urgent", "--json"))
+    assert out["queue"] == "urgent" and out["deduplicated"] is False
+    call("runtask", "db:migrate", "--in", "90")
+    call("runtask", "db:migrate", "--at", "2031-02-03T04:05:06+00:00")
+    settings.TIME_ZONE = "Europe/Paris"
+    call("runtask", "db:migrate", "--at", "2031-07-01T12:00")
+    urgent, later, at, local = taskkit_enqueues.named("db:migrate")
+    assert urgent.queue == "urgent" and urgent.id == out["id"]
+    assert later.run_after is not None
+    assert 85 < (later.run_after - timezone.now()).total_seconds() <= 90
+    assert at.run_after == datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert local.run_after == datetime(2031, 7, 1, 10, 0, tzinfo=UTC)  # read in TIME_ZONE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--in", "-5"], "--in needs a delay of 0 seconds or more"),
+        (["--at", "tomorrow"], "--at 'tomorrow' is not an ISO 8601 time"),
+        (["--queue", " "], "queue must be a non-empty string"),
+    ],
+)
+@pytest.mark.django_db
+def test_runtask_bad_queueing_options_exit_2(
+    taskkit_enqueues: Any, args: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message) as caught:
+        call("runtask", "echo:payload", *args)
+    assert caught.value.returncode == 2
+    assert taskkit_enqueues.runs == []
+
+
+def test_runtask_in_and_at_exclude_each_other() -> None:
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        call("runtask", "echo:payload", "--in", "1", "--at", "2031-01-01T00:00")
+
+
+@pytest.mark.django_db(transaction=True)  # messages leave on commit
+def test_runtask_unreachable_broker_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise taskkit.BrokerUnavailable("the broker is unreachable (test)")
+
+    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", down)
+    with pytest.raises(CommandError, match="unreachable") as caught:
+        call("runtask", "echo:payload", "--enqueue")
+    assert caught.value.returncode == 1
+
+
+# --- taskworker ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_taskworker_star_consumes_every_known_queue() -> None:
+    from taskkit.models import RunStatus, TaskRun
+
+    TaskRun.objects.create(name="echo:payload", queue="overridden", status=RunStatus.QUEUED)
+    line = call("taskworker", "--dry-run", "--beat", "-c", "3", "-P", "threads")
+    queues = line.split("--queues ")[1].split()[0].split(",")
+    assert {"default", "maintenance", "loud", "plain", "overridden"} <= set(queues)
+    assert "--concurrency 3" in line and "--pool threads" in line
+    assert "--beat --scheduler taskkit.scheduler:Scheduler" in line
+
+
+def test_taskworker_named_queues() -> None:
+    line = call("taskworker", "--dry-run", "--queues", "a,b")
+    assert line.strip() == "celery worker --queues a,b --loglevel info"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--queues", "a,,b"], "empty queue"), (["--queues", "a", "-c", "0"], "at least 1")],
+)
+def test_taskworker_bad_options(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call("taskworker", "--dry-run", *args)

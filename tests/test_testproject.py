@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,19 +22,28 @@ def manage(tmp_path: Path) -> list[str]:
     return [sys.executable, str(PROJECT / "manage.py")]
 
 
-def run(
-    command: list[str] | str, tmp_path: Path, *, shell: bool = False
-) -> subprocess.CompletedProcess[str]:
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The demo's environment with its database and broker folder in ``tmp_path``."""
     env = {
         **os.environ,
         "TESTPROJECT_SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
-        "PYTHONPATH": str(PROJECT),
+        "TESTPROJECT_BROKER_FOLDER": str(tmp_path / "broker"),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def run(
+    command: list[str] | str,
+    tmp_path: Path,
+    *,
+    shell: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
         cwd=PROJECT,
-        env=env,
+        env=env or demo_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
@@ -131,3 +144,56 @@ def test_sqlite_runs_in_wal_mode(manage: list[str], tmp_path: Path) -> None:
     code = "from django.db import connection; c = connection.cursor(); c.execute('PRAGMA journal_mode'); print(c.fetchone()[0])"
     done = run([*manage, "shell", "-c", code], tmp_path)
     assert done.stdout.split()[-1] == "wal", done.stderr
+
+
+def test_worker_and_beat_run_queued_and_delayed_tasks(manage: list[str], tmp_path: Path) -> None:
+    """The demo as `make run` starts it: taskworker '*' with Beat on the embedded broker."""
+    assert run([*manage, "migrate", "--noinput"], tmp_path).returncode == 0
+    env = demo_env(tmp_path)
+    worker = subprocess.Popen(
+        [
+            *manage,
+            "taskworker",
+            "--queues",
+            "*",
+            "--beat",
+            "--pool",
+            "threads",
+            "-c",
+            "2",
+            "-l",
+            "warning",
+        ],
+        cwd=PROJECT,
+        env=env,
+        text=True,
+    )
+    try:
+        now = run(
+            [*manage, "runtask", "echo:payload", "--payload", '{"a": 1}', "--enqueue"],
+            tmp_path,
+            env=env,
+        )
+        later = run([*manage, "runtask", "db:seed", "--in", "0.5", "--json"], tmp_path)
+        assert now.returncode == 0 and later.returncode == 0, now.stderr + later.stderr
+        ids = [now.stdout.strip(), json.loads(later.stdout)["id"]]
+        done = wait_for_runs(tmp_path / "demo.sqlite3", ids)
+        assert done == {ids[0]: '{"a": 1}', ids[1]: '{"created": 3, "total": 3}'}
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def wait_for_runs(database: Path, ids: list[str]) -> dict[str, str]:
+    deadline = time.monotonic() + 60
+    keys = [uuid.UUID(i).hex for i in ids]
+    while time.monotonic() < deadline:
+        with closing(sqlite3.connect(database)) as db:
+            rows = db.execute(
+                f"SELECT id, status, result FROM taskkit_taskrun WHERE id IN ({','.join('?' * len(keys))})",
+                keys,
+            ).fetchall()
+        if len(rows) == len(keys) and all(status == "succeeded" for _, status, _ in rows):
+            return {str(uuid.UUID(key)): result for key, _, result in rows}
+        time.sleep(0.2)
+    raise AssertionError(f"runs did not finish: {rows}")

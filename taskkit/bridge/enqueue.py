@@ -19,6 +19,7 @@ from django.utils import timezone
 from ..definition import Lock, Task, Track
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
+from .capture import active as active_capture
 from .handle import RunHandle
 from .locks import acquire, lock_key
 from .messages import Prepared, prepare, track_level
@@ -77,6 +78,8 @@ def enqueue_many_tasks(
     """Queue one run per payload over a single producer; all payloads are checked first."""
     target = resolve_queue(task, queue)
     runs = [prepare(task, payload, target) for payload in payloads]
+    if (capture := active_capture()) is not None:
+        return capture.record(runs)
     handles = [_handle(run) for run in runs]
     if Lock.QUEUE in task.meta.locks:
         runs, handles = _queue_locked(runs)
@@ -101,6 +104,8 @@ def enqueue_task_at(
     if timezone.is_naive(when):
         raise ValueError("enqueue_at needs an aware datetime (use django.utils.timezone)")
     run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when)
+    if (capture := active_capture()) is not None:
+        return capture.record([run], run_after=when)[0]
     _row(run, RunStatus.SCHEDULED, scheduled_for=when).save(force_insert=True)
     return _handle(run)
 
