@@ -56,6 +56,9 @@ def _settings_errors() -> list[CheckMessage]:
         errors.append(
             Error("TASKKIT['TRACK'] must be 'all', 'runs' or 'failures'.", id="taskkit.E001")
         )
+    after = raw.get("OUTBOX_AFTER", DEFAULTS["OUTBOX_AFTER"])
+    if isinstance(after, bool) or not isinstance(after, int | float) or after <= 0:
+        errors.append(Error("TASKKIT['OUTBOX_AFTER'] must be positive seconds.", id="taskkit.E001"))
     cache = raw.get("LOCK_CACHE")
     if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
         errors.append(

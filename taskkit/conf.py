@@ -19,6 +19,7 @@ DEFAULTS: Mapping[str, Any] = {
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
     "TRACK": "runs",
     "LOCK_CACHE": None,
+    "OUTBOX_AFTER": 10.0,
 }
 
 
@@ -60,6 +61,11 @@ class Settings:
         """A cache alias whose atomic ``add`` holds locks; ``None``: the database."""
         value = self._get("LOCK_CACHE")
         return str(value) if value else None
+
+    @property
+    def OUTBOX_AFTER(self) -> float:  # noqa: N802
+        """Seconds a committed ``track="all"`` row may stay unsent before the scheduler sends it."""
+        return float(self._get("OUTBOX_AFTER"))
 
 
 settings = Settings()

@@ -91,10 +91,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
 TASKKIT = {
+    "OUTBOX_AFTER": 1.0,  # the outbox test waits for the scheduler's resend
     "TASKS": {
         # A settings entry wins over the discovered task of the same name.
         "echo:shout": {"handler": "tests.apps.nested.handlers.shout_louder"},
         # A task registered by settings only, with a plain function as handler.
         "plain:hello": {"handler": "tests.apps.nested.handlers.hello", "queue": "plain"},
-    }
+    },
 }

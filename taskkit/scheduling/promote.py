@@ -18,13 +18,11 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ..bridge.publish import publish_run
+from ..conf import settings
 from ..exceptions import BrokerUnavailable, TaskkitError
 from ..models import RunStatus, TaskRun
 
 logger = logging.getLogger("taskkit.scheduler")
-
-#: How long a queued ``track="all"`` row may stay unsent before the scheduler sends it.
-OUTBOX_GRACE = timedelta(seconds=10)
 
 
 def _claim(ids: list[uuid.UUID], status: RunStatus, **claim: Any) -> list[TaskRun]:
@@ -73,7 +71,7 @@ def promote_due(now: datetime | None = None, limit: int = 500) -> int:
 
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
     """Send queued rows that were committed but never reached the broker (``track="all"``)."""
-    cutoff = (now or timezone.now()) - OUTBOX_GRACE
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.OUTBOX_AFTER)
     ids = list(
         TaskRun.objects.filter(
             status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -127,3 +131,35 @@ def test_track_failures_still_finishes_a_stored_run(broker: Broker) -> None:
     handle = taskkit.enqueue_in("track:quiet", 0.2)
     assert handle.result(timeout=TIMEOUT) == "quiet"
     assert taskkit.get_run(handle.id).status == RunStatus.SUCCEEDED
+
+
+KILL_BETWEEN_COMMIT_AND_PUBLISH = """
+import os, signal, sys
+import django
+django.setup()
+import taskkit
+sys.modules["taskkit.bridge.enqueue"].publish = lambda runs: os.kill(os.getpid(), signal.SIGKILL)
+taskkit.enqueue("track:outbox", {"survived": sys.argv[1]})  # dies right after the commit
+"""
+
+
+def test_track_all_survives_a_kill_between_commit_and_publish(broker: Broker) -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TASKKIT_TEST_BROKER": broker.url,
+    }
+    marker = f"kill -9 on {broker.name}"
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_BETWEEN_COMMIT_AND_PUBLISH, marker],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    row = TaskRun.objects.get(name="track:outbox", payload={"survived": marker})
+    assert row.sent_at is None  # committed, never published
+    handle = taskkit.RunHandle(id=str(row.pk), name="track:outbox", queue="default")
+    assert handle.result(timeout=TIMEOUT) == {"survived": marker}
