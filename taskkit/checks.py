@@ -8,12 +8,14 @@ E002     two tasks in different modules have one name
 E003     a tasks module raised while being imported
 E004     one module defines several tasks without their own names
 E005     a ``TASKKIT["TASKS"]`` entry is malformed
+E006     a ``TASKKIT["SCHEDULE"]`` entry has a bad cron or names no task
 W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
 ======== ==========================================================
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from . import registry
 from .conf import DEFAULTS
 from .definition import Track
+from .definition.cron import normalize_cron
 from .registry.discovery import module_path
 
 TAG = "taskkit"
@@ -57,7 +60,7 @@ def _settings_errors() -> list[CheckMessage]:
             Error("TASKKIT['TRACK'] must be 'all', 'runs' or 'failures'.", id="taskkit.E001")
         )
     after = raw.get("OUTBOX_AFTER", DEFAULTS["OUTBOX_AFTER"])
-    if isinstance(after, bool) or not isinstance(after, int | float) or after <= 0:
+    if isinstance(after, bool) or not isinstance(after, int | float) or not 0 < after < math.inf:
         errors.append(Error("TASKKIT['OUTBOX_AFTER'] must be positive seconds.", id="taskkit.E001"))
     cache = raw.get("LOCK_CACHE")
     if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
@@ -100,6 +103,7 @@ def _registry_errors() -> list[CheckMessage]:
         )
     for bad in current.settings_problems:
         messages.append(Error(bad.error, id="taskkit.E005"))
+    messages.extend(_schedule_errors(current))
     for task in current:
         if task.handler is None:
             messages.append(
@@ -111,6 +115,29 @@ def _registry_errors() -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+def _schedule_errors(current: registry.TaskRegistry) -> list[CheckMessage]:
+    raw = getattr(django_settings, "TASKKIT", {})
+    schedule = raw.get("SCHEDULE", {}) if isinstance(raw, Mapping) else {}
+    if not isinstance(schedule, Mapping):
+        return [
+            Error("TASKKIT['SCHEDULE'] must be a dict of cron -> task names.", id="taskkit.E006")
+        ]
+    errors: list[CheckMessage] = []
+    for cron, names in schedule.items():
+        try:
+            normalize_cron(cron)
+        except ValueError as exc:
+            errors.append(Error(f"TASKKIT['SCHEDULE'][{cron!r}]: {exc}", id="taskkit.E006"))
+        for name in [names] if isinstance(names, str) else names:
+            if name not in current:
+                errors.append(
+                    Error(
+                        f"TASKKIT['SCHEDULE'][{cron!r}] names no task: {name!r}.", id="taskkit.E006"
+                    )
+                )
+    return errors
 
 
 @register(TAG)

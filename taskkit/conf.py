@@ -20,6 +20,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TRACK": "runs",
     "LOCK_CACHE": None,
     "OUTBOX_AFTER": 10.0,
+    "SCHEDULE": {},
 }
 
 
@@ -66,6 +67,12 @@ class Settings:
     def OUTBOX_AFTER(self) -> float:  # noqa: N802
         """Seconds a committed ``track="all"`` row may stay unsent before the scheduler sends it."""
         return float(self._get("OUTBOX_AFTER"))
+
+    @property
+    def SCHEDULE(self) -> Mapping[str, str | list[str]]:  # noqa: N802
+        """Nitro's ``scheduledTasks``: a cron expression -> a task name or a list of names."""
+        value = self._get("SCHEDULE")
+        return value if isinstance(value, Mapping) else {}
 
 
 settings = Settings()

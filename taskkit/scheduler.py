@@ -1,42 +1,165 @@
-"""taskkit's Beat scheduler: ``celery beat -S taskkit.scheduler:Scheduler``.
+"""taskkit's Beat scheduler: ``celery beat --scheduler taskkit.scheduler:Scheduler``.
 
-It is django-celery-beat's ``DatabaseScheduler`` (periodic tasks from the admin)
-plus the promotion of delayed runs and retries. It wakes at least once a second
-and sooner when a delayed run falls due, instead of Beat's usual five seconds.
+It is django-celery-beat's ``DatabaseScheduler`` (schedules editable in the
+admin) plus:
+
+- the sync of periodic tasks from the code at start (:mod:`taskkit.scheduling.periodic`);
+- periodic ticks of taskkit tasks sent through taskkit, once per tick whoever
+  sends it, with ``scheduledTime`` = the tick's time; interval ticks are aligned
+  to the clock (multiples of the interval), so they never drift;
+- promotion of due delayed runs and retries, and the outbox resend;
+- a leader lease, so two Beats can run and only one sends;
+- waking at least once a second, sooner when a delayed run falls due.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.schedules import crontab, schedstate
 from django.db import close_old_connections
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from .scheduling import next_due, promote_due, resend_outbox
+from .bridge.enqueue import enqueue_tick
+from .registry import get_task
+from .scheduling import lease, next_due, promote_due, resend_outbox
+from .scheduling.periodic import PREFIX, sync_periodic
 
 logger = logging.getLogger("taskkit.scheduler")
 
 #: The longest the scheduler sleeps between two looks at the delayed table.
 MAX_SLEEP = 1.0
+LEASE_NAME = "beat"
+#: Missed interval ticks younger than this are sent on catch-up: a leader's hand-over.
+CATCH_UP = 2 * lease.LEASE_DURATION
+
+
+def interval_ticks(every: timedelta, now: datetime, last_sent: datetime | None) -> list[datetime]:
+    """The interval ticks to send now: the same for every scheduler, never drifting.
+
+    Ticks are the multiples of the interval since the Unix epoch (a 60 s task ticks
+    on whole minutes). Sent are the ticks after ``last_sent``, as far back as
+    :data:`CATCH_UP` (what a leader's hand-over can miss); a tick another scheduler
+    sent already is skipped by :func:`~taskkit.bridge.enqueue.enqueue_tick`. With
+    nothing sent before (a cold start), only the latest tick is sent, as Beat would.
+    """
+    step = max(1, round(every.total_seconds()))
+    latest = int(now.timestamp()) // step * step
+    if last_sent is None:
+        return [datetime.fromtimestamp(latest, UTC)]
+    start = max((now - CATCH_UP).timestamp(), last_sent.timestamp())
+    return [
+        datetime.fromtimestamp(tick, UTC)
+        for tick in range(latest, int(start) - step, -step)
+        if tick > start
+    ][::-1]
+
+
+def cron_tick(now: datetime) -> datetime:
+    """A cron tick is its minute."""
+    return now.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def seconds_to_next_tick(every: timedelta, now: datetime) -> float:
+    """Seconds from ``now`` to the interval's next clock-aligned tick."""
+    step = max(1, round(every.total_seconds()))
+    return step - now.timestamp() % step
+
+
+def owned_interval(entry: Any) -> bool:
+    """Whether ``entry`` is one of taskkit's interval schedules."""
+    return str(entry.name).startswith(PREFIX) and not isinstance(entry.schedule, crontab)
 
 
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
-    """Beat's database scheduler that also sends delayed runs when they are due."""
+    """Beat's database scheduler with taskkit's periodic ticks, delayed runs and lease."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leading = False
+        self.sent: dict[str, datetime] = {}  # the last tick this process sent, per schedule
         super().__init__(*args, **kwargs)
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
+        self.sync_every_tasks = 1  # last_run_at reaches the database after every tick
+
+    def setup_schedule(self) -> None:
+        result = sync_periodic()
+        if result.changed:
+            logger.info("Periodic tasks synced: %s", result)
+        super().setup_schedule()
+
+    def last_sent(self, entry: Any, now: datetime) -> datetime | None:
+        """The last tick of ``entry`` sent: by this process, or just before by a dead leader."""
+        if entry.name in self.sent:
+            return self.sent[entry.name]
+        if not getattr(entry, "total_run_count", 0):  # never ran: last_run_at is Beat's "now"
+            return None
+        last: datetime | None = entry.last_run_at
+        if last is not None and timezone.is_naive(last):
+            last = timezone.make_aware(last, UTC)
+        return last if last is not None and now - last <= CATCH_UP else None
+
+    def is_due(self, entry: Any) -> Any:
+        """taskkit's interval schedules are due on their clock-aligned ticks."""
+        if not owned_interval(entry):
+            return super().is_due(entry)
+        now = timezone.now()
+        every = entry.schedule.run_every
+        due = bool(interval_ticks(every, now, self.last_sent(entry, now)))
+        return schedstate(due, seconds_to_next_tick(every, now))
+
+    def apply_async(
+        self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> Any:
+        """Send a tick: taskkit's own schedules through taskkit, the rest as Beat does."""
+        if not str(entry.name).startswith(PREFIX):
+            return super().apply_async(entry, producer, advance, **kwargs)
+        if advance:
+            self.reserve(entry)
+        now = timezone.now()
+        if owned_interval(entry):
+            ticks = interval_ticks(entry.schedule.run_every, now, self.last_sent(entry, now))
+        else:
+            ticks = [cron_tick(now)]
+        task = get_task(entry.task)
+        handles = [enqueue_tick(task, entry.name, tick) for tick in ticks]
+        if ticks:
+            self.sent[entry.name] = ticks[-1]
+        self._tasks_since_sync += 1  # with sync_every_tasks = 1: last_run_at is saved now
+        sent = [handle for handle in handles if handle is not None]
+        logger.debug("%s: ticks %s, %s sent from here", entry.name, ticks, len(sent))
+        return sent[-1] if sent else None
+
+    def _take_lead(self) -> bool:
+        leading = lease.hold(LEASE_NAME, self.identity)
+        if leading and not self.leading:  # new leader: read the schedule state afresh
+            logger.info("Scheduler %s leads", self.identity)
+            self._initial_read = True
+            self._heap = None
+        self.leading = leading
+        return leading
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        delay = float(super().tick(*args, **kwargs))
         close_old_connections()
+        try:
+            if not self._take_lead():
+                return MAX_SLEEP
+        except Exception:  # the database may be away for a moment; Beat must go on
+            logger.exception("Could not take the scheduler lease; trying again shortly")
+            self.leading = False
+            return MAX_SLEEP
+        delay = float(super().tick(*args, **kwargs))
         try:
             promoted = promote_due()
             resend_outbox()
             due = next_due()
-        except Exception:  # the database may be away for a moment; Beat must go on
+        except Exception:
             logger.exception("Promoting delayed runs failed; trying again shortly")
             return MAX_SLEEP
         if promoted:
@@ -44,3 +167,9 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         if due is not None:
             delay = min(delay, max((due - timezone.now()).total_seconds(), 0.0))
         return min(delay, MAX_SLEEP)
+
+    def close(self) -> None:
+        try:
+            lease.release(LEASE_NAME, self.identity)
+        finally:
+            super().close()

@@ -8,12 +8,13 @@ so a test can assert what a view queued and then run it inline::
     def test_signup_sends_welcome(client):
         with capture_enqueues() as captured:
             client.post("/signup/", {"email": "ada@example.com"})
-        captured.assert_enqueued("emails:welcome", payload={"email": "ada@example.com"})
-        captured.run_all()
+            captured.assert_enqueued("emails:welcome", payload={"email": "ada@example.com"})
+            captured.run_all()  # inside the block, so what those runs queue is captured too
 
 Payloads are checked as in production. Runs are captured when ``enqueue`` is
 called, not after commit. With pytest, ``pytest_plugins = ["taskkit.testing"]``
-gives the ``taskkit_enqueues`` fixture.
+gives the ``taskkit_enqueues`` fixture. Import this module once Django is set up
+(pytest-django does that before it loads plugins).
 """
 
 from __future__ import annotations

@@ -99,3 +99,10 @@ TASKKIT = {
         "plain:hello": {"handler": "tests.apps.nested.handlers.hello", "queue": "plain"},
     },
 }
+
+if os.environ.get("TASKKIT_TEST_PERIODIC"):  # the Beat tests' subprocesses: periodic tasks on
+    TASKKIT["TASKS"]["periodic:second"] = {  # type: ignore[index]
+        "handler": "tests.apps.nested.handlers.hello",
+        "frequency": 1,
+    }
+    TASKKIT["SCHEDULE"] = {"* * * * *": ["echo:payload"]}

@@ -255,6 +255,8 @@ def test_runtask_queue_in_and_at(taskkit_enqueues: Any, settings: Any) -> None:
         (["--in", "-5"], "--in needs a delay of 0 seconds or more"),
         (["--at", "tomorrow"], "--at 'tomorrow' is not an ISO 8601 time"),
         (["--queue", " "], "queue must be a non-empty string"),
+        (["--queue", ""], "queue must be a non-empty string"),
+        (["--in", "inf"], "delay from 0 to 3650 days"),
     ],
 )
 @pytest.mark.django_db

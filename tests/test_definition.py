@@ -48,7 +48,7 @@ def test_options_are_normalised() -> None:
         name="db:migrate",
         queue="maintenance",
         frequency=90,
-        scope="all",
+        scope="any",
         retry=3,
         locks=["queue_lock", "single_instance"],
         lock_timeout=timedelta(minutes=5),
@@ -60,7 +60,8 @@ def test_options_are_normalised() -> None:
     assert value.name == "db:migrate" and meta.name == "db:migrate"
     assert meta.frequency == timedelta(seconds=90)
     assert meta.schedule == "every 90s"
-    assert meta.scope is Scope.ALL
+    assert meta.scope is Scope.ANY
+    assert task(scope="all")(handler).meta.scope is Scope.ALL
     assert meta.retry == RetryPolicy(max_attempts=3)
     assert meta.locks == frozenset({Lock.QUEUE, Lock.SINGLE_INSTANCE})
     assert meta.lock_timeout == timedelta(minutes=5)

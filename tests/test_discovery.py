@@ -183,6 +183,7 @@ def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message
         ({"MAX_PAYLOAD_BYTES": "1"}, "MAX_PAYLOAD_BYTES"),
         ({"TRACK": "everything"}, "TRACK"),
         ({"OUTBOX_AFTER": 0}, "OUTBOX_AFTER"),
+        ({"OUTBOX_AFTER": float("nan")}, "OUTBOX_AFTER"),
         ({"LOCK_CACHE": "nowhere"}, "names no cache in CACHES: 'nowhere'"),
     ],
 )

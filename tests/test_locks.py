@@ -52,3 +52,33 @@ def test_lock_keys() -> None:
     assert one.startswith("taskkit:queue_lock:echo:payload:") and len(one.rsplit(":", 1)[1]) == 32
     assert one != lock_key(Lock.QUEUE, task, '{"a":2}')
     assert one != lock_key(Lock.JOB, task, '{"a":1}')
+
+
+@pytest.mark.django_db
+def test_a_run_finds_its_own_lock_free() -> None:
+    assert acquire("k", "run-1", TTL) is None
+    assert acquire("k", "run-1", TTL) is None  # redelivered: the lock is its own
+    assert acquire("k", "run-2", TTL) == "run-1"
+
+
+def test_scope_all_refuses_retries_and_locks() -> None:
+    def run(event: Any) -> None:
+        return None
+
+    with pytest.raises(taskkit.InvalidTaskDefinition, match="retries and locks"):
+        taskkit.task(name="b:r", scope="all", retry=3)(run)
+    with pytest.raises(taskkit.InvalidTaskDefinition, match="retries and locks"):
+        taskkit.task(name="b:l", scope="all", locks="job_lock")(run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_send_releases_the_queue_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    def down(runs: Any) -> None:
+        raise taskkit.BrokerUnavailable("down")
+
+    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", down)
+    with pytest.raises(taskkit.BrokerUnavailable):
+        taskkit.enqueue("locks:queued", {"x": 1})
+    assert not TaskLock.objects.exists()

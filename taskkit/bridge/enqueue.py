@@ -8,24 +8,32 @@ messages, so they can be listed and deleted and are not re-delivered or lost.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..definition import Lock, Task, Track
+from ..definition import Lock, Source, Task, Track
+from ..exceptions import BrokerUnavailable
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from .capture import active as active_capture
 from .handle import RunHandle
-from .locks import acquire, lock_key
+from .locks import acquire, lock_key, release
 from .messages import Prepared, prepare, track_level
 from .publish import publish, resolve_queue
 
 Payload = Mapping[str, Any] | None
+
+#: The longest delay ``enqueue_in`` accepts.
+MAX_DELAY = timedelta(days=3650)
+
+#: Namespace of the run ids of periodic ticks (uuid5 of schedule and tick time).
+TICK_NAMESPACE = uuid.UUID("5b0e7f3e-61a4-4f0c-9a57-6c2c1b3f1a10")
 
 
 def _handle(run: Prepared) -> RunHandle:
@@ -47,7 +55,13 @@ def _row(run: Prepared, status: RunStatus, **fields: Any) -> TaskRun:
 
 def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
     def send() -> None:
-        publish(runs)
+        try:
+            publish(runs)
+        except BrokerUnavailable:
+            for run in runs:  # nothing is queued, so nothing may hold the queue lock
+                if Lock.QUEUE in run.task.meta.locks and not outbox:
+                    release(lock_key(Lock.QUEUE, run.task, run.canonical), run.run_id)
+            raise
         if outbox:
             TaskRun.objects.filter(pk__in=[r.run_id for r in runs]).update(sent_at=timezone.now())
 
@@ -110,13 +124,43 @@ def enqueue_task_at(
     return _handle(run)
 
 
+def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
+    """Queue the run of periodic ``schedule`` for its ``tick``, once, whoever asks.
+
+    The run id derives from schedule and tick, and the row is inserted before it is
+    sent: a second scheduler sending the same tick finds the row and sends nothing
+    (``None``). The payload and the context carry the tick's time as ``scheduledTime``.
+    """
+    run = prepare(
+        task,
+        {"scheduledTime": tick.isoformat()},
+        resolve_queue(task, None),
+        run_id=str(uuid.uuid5(TICK_NAMESPACE, f"{schedule}@{tick.isoformat()}")),
+        scheduled_time=tick,
+        source=Source.BEAT,
+        stored=True,
+    )
+    handles = [_handle(run)]
+    if Lock.QUEUE in task.meta.locks:
+        fresh, handles = _queue_locked([run])
+        if not fresh:  # the previous tick is still queued
+            return handles[0]
+    try:
+        with transaction.atomic():
+            _row(run, RunStatus.QUEUED, scheduled_for=tick).save(force_insert=True)
+    except IntegrityError:
+        return None
+    _send_after_commit([run], outbox=True)
+    return handles[0]
+
+
 def delay_to_datetime(delay: float | timedelta) -> datetime:
     """``now + delay`` for ``enqueue_in``: seconds or a timedelta, never negative."""
     if isinstance(delay, bool) or not isinstance(delay, int | float | timedelta):
         raise TypeError(f"enqueue_in takes seconds or a timedelta, not {type(delay).__name__}")
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if not seconds >= 0:  # also refuses NaN
-        raise ValueError(f"enqueue_in needs a delay >= 0, not {delay!r}")
+    if not 0 <= seconds < MAX_DELAY.total_seconds():  # also refuses NaN and infinity
+        raise ValueError(f"enqueue_in needs a delay from 0 to {MAX_DELAY.days} days, not {delay!r}")
     return timezone.now() + timedelta(seconds=seconds)
 
 

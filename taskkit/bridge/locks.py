@@ -57,7 +57,7 @@ def acquire(key: str, owner: str, ttl: timedelta) -> str | None:
     attempt = partial(_try_cache, alias) if alias else _try_database
     while True:  # a holder may let go between our failed attempt and our look at it
         taken, holder = attempt(key, owner, ttl)
-        if taken:
+        if taken or holder == owner:  # a redelivered run finds its own lock
             return None
         if holder is not None:
             return holder

@@ -90,11 +90,11 @@ def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exce
     return False
 
 
-def _take_locks(task: Task, ctx: TaskContext, canonical: str) -> list[str] | None:
+def _take_locks(task: Task, ctx: TaskContext, canonical: str, message_id: str) -> list[str] | None:
     """Release the run's queue lock and take its run locks; ``None`` if one is held elsewhere."""
     locks = task.meta.locks
     if Lock.QUEUE in locks:
-        release(lock_key(Lock.QUEUE, task, canonical), ctx.run_id)
+        release(lock_key(Lock.QUEUE, task, canonical), message_id)
     held: list[str] = []
     for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
         if kind not in locks:
@@ -149,7 +149,7 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     }
     if task.meta.scope is Scope.ALL:
         row["group_id"] = fields.get("run_id") or ctask.request.id
-    held = _take_locks(task, ctx, canonical)
+    held = _take_locks(task, ctx, canonical, str(fields.get("run_id") or ctask.request.id))
     if held is None:
         _wait_for_lock(task, ctx, row)
         return

@@ -117,6 +117,11 @@ class TaskMeta:
             validate_name(self.name)
         if not isinstance(self.queue, str) or not self.queue.strip():
             raise ValueError("queue must be a non-empty string")
+        if self.scope is Scope.ALL and (self.locks or self.retry.max_attempts > 1):
+            raise ValueError(
+                "scope='all' runs once on every worker: retries and locks, which are per run, "
+                "cannot be used with it"
+            )
         if self.frequency is not None and self.cron is not None:
             raise ValueError("a task has a frequency or a cron schedule, not both")
         for hook in ("on_success", "on_failure"):

@@ -65,7 +65,7 @@ class Command(BaseCommand):
             normalize_payload(payload, schema=task.meta.schema, max_bytes=limit)
         except (InvalidPayload, TaskNotFound) as exc:
             raise CommandError(str(exc), returncode=USAGE_ERROR) from exc
-        queued = options["enqueue"] or options["queue"] or options["delay"] is not None
+        queued = options["enqueue"] or options["queue"] is not None or options["delay"] is not None
         if queued or options["when"]:
             self.enqueue(task, payload, options)
             return

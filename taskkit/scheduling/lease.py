@@ -1,0 +1,42 @@
+"""The leader lease: two Beats may run, one sends.
+
+A lease row names its holder and an expiry. The holder renews it every tick;
+another scheduler takes it only once it has expired, so when the leader dies the
+other takes over within the lease's duration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import SchedulerLease
+
+#: How long a lease lasts without renewal: the longest a dead leader is waited for.
+LEASE_DURATION = timedelta(seconds=5)
+
+
+def hold(name: str, holder: str, duration: timedelta = LEASE_DURATION) -> bool:
+    """Take or renew lease ``name`` for ``holder``; return whether ``holder`` leads now."""
+    now = timezone.now()
+    renewed = (
+        SchedulerLease.objects.filter(name=name)
+        .filter(Q(holder=holder) | Q(expires_at__lte=now))
+        .update(holder=holder, expires_at=now + duration)
+    )
+    if renewed:
+        return True
+    try:
+        with transaction.atomic():
+            SchedulerLease.objects.create(name=name, holder=holder, expires_at=now + duration)
+    except IntegrityError:
+        return False
+    return True
+
+
+def release(name: str, holder: str) -> None:
+    """Give the lease up (on a clean shutdown) so another scheduler takes over at once."""
+    SchedulerLease.objects.filter(name=name, holder=holder).delete()

@@ -1,0 +1,131 @@
+"""Periodic tasks from code, kept in django-celery-beat's tables.
+
+taskkit owns the ``PeriodicTask`` rows whose name starts with ``taskkit: ``: one
+per task with a ``frequency`` or ``cron`` in its meta, and one per task and cron
+of the ``SCHEDULE`` setting. A sync creates and updates them, disables the rows
+of tasks that left the code (and re-enables them when they come back), never
+touches an operator's ``enabled`` switch otherwise, and changes nothing when
+nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+from django.db import transaction
+from django_celery_beat.models import (
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    PeriodicTasks,
+)
+
+from ..conf import settings
+from ..definition.cron import normalize_cron
+from ..registry import all_tasks
+
+PREFIX = "taskkit: "
+DESCRIPTION = "Managed by taskkit from the code; edits other than 'enabled' are overwritten."
+REMOVED = "[task removed from the code] "
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """One schedule taskkit wants in Beat."""
+
+    key: str
+    task: str
+    cron: str | None = None
+    every: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    created: int = 0
+    updated: int = 0
+    disabled: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.disabled)
+
+
+def schedule_setting() -> dict[str, list[str]]:
+    """``SCHEDULE`` as ``{cron: [task names]}`` (a single name may stand for a list)."""
+    raw = settings.SCHEDULE
+    return {cron: [names] if isinstance(names, str) else list(names) for cron, names in raw.items()}
+
+
+def wanted() -> Iterator[Periodic]:
+    """Every schedule the code and settings ask for."""
+    for task in all_tasks().values():
+        if task.meta.cron is not None:
+            yield Periodic(f"{PREFIX}{task.name}", task.name, cron=task.meta.cron)
+        elif task.meta.frequency is not None:
+            yield Periodic(f"{PREFIX}{task.name}", task.name, every=task.meta.frequency)
+    for cron, names in schedule_setting().items():
+        expression = normalize_cron(cron)
+        for name in names:
+            yield Periodic(f"{PREFIX}{name} @ {expression}", name, cron=expression)
+
+
+def _schedule(periodic: Periodic) -> dict[str, object]:
+    """The ``crontab``/``interval`` foreign keys of a schedule (rows made on demand)."""
+    if periodic.cron is not None:
+        minute, hour, day_of_month, month, day_of_week = periodic.cron.split()
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month,
+            day_of_week=day_of_week,
+            timezone=django_settings.TIME_ZONE,
+        )
+        return {"crontab": crontab, "interval": None}
+    assert periodic.every is not None
+    seconds = max(1, round(periodic.every.total_seconds()))
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=seconds, period=IntervalSchedule.SECONDS
+    )
+    return {"crontab": None, "interval": interval}
+
+
+def _differences(row: PeriodicTask, fields: Mapping[str, object]) -> dict[str, object]:
+    return {name: value for name, value in fields.items() if getattr(row, name) != value}
+
+
+def sync_periodic(periodics: Sequence[Periodic] | None = None) -> SyncResult:
+    """Make Beat's taskkit-owned rows match the code; see the module docstring."""
+    periodics = list(wanted()) if periodics is None else periodics
+    created = updated = disabled = 0
+    with transaction.atomic():
+        rows = {row.name: row for row in PeriodicTask.objects.filter(name__startswith=PREFIX)}
+        for periodic in periodics:
+            fields = {"task": periodic.task, "kwargs": json.dumps({}), **_schedule(periodic)}
+            row = rows.pop(periodic.key, None)
+            if row is None:
+                PeriodicTask.objects.create(
+                    name=periodic.key, description=DESCRIPTION, enabled=True, **fields
+                )
+                created += 1
+                continue
+            changes = _differences(row, {**fields, "description": DESCRIPTION})
+            if row.description.startswith(REMOVED):  # it came back: undo what the sync did
+                changes["enabled"] = True
+            if changes:
+                PeriodicTask.objects.filter(pk=row.pk).update(**changes)
+                updated += 1
+        for row in rows.values():  # the task left the code; a row already disabled stays as is
+            if row.enabled:
+                PeriodicTask.objects.filter(pk=row.pk).update(
+                    enabled=False, description=REMOVED + DESCRIPTION
+                )
+                disabled += 1
+        result = SyncResult(created, updated, disabled)
+        if result.changed:
+            PeriodicTasks.update_changed()
+    return result

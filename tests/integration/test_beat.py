@@ -1,0 +1,130 @@
+"""Two Beats on one database: every periodic tick is sent exactly once, across a leader's death.
+
+This runs apart from the other integration tests: its own SQLite file, its own
+Redis database, one worker and two ``celery beat`` processes with taskkit's
+scheduler, and the periodic tasks switched on by ``TASKKIT_TEST_PERIODIC``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TASKKIT_TEST_SQLITE": str(tmp_path / "beat.sqlite3"),
+        "TASKKIT_TEST_BROKER": BROKER,
+        "TASKKIT_TEST_PERIODIC": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    migrate = [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"]
+    subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tests.celery_app", "purge", "-f", "-Q", "default"],
+        cwd=REPO, env=env, check=True, timeout=60, capture_output=True,
+    )  # fmt: skip
+    return env
+
+
+def celery(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.celery_app", *args, "-l", "warning"],
+        cwd=REPO, env=env, text=True,
+    )  # fmt: skip
+
+
+def query(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(env["TASKKIT_TEST_SQLITE"], timeout=20)) as db:
+        return db.execute(sql).fetchall()
+
+
+def leader_pid(env: dict[str, str]) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = query(env, "SELECT holder FROM taskkit_schedulerlease WHERE name = 'beat'")
+        if rows:
+            return int(str(rows[0][0]).split(":")[1])
+        time.sleep(0.2)
+    raise AssertionError("no scheduler took the lease")
+
+
+def ticks(env: dict[str, str], name: str) -> list[tuple[datetime, str]]:
+    rows = query(env, f"SELECT payload, status FROM taskkit_taskrun WHERE name = '{name}'")
+    return sorted(
+        (datetime.fromisoformat(json.loads(str(p))["scheduledTime"]), str(s)) for p, s in rows
+    )
+
+
+def test_two_beats_send_each_tick_once_and_hand_over(database: dict[str, str]) -> None:
+    env = database
+    worker = celery(
+        env,
+        "worker",
+        "-Q",
+        "default",
+        "-P",
+        "threads",
+        "-c",
+        "4",
+        "--without-mingle",
+        "--without-gossip",
+    )
+    beats = {}
+    for _ in range(2):
+        process = celery(
+            env, "beat", "--scheduler", "taskkit.scheduler:Scheduler", "-s", os.devnull
+        )
+        beats[process.pid] = process
+    start = time.time()
+    try:
+        time.sleep(10)
+        leader = leader_pid(env)
+        assert leader in beats
+        beats[leader].send_signal(signal.SIGKILL)
+        beats[leader].wait(10)
+        killed = time.time()
+        next_minute = (int(start) // 60 + 1) * 60
+        time.sleep(max(killed + 12, next_minute + 4) - time.time())
+        assert leader_pid(env) != leader  # the other one took over
+    finally:
+        for process in beats.values():
+            process.terminate()
+        for process in beats.values():
+            process.wait(20)
+        time.sleep(3)  # let the worker finish what is queued
+        worker.terminate()
+        worker.wait(30)
+
+    seconds = ticks(env, "periodic:second")
+    times = [t for t, _ in seconds]
+    assert len(times) == len(set(times)) >= 15  # no tick sent twice
+    gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)}
+    missing = [b for a, b in itertools.pairwise(times) if (b - a).total_seconds() != 1]
+    assert gaps == {1.0}, (
+        f"missed ticks before {missing}; leader killed at {datetime.fromtimestamp(killed)}, ticks from {times[0]}"
+    )
+    assert {status for _, status in seconds} == {"succeeded"}
+
+    minutes = ticks(env, "echo:payload")
+    assert [t for t, _ in minutes] == [
+        datetime.fromtimestamp(next_minute).astimezone()
+    ]  # cron fired once
+    assert minutes[0][0] - timedelta(seconds=0) == minutes[0][0]

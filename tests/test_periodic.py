@@ -1,0 +1,191 @@
+"""Periodic tasks: the sync into django-celery-beat, ticks, and the leader lease."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from celery import current_app
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+from taskkit.models import RunStatus, SchedulerLease, TaskRun
+from taskkit.scheduler import Scheduler, cron_tick, interval_ticks, seconds_to_next_tick
+from taskkit.scheduling import lease
+from taskkit.scheduling.periodic import PREFIX, REMOVED, Periodic, sync_periodic, wanted
+
+pytestmark = pytest.mark.django_db
+
+PERIODIC = {
+    "TASKS": {
+        "every:minute": {"handler": "tests.apps.nested.handlers.hello", "frequency": 60},
+        "on:cron": {"handler": "tests.apps.nested.handlers.hello", "cron": "*/5 * * * *"},
+    },
+    "SCHEDULE": {"0 * * * *": "db:migrate", "@daily": ["echo:payload", "plain:hello"]},
+}
+
+
+@pytest.fixture
+def periodic(reload_registry: Any) -> None:
+    reload_registry("tests.apps.nested", "tests.apps.single", TASKKIT=PERIODIC)
+
+
+def owned() -> dict[str, PeriodicTask]:
+    return {row.name: row for row in PeriodicTask.objects.filter(name__startswith=PREFIX)}
+
+
+@pytest.mark.usefixtures("periodic")
+def test_sync_creates_one_row_per_schedule() -> None:
+    assert {p.key for p in wanted()} == {
+        "taskkit: every:minute",
+        "taskkit: on:cron",
+        "taskkit: db:migrate @ 0 * * * *",
+        "taskkit: echo:payload @ 0 0 * * *",
+        "taskkit: plain:hello @ 0 0 * * *",
+    }
+    before = PeriodicTasks.last_change()
+    result = sync_periodic()
+    assert (result.created, result.updated, result.disabled) == (5, 0, 0)
+    rows = owned()
+    assert rows["taskkit: every:minute"].interval.every == 60
+    cron = rows["taskkit: on:cron"].crontab
+    assert cron is not None and (cron.minute, cron.hour, str(cron.timezone)) == ("*/5", "*", "UTC")
+    assert rows["taskkit: db:migrate @ 0 * * * *"].task == "db:migrate"
+    assert all(row.enabled and json.loads(row.kwargs) == {} for row in rows.values())
+    assert PeriodicTasks.last_change() != before
+
+
+@pytest.mark.usefixtures("periodic")
+def test_a_second_sync_changes_nothing() -> None:
+    sync_periodic()
+    changed = PeriodicTasks.last_change()
+    assert not sync_periodic().changed
+    assert PeriodicTasks.last_change() == changed
+
+
+@pytest.mark.usefixtures("periodic")
+def test_operator_switch_survives_and_hand_made_rows_are_left_alone() -> None:
+    sync_periodic()
+    PeriodicTask.objects.filter(name="taskkit: on:cron").update(enabled=False)
+    mine = PeriodicTask.objects.create(
+        name="mine", task="db:migrate", interval=owned()["taskkit: every:minute"].interval
+    )
+    assert not sync_periodic().changed
+    assert owned()["taskkit: on:cron"].enabled is False
+    assert PeriodicTask.objects.get(pk=mine.pk).enabled is True
+
+
+def test_removed_tasks_are_disabled_and_come_back(reload_registry: Any) -> None:
+    reload_registry("tests.apps.nested", TASKKIT=PERIODIC)
+    sync_periodic()
+    PeriodicTask.objects.filter(name="taskkit: on:cron").update(enabled=False)  # operator
+    reload_registry("tests.apps.nested", TASKKIT={"TASKS": {}})
+    result = sync_periodic()
+    assert result.disabled == 4  # the operator's disabled row is left as it was
+    rows = owned()
+    assert not any(row.enabled for row in rows.values())
+    assert rows["taskkit: every:minute"].description.startswith(REMOVED)
+    assert not rows["taskkit: on:cron"].description.startswith(REMOVED)
+    assert not sync_periodic().changed
+    reload_registry("tests.apps.nested", TASKKIT=PERIODIC)
+    sync_periodic()
+    rows = owned()
+    assert rows["taskkit: every:minute"].enabled is True
+    assert rows["taskkit: on:cron"].enabled is False  # still the operator's choice
+
+
+@pytest.mark.usefixtures("periodic")
+def test_schedule_changes_are_synced() -> None:
+    sync_periodic([Periodic("taskkit: x", "db:migrate", every=timedelta(seconds=30))])
+    result = sync_periodic([Periodic("taskkit: x", "db:migrate", cron="1 2 * * *")])
+    assert result.updated == 1
+    row = owned()["taskkit: x"]
+    assert row.interval is None and row.crontab is not None and row.crontab.hour == "2"
+
+
+def test_schedule_setting_checks(reload_registry: Any) -> None:
+    from django.core.checks import run_checks
+
+    reload_registry(
+        "tests.apps.nested",
+        TASKKIT={"SCHEDULE": {"61 * * * *": "db:migrate", "* * * * *": ["no:such"]}},
+    )
+    errors = [m.msg for m in run_checks(tags=["taskkit"]) if m.id == "taskkit.E006"]
+    assert any("minute: 61 is outside" in e for e in errors)
+    assert any("names no task: 'no:such'" in e for e in errors)
+
+
+def at(hour: int, minute: int, second: int = 0) -> datetime:
+    return datetime(2030, 1, 1, hour, minute, second, tzinfo=UTC)
+
+
+def test_interval_ticks_are_aligned_to_the_clock() -> None:
+    now = datetime(2030, 1, 1, 12, 7, 42, 123456, tzinfo=UTC)
+    every = timedelta
+    # a cold start sends the latest tick only
+    assert interval_ticks(every(seconds=10), now, None) == [at(12, 7, 40)]
+    assert interval_ticks(every(minutes=1), now, None) == [at(12, 7)]
+    # after a tick: nothing until the next one
+    assert interval_ticks(every(seconds=10), now, at(12, 7, 40)) == []
+    assert interval_ticks(every(seconds=10), now, at(12, 7, 30)) == [at(12, 7, 40)]
+    # a hand-over: the ticks missed in the last CATCH_UP are all sent
+    assert interval_ticks(every(seconds=2), now, at(12, 7, 35)) == [
+        at(12, 7, 36),
+        at(12, 7, 38),
+        at(12, 7, 40),
+        at(12, 7, 42),
+    ]
+    # Beat was down for an hour: only what falls in CATCH_UP
+    assert interval_ticks(every(minutes=1), now, at(11, 0)) == []
+    assert interval_ticks(every(seconds=5), now, at(11, 0)) == [at(12, 7, 35), at(12, 7, 40)]
+    assert seconds_to_next_tick(every(seconds=10), now) == pytest.approx(7.876544)
+    assert cron_tick(now) == at(12, 7)
+
+
+def test_lease_has_one_holder_and_hands_over_on_expiry() -> None:
+    assert lease.hold("beat", "a")
+    assert not lease.hold("beat", "b")
+    assert lease.hold("beat", "a")  # renewal
+    SchedulerLease.objects.filter(name="beat").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert lease.hold("beat", "b")
+    assert not lease.hold("beat", "a")
+    lease.release("beat", "b")
+    assert lease.hold("beat", "a")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_is_sent_once_whoever_sends_it(
+    monkeypatch: pytest.MonkeyPatch, reload_registry: Any
+) -> None:
+    reload_registry("tests.apps.nested", TASKKIT=PERIODIC)
+    sent: list[Any] = []
+    monkeypatch.setattr(
+        sys.modules["taskkit.bridge.enqueue"],
+        "publish",
+        lambda runs: sent.extend(runs),
+    )
+    first, second = Scheduler(app=current_app, lazy=True), Scheduler(app=current_app, lazy=True)
+    first.setup_schedule()
+    model_entry = first.schedule["taskkit: every:minute"]
+    assert first.apply_async(model_entry, advance=False) is not None
+    assert second.apply_async(second.schedule["taskkit: every:minute"], advance=False) is None
+    [run] = sent
+    row = TaskRun.objects.get(pk=run.run_id)
+    assert row.status == RunStatus.QUEUED and row.source == "beat"
+    assert row.payload == {"scheduledTime": row.scheduled_for.isoformat()}  # type: ignore[union-attr]
+    assert run.kwargs()["context"]["scheduled_time"] == row.scheduled_for.isoformat()  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_lease_holder_ticks(reload_registry: Any) -> None:
+    leader, follower = Scheduler(app=current_app, lazy=True), Scheduler(app=current_app, lazy=True)
+    assert leader.tick() <= 1.0 and leader.leading
+    assert follower.tick() == 1.0 and not follower.leading
+    leader.close()
+    follower.tick()
+    assert follower.leading
