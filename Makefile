@@ -11,7 +11,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install run test lint types pytest docs test-django52 clean
+.PHONY: help install run test lint types pytest docs test-django52 bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,7 +36,7 @@ lint: install  ## ruff lint and format check.
 	$(VENV)/bin/ruff format --check .
 
 types: install  ## mypy, strict.
-	$(VENV)/bin/mypy taskkit tests testproject
+	$(VENV)/bin/mypy taskkit tests testproject bench
 
 pytest: install  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
@@ -49,6 +49,9 @@ test: lint types pytest docs  ## Install everything and run every check: ruff, m
 test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport).
 	$(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
 		EXTRAS="redis,rabbitmq,postgres,test,backport"
+
+bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:  ## Remove virtualenvs and build output.
 	rm -rf .venv .venv-django52 docs/_build .coverage htmlcov .mypy_cache .ruff_cache .pytest_cache

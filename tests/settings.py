@@ -74,7 +74,7 @@ else:
             "NAME": _SQLITE,
             "TEST": {"NAME": _SQLITE},
             "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL;",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },

@@ -269,3 +269,18 @@ def test_a_broker_outage_gives_the_rest_of_the_batch_back(monkeypatch: pytest.Mo
     statuses = [taskkit.get_run(h.id) for h in handles]
     assert [r.status for r in statuses].count(RunStatus.SCHEDULED) == 3
     assert all(r.sent_at is None for r in statuses if r.status == RunStatus.SCHEDULED)
+
+
+def test_celery_options_follow_the_meta() -> None:
+    from taskkit.bridge.register import celery_options
+
+    plain = celery_options(taskkit.get_task("echo:payload"))
+    assert plain["name"] == "echo:payload" and plain["serializer"] == "json"
+    assert plain["ignore_result"] is True
+    assert plain["acks_late"] is False and "time_limit" not in plain
+    safe = celery_options(taskkit.get_task("echo:payload").using(idempotent=True, timeout=100))
+    assert safe["acks_late"] is True and safe["reject_on_worker_lost"] is True
+    assert (safe["soft_time_limit"], safe["time_limit"]) == (100, 110)
+    short = celery_options(taskkit.get_task("echo:payload").using(timeout=10))
+    assert (short["soft_time_limit"], short["time_limit"]) == (10, 15)
+    assert current_app.tasks["echo:payload"].serializer == "json"

@@ -34,10 +34,12 @@ def resolve_queue(task: Task, override: str | None) -> str:
     return task.meta.queue
 
 
-def _destination(run: Prepared) -> dict[str, Any]:
+def _options(run: Prepared) -> dict[str, Any]:
+    """Where the message goes, and the argument reprs Celery would otherwise compute."""
+    options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.canonical[:1024]}
     if run.task.meta.scope is Scope.ALL:
-        return broadcast.publish_options()
-    return {"queue": run.queue}
+        return {**options, **broadcast.publish_options()}
+    return {**options, "queue": run.queue}
 
 
 def publish(runs: Sequence[Prepared]) -> None:
@@ -52,7 +54,7 @@ def publish(runs: Sequence[Prepared]) -> None:
                     producer=producer,
                     task_id=run.run_id,
                     serializer="json",
-                    **_destination(run),
+                    **_options(run),
                 )
     except OperationalError as exc:
         name = runs[0].task.name

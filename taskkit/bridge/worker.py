@@ -34,6 +34,16 @@ logger = logging.getLogger("taskkit.worker")
 LOCK_RETRY_DELAY = timedelta(seconds=0.5)
 
 
+def upsert(run_id: str, fields: dict[str, Any]) -> None:
+    """Write a run's row in one statement: ``INSERT … ON CONFLICT (id) DO UPDATE``."""
+    TaskRun.objects.bulk_create(
+        [TaskRun(id=run_id, **fields)],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=list(fields),
+    )
+
+
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
     """The Celery node name of the worker running ``ctask``."""
     return str(getattr(ctask.request, "hostname", None) or socket.gethostname())
@@ -75,7 +85,7 @@ def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exce
         fields.update(
             status=RunStatus.SCHEDULED, attempt=ctx.attempt + 1, scheduled_for=due, sent_at=None
         )
-        TaskRun.objects.update_or_create(pk=ctx.run_id, defaults=fields)
+        upsert(ctx.run_id, fields)
         logger.warning(
             "%s %s failed (%s); attempt %s at %s",
             task.name,
@@ -86,7 +96,7 @@ def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exce
         )
         return True
     fields.update(status=RunStatus.FAILED, finished_at=now)
-    TaskRun.objects.update_or_create(pk=ctx.run_id, defaults=fields)
+    upsert(ctx.run_id, fields)
     return False
 
 
@@ -111,9 +121,8 @@ def _take_locks(task: Task, ctx: TaskContext, canonical: str, message_id: str) -
 def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
     """Re-delay a run whose lock is held: it is tried again shortly, not run concurrently."""
     due = timezone.now() + LOCK_RETRY_DELAY * (1 + random.random())  # not for security
-    TaskRun.objects.update_or_create(
-        pk=ctx.run_id,
-        defaults={**row, "status": RunStatus.SCHEDULED, "scheduled_for": due, "sent_at": None},
+    upsert(
+        ctx.run_id, {**row, "status": RunStatus.SCHEDULED, "scheduled_for": due, "sent_at": None}
     )
     logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
 
@@ -154,10 +163,7 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         _wait_for_lock(task, ctx, row)
         return
     if record:
-        TaskRun.objects.update_or_create(
-            pk=ctx.run_id,
-            defaults={**row, "status": RunStatus.RUNNING, "started_at": timezone.now()},
-        )
+        upsert(ctx.run_id, {**row, "status": RunStatus.RUNNING, "started_at": timezone.now()})
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:

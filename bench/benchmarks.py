@@ -1,0 +1,444 @@
+"""The five benchmarks. Each takes the run's :class:`Config` and returns its rows.
+
+Imported after ``django.setup()`` (it uses taskkit's models), with ``bench.celery_app``
+made Celery's current app, so taskkit publishes through the same app as raw Celery.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+import taskkit
+from taskkit.models import RunStatus, TaskRun
+
+from .celery_app import COUNT_KEY, LATENCY_KEY, PING_KEY, app, count, noop, ping, stamp
+from .fastpath import prototype_enqueue_many
+from .harness import (
+    BenchError,
+    Row,
+    Worker,
+    broker_redis,
+    follow,
+    percentile,
+    purge_broker,
+    queued,
+    wait_until,
+)
+
+TASK = "echo:payload"  # the taskkit side: a task of the test apps that returns its payload
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    tmp: Path
+
+    @property
+    def enqueue_n(self) -> int:
+        return 1_000 if self.quick else 5_000
+
+    @property
+    def rounds(self) -> int:
+        return 2 if self.quick else 3
+
+    bulk_n: int = 10_000
+    delayed_n: int = 200
+
+    @property
+    def drain_n(self) -> int:
+        return 500 if self.quick else 2_000
+
+    @property
+    def rss_n(self) -> int:
+        return 20_000 if self.quick else 100_000
+
+    #: Seconds a worker sits before its RSS is read.
+    settle: float = 10.0
+
+
+def payload(i: int) -> dict[str, Any]:
+    """The same small JSON payload for both sides."""
+    return {"n": i, "user": "bench", "tags": ["a", "b", "c"], "flag": True, "ratio": 0.5}
+
+
+def clean_slate() -> None:
+    """No messages, no bench keys in Redis, no run rows."""
+    purge_broker(broker_redis())
+    TaskRun.objects.all().delete()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def expect_queued(n: int, side: str) -> None:
+    seen = queued(broker_redis())
+    if seen != n:
+        raise BenchError(f"{side}: {n} messages sent but {seen} are in the queue")
+
+
+def succeeded() -> int:
+    return TaskRun.objects.filter(status=RunStatus.SUCCEEDED).count()
+
+
+def raw_ready(worker: Worker) -> None:
+    """Wait until a raw worker has run a ping task."""
+    token = uuid.uuid4().hex
+    ping.apply_async(kwargs={"token": token})
+    client = broker_redis()
+    wait_until(lambda: client.sismember(PING_KEY, token), 90, f"{worker.label} to start", [worker])
+
+
+def taskkit_ready(worker: Worker) -> None:
+    """Wait until a worker with Beat has promoted and run a delayed run due now."""
+    probe = taskkit.enqueue_in(TASK, 0, {"probe": worker.label})
+    wait_until(
+        lambda: TaskRun.objects.filter(pk=probe.id, status=RunStatus.SUCCEEDED).exists(),
+        90,
+        f"{worker.label} (worker + Beat) to run a delayed probe",
+        [worker],
+    )
+    TaskRun.objects.filter(pk=probe.id).delete()
+
+
+# -- 1. enqueue rate --------------------------------------------------------------------------
+
+
+def bench_enqueue(cfg: Config) -> list[Row]:
+    """One enqueue at a time: ``apply_async`` on a plain task vs ``taskkit.enqueue``."""
+    n = cfg.enqueue_n
+
+    def raw() -> None:
+        for i in range(n):
+            noop.apply_async(kwargs=payload(i))
+
+    def tk() -> None:
+        for i in range(n):
+            taskkit.enqueue(TASK, payload(i))
+
+    clean_slate()
+    for i in range(200):  # warm-up: connections, declarations, imports, caches
+        noop.apply_async(kwargs=payload(i))
+        taskkit.enqueue(TASK, payload(i))
+    best = {"raw": 0.0, "taskkit": 0.0}
+    sides = [("raw", raw), ("taskkit", tk)]
+    for round_ in range(cfg.rounds):
+        for side, fn in sides if round_ % 2 == 0 else sides[::-1]:
+            purge_broker(broker_redis())
+            rate = n / timed(fn)
+            expect_queued(n, side)
+            best[side] = max(best[side], rate)
+    ratio = best["taskkit"] / best["raw"]
+    return [
+        Row(
+            "1 enqueue",
+            f"enqueue rate, N={n:,}",
+            "/s",
+            best["raw"],
+            best["taskkit"],
+            target="ratio >= 0.9",
+            passed=ratio >= 0.9,
+            note=f"best of {cfg.rounds} interleaved rounds per side, after 200 warm-up enqueues",
+        )
+    ]
+
+
+# -- 2. bulk enqueue --------------------------------------------------------------------------
+
+
+def bench_bulk(cfg: Config) -> list[Row]:
+    """``taskkit.enqueue_many`` of 10,000 against a raw ``apply_async`` loop of 10,000.
+
+    Two what-if rows show where a Redis fast path could get (neither is taskkit code).
+    """
+    n = cfg.bulk_n
+    payloads = [payload(i) for i in range(n)]
+
+    def raw() -> None:
+        for p in payloads:
+            noop.apply_async(kwargs=p)
+
+    def tk() -> None:
+        taskkit.enqueue_many(TASK, payloads)
+
+    def raw_batched() -> None:
+        # Celery's own apply_async over one producer, with kombu's Redis publish
+        # batching (Producer.batch, kombu >= 5.7) buffering the LPUSHes in a pipeline.
+        with app.producer_or_acquire() as producer:
+            if not producer.supports_batch_publish:
+                raise BenchError("this kombu/transport has no publish batching")
+            with producer.batch(max_size=1000):
+                for p in payloads:
+                    noop.apply_async(kwargs=p, producer=producer)
+
+    def prototype() -> None:
+        prototype_enqueue_many(app, TASK, payloads)
+
+    clean_slate()
+    warm = [payload(i) for i in range(200)]
+    taskkit.enqueue_many(TASK, warm)
+    prototype_enqueue_many(app, TASK, warm)
+    for p in warm:
+        noop.apply_async(kwargs=p)
+    rounds = 1 if cfg.quick else 2
+    sides: list[tuple[str, Callable[[], None]]] = [
+        ("raw", raw),
+        ("taskkit", tk),
+        ("batched", raw_batched),
+        ("prototype", prototype),
+    ]
+    best = dict.fromkeys([name for name, _ in sides], 0.0)
+    whatif_errors: dict[str, str] = {}
+    for round_ in range(rounds):
+        for side, fn in sides if round_ % 2 == 0 else sides[::-1]:
+            purge_broker(broker_redis())
+            try:
+                rate = n / timed(fn)
+                expect_queued(n, side)
+            except Exception as exc:
+                if side in ("raw", "taskkit"):
+                    raise
+                whatif_errors[side] = f"{type(exc).__name__}: {exc}"
+                continue
+            best[side] = max(best[side], rate)
+    ratio = best["taskkit"] / best["raw"]
+
+    def whatif(side: str, metric: str, note: str) -> Row:
+        if side in whatif_errors:
+            return Row("2 bulk", metric, "/s", None, None, note=f"failed: {whatif_errors[side]}")
+        rate = best[side]
+        return Row("2 bulk", metric, "/s", rate, None, ratio_override=rate / best["raw"], note=note)
+
+    return [
+        Row(
+            "2 bulk",
+            f"enqueue_many vs apply_async loop, N={n:,}",
+            "/s",
+            best["raw"],
+            best["taskkit"],
+            target="ratio >= 10",
+            passed=ratio >= 10,
+            note=(
+                f"best of {rounds} round(s); taskkit {n / best['taskkit']:.2f} s "
+                f"vs raw {n / best['raw']:.2f} s for {n:,} messages"
+            ),
+        ),
+        whatif(
+            "batched",
+            "what-if: raw loop in kombu Producer.batch",
+            "not taskkit: raw apply_async over one producer inside Producer.batch(1000), "
+            "i.e. pipelined LPUSH but Celery's per-message work kept; ratio against the raw loop",
+        ),
+        whatif(
+            "prototype",
+            "what-if: bench/fastpath.py prototype",
+            "not taskkit: enqueue_many of echo:payload with taskkit's prepare(), envelopes "
+            "copied from one as_task_v2 template, LPUSH 1,000 per command in one pipeline; "
+            "ratio against the raw loop",
+        ),
+    ]
+
+
+# -- 3. drain rate ----------------------------------------------------------------------------
+
+
+def bench_drain(cfg: Config) -> list[Row]:
+    """Everything enqueued first, then one worker (threads, 4) runs it all."""
+    n = cfg.drain_n
+    payloads = [payload(i) for i in range(n)]
+    client = broker_redis()
+    timeout = 300.0
+
+    # raw Celery: a no-op that INCRs a counter.
+    clean_slate()
+    with app.producer_or_acquire() as producer:
+        for p in payloads:
+            count.apply_async(kwargs=p, producer=producer)
+    expect_queued(n, "raw")
+    with Worker("raw-drain", cfg.tmp) as worker:
+        raw = follow(lambda: int(client.get(COUNT_KEY) or 0), n, timeout, [worker])
+
+    # taskkit: echo:payload, done when its row says succeeded.
+    clean_slate()
+    taskkit.enqueue_many(TASK, payloads)
+    expect_queued(n, "taskkit")
+    with Worker("taskkit-drain", cfg.tmp) as worker:
+        tk = follow(succeeded, n, timeout, [worker])
+    failed = TaskRun.objects.exclude(status=RunStatus.SUCCEEDED).count()
+    ratio = tk.rate / raw.rate
+    return [
+        Row(
+            "3 drain",
+            f"drain rate, N={n:,}, -P threads -c 4",
+            "/s",
+            raw.rate,
+            tk.rate,
+            target="ratio >= 0.9",
+            passed=ratio >= 0.9,
+            note=(
+                "counted from the first completion seen to the last (10 ms polls), so worker "
+                "start-up is left out; raw counts a Redis INCR per task, taskkit TaskRun rows "
+                f"with status succeeded{f'; {failed} rows not succeeded' if failed else ''}"
+            ),
+        ),
+        Row(
+            "3 drain",
+            "wall time from worker start to all done",
+            "s",
+            raw.wall,
+            tk.wall,
+        ),
+    ]
+
+
+# -- 4. delayed start latency -------------------------------------------------------------------
+
+
+def bench_delayed(cfg: Config) -> list[Row]:
+    """``enqueue_in`` runs spread over 3 s, promoted by the taskkit Beat scheduler."""
+    n = cfg.delayed_n
+    delays = [1.0 + 3.0 * i / (n - 1) for i in range(n)]
+    client = broker_redis()
+
+    # taskkit: rows promoted by taskkit.scheduler:Scheduler in the worker's embedded Beat.
+    clean_slate()
+    with Worker("taskkit-delayed", cfg.tmp, beat=True) as worker:
+        taskkit_ready(worker)
+        for i, delay in enumerate(delays):
+            taskkit.enqueue_in(TASK, delay, payload(i))
+        follow(succeeded, n, 60 + max(delays), [worker], poll=0.05)
+    times = TaskRun.objects.values_list("started_at", "scheduled_for")
+    tk = [(started - due).total_seconds() for started, due in times if started and due]
+    if len(tk) != n:
+        raise BenchError(f"taskkit: {len(tk)} of {n} delayed runs have both timestamps")
+
+    # raw Celery: ETA messages the worker holds until due; the task reports its lateness.
+    clean_slate()
+    with Worker("raw-delayed", cfg.tmp) as worker:
+        raw_ready(worker)
+        with app.producer_or_acquire() as producer:
+            for i, delay in enumerate(delays):
+                due = time.time() + delay
+                stamp.apply_async(
+                    kwargs={"due": due, **payload(i)},
+                    eta=datetime.fromtimestamp(due, UTC),
+                    producer=producer,
+                )
+        follow(lambda: int(client.llen(LATENCY_KEY)), n, 60 + max(delays), [worker], poll=0.05)
+    raw = [float(value) for value in client.lrange(LATENCY_KEY, 0, -1)]
+
+    p95 = percentile(tk, 95)
+    return [
+        Row("4 delayed", f"start latency p50, N={n}", "s", percentile(raw, 50), percentile(tk, 50)),
+        Row(
+            "4 delayed",
+            f"start latency p95, N={n}",
+            "s",
+            percentile(raw, 95),
+            p95,
+            target="taskkit p95 < 1 s",
+            passed=p95 < 1.0,
+            note=(
+                "taskkit: TaskRun.started_at - scheduled_for, enqueue_in 1-4 s, worker -B "
+                "--scheduler taskkit.scheduler:Scheduler; raw: apply_async(eta=...) held by "
+                "the worker, lateness taken in the task body"
+            ),
+        ),
+        Row("4 delayed", "start latency max", "s", max(raw), max(tk)),
+    ]
+
+
+# -- 5. worker RSS with pending delayed runs ------------------------------------------------------
+
+
+def bench_rss(cfg: Config) -> list[Row]:
+    """Worker memory while many delayed runs wait: taskkit's rows vs Celery's ETA messages."""
+    n = cfg.rss_n
+    client = broker_redis()
+
+    # raw Celery: countdown=3600 messages are fetched and held by the worker until due.
+    clean_slate()
+    with Worker("raw-rss", cfg.tmp) as worker:
+        raw_ready(worker)
+        time.sleep(cfg.settle)
+        raw_idle, _ = worker.rss_mib()
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer:
+            for i in range(n):
+                noop.apply_async(kwargs=payload(i), countdown=3600, producer=producer)
+        wait_until(
+            lambda: queued(client) == 0, 600, f"the worker to fetch {n:,} ETA tasks", [worker]
+        )
+        fetched_in = time.perf_counter() - started
+        held = int(client.hlen("unacked"))
+        time.sleep(cfg.settle)
+        raw_loaded, raw_procs = worker.rss_mib()
+        raw_pss = worker.pss_mib()
+    clean_slate()  # the worker's warm shutdown put the unacked messages back
+
+    # taskkit: rows due in an hour, in the table before worker + Beat start.
+    with Worker("taskkit-rss-idle", cfg.tmp, beat=True) as worker:
+        taskkit_ready(worker)
+        time.sleep(cfg.settle)
+        tk_idle, _ = worker.rss_mib()
+    due = timezone.now() + timedelta(hours=1)
+    with transaction.atomic():
+        TaskRun.objects.bulk_create(
+            (
+                TaskRun(
+                    name=TASK,
+                    queue="default",
+                    payload=payload(i),
+                    status=RunStatus.SCHEDULED,
+                    scheduled_for=due,
+                )
+                for i in range(n)
+            ),
+            batch_size=2_000,
+        )
+    with Worker("taskkit-rss", cfg.tmp, beat=True) as worker:
+        taskkit_ready(worker)
+        time.sleep(cfg.settle)
+        tk_loaded, tk_procs = worker.rss_mib()
+        tk_pss = worker.pss_mib()
+    pending = TaskRun.objects.filter(status=RunStatus.SCHEDULED).count()
+    clean_slate()
+    return [
+        Row("5 memory", "worker RSS, idle", "MiB", raw_idle, tk_idle),
+        Row(
+            "5 memory",
+            f"worker RSS, {n:,} pending delayed runs",
+            "MiB",
+            raw_loaded,
+            tk_loaded,
+            note=(
+                f"VmRSS summed over the worker's process tree ({raw_procs} raw, {tk_procs} "
+                f"taskkit: worker + embedded Beat), read {cfg.settle:.0f} s after loading; "
+                f"raw worker fetched {n:,} countdown=3600 tasks in {fetched_in:.1f} s and "
+                f"held {held:,} unacked ({raw_loaded - raw_idle:+,.1f} MiB); taskkit kept "
+                f"{pending:,} scheduled rows in SQLite ({tk_loaded - tk_idle:+,.1f} MiB); "
+                f"PSS (forked Beat's shared pages counted once): raw {raw_pss:,.1f} MiB, "
+                f"taskkit {tk_pss:,.1f} MiB"
+            ),
+        ),
+    ]
+
+
+BENCHMARKS: list[tuple[str, Callable[[Config], list[Row]]]] = [
+    ("1 enqueue", bench_enqueue),
+    ("2 bulk", bench_bulk),
+    ("3 drain", bench_drain),
+    ("4 delayed", bench_delayed),
+    ("5 memory", bench_rss),
+]
