@@ -7,6 +7,7 @@ admin) plus:
 - periodic ticks of taskkit tasks sent through taskkit, once per tick whoever
   sends it, with ``scheduledTime`` = the tick's time; interval ticks are aligned
   to the clock (multiples of the interval), so they never drift;
+- every enabled crontab row loaded (see :meth:`Scheduler._get_crontab_exclude_query`);
 - promotion of due delayed runs and retries, and the outbox resend;
 - a leader lease, so two Beats can run and only one sends;
 - waking at least once a second, sooner when a delayed run falls due.
@@ -23,6 +24,7 @@ from typing import Any
 
 from celery.schedules import crontab, schedstate
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
@@ -87,6 +89,17 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         super().__init__(*args, **kwargs)
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
         self.sync_every_tasks = 1  # last_run_at reaches the database after every tick
+
+    def _get_crontab_exclude_query(self) -> Q:
+        """Load every enabled crontab schedule.
+
+        django-celery-beat 2.9 leaves out crontab rows whose hour is more than two
+        hours from now, converting time zones with the offset of a fixed winter
+        date; a row left out is not loaded again until the schedule changes, so a
+        daily task could never fire, and in summer the window is an hour off
+        (django-celery-beat issues #916 and #956). Excluding nothing avoids both.
+        """
+        return Q(pk__in=[])
 
     def setup_schedule(self) -> None:
         result = sync_periodic()

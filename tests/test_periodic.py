@@ -189,3 +189,17 @@ def test_only_the_lease_holder_ticks(reload_registry: Any) -> None:
     leader.close()
     follower.tick()
     assert follower.leading
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_crontab_row_is_loaded_whatever_its_hour(settings: Any) -> None:
+    from django_celery_beat.models import CrontabSchedule
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    settings.TIME_ZONE = "Europe/Paris"
+    hour = (timezone.localtime().hour + 12) % 24  # far outside django-celery-beat's window
+    cron = CrontabSchedule.objects.create(hour=str(hour), minute="0", timezone="Europe/Paris")
+    PeriodicTask.objects.create(name="far away", task="db:migrate", crontab=cron)
+    assert "far away" in Scheduler(app=current_app, lazy=True).schedule
+    # the workaround is needed: django-celery-beat's own scheduler leaves the row out
+    assert "far away" not in DatabaseScheduler(app=current_app, lazy=True).schedule
