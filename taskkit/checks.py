@@ -130,7 +130,16 @@ def _schedule_errors(current: registry.TaskRegistry) -> list[CheckMessage]:
             normalize_cron(cron)
         except ValueError as exc:
             errors.append(Error(f"TASKKIT['SCHEDULE'][{cron!r}]: {exc}", id="taskkit.E006"))
-        for name in [names] if isinstance(names, str) else names:
+        listed = [names] if isinstance(names, str) else names
+        if not isinstance(listed, list | tuple):
+            errors.append(
+                Error(
+                    f"TASKKIT['SCHEDULE'][{cron!r}] must be a task name or a list of names.",
+                    id="taskkit.E006",
+                )
+            )
+            continue
+        for name in listed:
             if name not in current:
                 errors.append(
                     Error(

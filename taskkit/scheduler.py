@@ -183,6 +183,6 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
 
     def close(self) -> None:
         try:
-            lease.release(LEASE_NAME, self.identity)
+            super().close()  # saves the last ticks' state first
         finally:
-            super().close()
+            lease.release(LEASE_NAME, self.identity)

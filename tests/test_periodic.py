@@ -12,6 +12,7 @@ from celery import current_app
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
+import taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun
 from taskkit.scheduler import Scheduler, cron_tick, interval_ticks, seconds_to_next_tick
 from taskkit.scheduling import lease
@@ -203,3 +204,40 @@ def test_every_crontab_row_is_loaded_whatever_its_hour(settings: Any) -> None:
     assert "far away" in Scheduler(app=current_app, lazy=True).schedule
     # the workaround is needed: django-celery-beat's own scheduler leaves the row out
     assert "far away" not in DatabaseScheduler(app=current_app, lazy=True).schedule
+
+
+def test_twin_schedules_and_twin_admin_rows_do_not_break_the_sync(reload_registry: Any) -> None:
+    from django_celery_beat.models import CrontabSchedule
+
+    reload_registry(
+        "tests.apps.nested",
+        TASKKIT={"SCHEDULE": {"@daily": ["db:migrate", "db:migrate"], "0 0 * * *": "db:migrate"}},
+    )
+    for _ in range(2):  # identical rows, as the admin allows
+        CrontabSchedule.objects.create(minute="0", hour="0", timezone="UTC")
+    assert sync_periodic().created == 1
+    assert list(owned()) == ["taskkit: db:migrate @ 0 0 * * *"]
+
+
+def test_schedule_entries_of_the_wrong_type_are_reported(reload_registry: Any) -> None:
+    from django.core.checks import run_checks
+
+    reload_registry("tests.apps.nested", TASKKIT={"SCHEDULE": {"@daily": None}})
+    errors = [m.msg for m in run_checks(tags=["taskkit"]) if m.id == "taskkit.E006"]
+    assert errors == ["TASKKIT['SCHEDULE']['@daily'] must be a task name or a list of names."]
+    assert not sync_periodic().changed
+
+
+def test_frequency_is_whole_seconds() -> None:
+    with pytest.raises(taskkit.InvalidTaskDefinition, match="whole seconds"):
+        taskkit.task(name="half:second", frequency=0.5)(lambda event: None)
+
+
+def test_a_resent_tick_keeps_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskkit.bridge import publish as publish_module
+
+    sent: list[Any] = []
+    monkeypatch.setattr(publish_module, "publish", lambda runs: sent.extend(runs))
+    row = TaskRun.objects.create(name="echo:payload", status=RunStatus.QUEUED, source="beat")
+    publish_module.publish_run(row)
+    assert sent[0].kwargs()["context"]["source"] == "beat"

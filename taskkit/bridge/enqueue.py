@@ -140,18 +140,13 @@ def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
         source=Source.BEAT,
         stored=True,
     )
-    handles = [_handle(run)]
-    if Lock.QUEUE in task.meta.locks:
-        fresh, handles = _queue_locked([run])
-        if not fresh:  # the previous tick is still queued
-            return handles[0]
     try:
         with transaction.atomic():
             _row(run, RunStatus.QUEUED, scheduled_for=tick).save(force_insert=True)
     except IntegrityError:
         return None
     _send_after_commit([run], outbox=True)
-    return handles[0]
+    return _handle(run)
 
 
 def delay_to_datetime(delay: float | timedelta) -> datetime:

@@ -13,7 +13,7 @@ from typing import Any
 from celery import current_app
 from kombu.exceptions import OperationalError
 
-from ..definition import Scope, Task
+from ..definition import Scope, Source, Task
 from ..exceptions import BrokerUnavailable
 from ..models import TaskRun
 from ..registry import get_task
@@ -72,6 +72,7 @@ def publish_run(row: TaskRun) -> None:
         run_id=str(row.pk),
         attempt=row.attempt,
         scheduled_time=row.scheduled_for,
+        source=Source(row.source) if row.source in {s.value for s in Source} else Source.WORKER,
         stored=True,
     )
     publish([run])

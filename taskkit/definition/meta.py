@@ -149,6 +149,8 @@ def build_meta(**options: Any) -> TaskMeta:
     """Build a :class:`TaskMeta` from the decorator's friendly values (seconds, strings, ints)."""
     if "frequency" in options:
         options["frequency"] = seconds(options["frequency"], "frequency")
+        if options["frequency"] is not None and options["frequency"].total_seconds() % 1:
+            raise ValueError("frequency is whole seconds (Beat's interval schedules are)")
     if "timeout" in options:
         options["timeout"] = seconds(options["timeout"], "timeout")
     if "lock_timeout" in options:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings as django_settings
 from django.db import transaction
@@ -27,6 +28,8 @@ from django_celery_beat.models import (
 from ..conf import settings
 from ..definition.cron import normalize_cron
 from ..registry import all_tasks
+
+M = TypeVar("M", CrontabSchedule, IntervalSchedule)
 
 PREFIX = "taskkit: "
 DESCRIPTION = "Managed by taskkit from the code; edits other than 'enabled' are overwritten."
@@ -55,29 +58,49 @@ class SyncResult:
 
 
 def schedule_setting() -> dict[str, list[str]]:
-    """``SCHEDULE`` as ``{cron: [task names]}`` (a single name may stand for a list)."""
-    raw = settings.SCHEDULE
-    return {cron: [names] if isinstance(names, str) else list(names) for cron, names in raw.items()}
+    """``SCHEDULE`` as ``{cron: [task names]}``; a single name may stand for a list.
+
+    Entries of the wrong type are left out here; check E006 reports them.
+    """
+    parsed: dict[str, list[str]] = {}
+    for cron, names in settings.SCHEDULE.items():
+        listed = [names] if isinstance(names, str) else names
+        if isinstance(cron, str) and isinstance(listed, list | tuple):
+            parsed[cron] = [name for name in listed if isinstance(name, str)]
+    return parsed
 
 
-def wanted() -> Iterator[Periodic]:
-    """Every schedule the code and settings ask for."""
+def wanted() -> list[Periodic]:
+    """Every schedule the code and settings ask for, each once."""
+    return list({periodic.key: periodic for periodic in _wanted()}.values())
+
+
+def _wanted() -> Iterator[Periodic]:
     for task in all_tasks().values():
         if task.meta.cron is not None:
             yield Periodic(f"{PREFIX}{task.name}", task.name, cron=task.meta.cron)
         elif task.meta.frequency is not None:
             yield Periodic(f"{PREFIX}{task.name}", task.name, every=task.meta.frequency)
     for cron, names in schedule_setting().items():
-        expression = normalize_cron(cron)
+        try:
+            expression = normalize_cron(cron)
+        except ValueError:
+            continue  # check E006 reports it
         for name in names:
             yield Periodic(f"{PREFIX}{name} @ {expression}", name, cron=expression)
+
+
+def _first_or_create(model: type[M], **fields: object) -> M:
+    """A row with these fields: ``first()``, not ``get()``, since the admin allows twins."""
+    return model.objects.filter(**fields).order_by("pk").first() or model.objects.create(**fields)
 
 
 def _schedule(periodic: Periodic) -> dict[str, object]:
     """The ``crontab``/``interval`` foreign keys of a schedule (rows made on demand)."""
     if periodic.cron is not None:
         minute, hour, day_of_month, month, day_of_week = periodic.cron.split()
-        crontab, _ = CrontabSchedule.objects.get_or_create(
+        crontab = _first_or_create(
+            CrontabSchedule,
             minute=minute,
             hour=hour,
             day_of_month=day_of_month,
@@ -88,9 +111,7 @@ def _schedule(periodic: Periodic) -> dict[str, object]:
         return {"crontab": crontab, "interval": None}
     assert periodic.every is not None
     seconds = max(1, round(periodic.every.total_seconds()))
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=seconds, period=IntervalSchedule.SECONDS
-    )
+    interval = _first_or_create(IntervalSchedule, every=seconds, period=IntervalSchedule.SECONDS)
     return {"crontab": None, "interval": interval}
 
 
