@@ -261,26 +261,25 @@ def process_tree(root: int) -> list[int]:
     return pids
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size of one process in KiB (shared pages split between sharers)."""
+def _proc_kib(pid: int, file: str, key: str) -> int:
+    """The ``key:`` line of ``/proc/<pid>/<file>`` in KiB (0 if the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process in KiB (shared pages split between sharers)."""
+    return _proc_kib(pid, "smaps_rollup", "Pss")
 
 
 def vm_rss_kib(pid: int) -> int:
     """``VmRSS`` of one process in KiB (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _proc_kib(pid, "status", "VmRSS")
 
 
 @dataclass(eq=False)

@@ -24,7 +24,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import registry
-from .conf import DEFAULTS
+from .conf import DEFAULTS, settings
 from .definition import Track
 from .definition.cron import normalize_cron
 from .registry.discovery import module_path
@@ -118,8 +118,7 @@ def _registry_errors() -> list[CheckMessage]:
 
 
 def _schedule_errors(current: registry.TaskRegistry) -> list[CheckMessage]:
-    raw = getattr(django_settings, "TASKKIT", {})
-    schedule = raw.get("SCHEDULE", {}) if isinstance(raw, Mapping) else {}
+    schedule = settings.raw.get("SCHEDULE", {})
     if not isinstance(schedule, Mapping):
         return [
             Error("TASKKIT['SCHEDULE'] must be a dict of cron -> task names.", id="taskkit.E006")

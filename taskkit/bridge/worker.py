@@ -49,10 +49,16 @@ def worker_name(ctask: CeleryTask[Any, Any]) -> str:
     return str(getattr(ctask.request, "hostname", None) or socket.gethostname())
 
 
-def _context(ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any]) -> TaskContext:
+def message_id(ctask: CeleryTask[Any, Any], fields: dict[str, Any]) -> str:
+    """The run id the message carries (the Celery task id when the context has none)."""
+    return str(fields.get("run_id") or ctask.request.id)
+
+
+def _context(
+    ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any], run_id: str
+) -> TaskContext:
     scheduled = fields.get("scheduled_time")
     delivery = getattr(ctask.request, "delivery_info", None) or {}
-    run_id = str(fields.get("run_id") or ctask.request.id)
     if task.meta.scope is Scope.ALL:  # every worker runs it: each run gets its own id
         run_id = broadcast.worker_run_id(run_id, worker_name(ctask))
 
@@ -127,9 +133,8 @@ def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
     logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
 
 
-def _unrunnable(ctask: CeleryTask[Any, Any], fields: dict[str, Any], exc: Exception) -> None:
+def _unrunnable(run_id: str, exc: Exception) -> None:
     """Fail the stored row of a message whose task is gone or whose payload no longer fits."""
-    run_id = str(fields.get("run_id") or ctask.request.id)
     TaskRun.objects.filter(pk=run_id).update(
         status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
     )
@@ -139,13 +144,14 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
     close_old_connections()
     fields = context if isinstance(context, dict) else {}
+    sent_id = message_id(ctask, fields)
     try:
         task = get_task(ctask.name)
         plain, canonical = normalize_payload(payload, schema=task.meta.schema)
     except TaskkitError as exc:
-        _unrunnable(ctask, fields, exc)
+        _unrunnable(sent_id, exc)
         raise
-    ctx = _context(ctask, task, fields)
+    ctx = _context(ctask, task, fields, sent_id)
     # rows are written per the track level, and always where one exists already
     record = track_level(task) is not Track.FAILURES or bool(fields.get("stored"))
     row = {
@@ -157,8 +163,8 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         "worker": worker_name(ctask),
     }
     if task.meta.scope is Scope.ALL:
-        row["group_id"] = fields.get("run_id") or ctask.request.id
-    held = _take_locks(task, ctx, canonical, str(fields.get("run_id") or ctask.request.id))
+        row["group_id"] = sent_id
+    held = _take_locks(task, ctx, canonical, sent_id)
     if held is None:
         _wait_for_lock(task, ctx, row)
         return
