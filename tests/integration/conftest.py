@@ -83,7 +83,7 @@ def purge(app: Celery) -> None:
             Queue(name).bind(channel).purge()
 
 
-@pytest.fixture(scope="session", params=list(BROKERS))
+@pytest.fixture(scope="package", params=list(BROKERS))
 def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
@@ -125,11 +125,11 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # gone before the unit tests: its Beat would promote their rows
 def worker(
     broker: Broker, django_db_setup: Any, django_db_blocker: Any
 ) -> Iterator[subprocess.Popen[str]]:
-    """One worker (with Beat) on ``broker``, started once per broker."""
+    """One worker (with Beat) on ``broker``, started once per broker for this package."""
     process = start_worker(broker, "test")
     try:
         with django_db_blocker.unblock():
