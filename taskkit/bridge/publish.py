@@ -17,7 +17,7 @@ from ..definition import Scope, Source, Task
 from ..exceptions import BrokerUnavailable
 from ..models import TaskRun
 from ..registry import get_task
-from . import broadcast
+from . import broadcast, redis_batch
 from .messages import Prepared, prepare
 
 
@@ -48,6 +48,10 @@ def publish(runs: Sequence[Prepared]) -> None:
         return
     try:
         with current_app.producer_or_acquire() as producer:
+            if redis_batch.usable(current_app, producer, runs) and redis_batch.publish(
+                current_app, producer, runs, _options
+            ):
+                return
             for run in runs:
                 current_app.tasks[run.task.name].apply_async(
                     kwargs=run.kwargs(),

@@ -1,0 +1,204 @@
+"""``enqueue_many``'s Redis fast path writes what ``apply_async`` would, on a real Redis.
+
+Nothing consumes these queues (Redis database 11): the tests read the envelopes
+back and compare them with the ones ``apply_async`` writes for the same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+import redis
+from celery import Celery, _state
+from celery.signals import before_task_publish
+from kombu import Queue
+
+import taskkit
+from taskkit.bridge import redis_batch
+from taskkit.bridge.messages import Prepared, prepare
+from taskkit.bridge.publish import publish
+from taskkit.registry import get_task
+
+from .integration.conftest import current, make_app
+
+URL = "redis://127.0.0.1:6379/11"
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def app(client: redis.Redis) -> Iterator[Celery]:
+    app = make_app("taskkit-redis-batch", URL)
+    with current(app):
+        yield app
+    app.close()
+
+
+def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """The queue's envelopes, oldest first (the order a worker takes them), without delivery tags."""
+    envelopes = [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+    for envelope in envelopes:
+        assert envelope["properties"].pop("delivery_tag")
+    client.delete(queue)
+    return envelopes
+
+
+def runs(name: str, count: int, queue: str | None = None) -> list[Prepared]:
+    task = get_task(name)
+    return [prepare(task, {"n": n, "text": "é\n"}, queue or task.meta.queue) for n in range(count)]
+
+
+def one_by_one(batch: list[Prepared]) -> None:
+    for run in batch:
+        publish([run])
+
+
+@pytest.mark.parametrize(
+    ("name", "queue"),
+    [
+        ("echo:payload", None),
+        ("echo:payload", "special"),
+        ("db:migrate", None),
+        ("limits:sleep", None),
+    ],
+)
+def test_envelopes_equal_apply_async(
+    app: Celery, client: redis.Redis, name: str, queue: str | None
+) -> None:
+    batch = runs(name, 5, queue)
+    assert redis_batch.usable(app, app.producer_pool.acquire(), batch)
+    publish(batch)
+    target = batch[0].queue
+    fast = queued(client, target)
+    one_by_one(batch)
+    assert fast == queued(client, target)
+    assert [envelope["headers"]["id"] for envelope in fast] == [run.run_id for run in batch]
+    if name == "limits:sleep":
+        assert fast[0]["headers"]["timelimit"] == [7.0, 2.0]
+
+
+def test_project_routes_are_honoured(client: redis.Redis) -> None:
+    app = make_app("taskkit-redis-routes", URL, task_routes={"echo:payload": {"queue": "special"}})
+    with current(app):
+        batch = runs(
+            "echo:payload", 3, taskkit.bridge.publish.resolve_queue(get_task("echo:payload"), None)
+        )
+        publish(batch)
+        fast = queued(client, "special")
+        one_by_one(batch)
+        assert fast == queued(client, "special")
+        assert len(fast) == 3 and not client.exists("default")
+    app.close()
+
+
+def test_parent_and_root_ids_are_those_of_the_running_task(
+    app: Celery, client: redis.Redis
+) -> None:
+    parent = app.tasks["echo:payload"]
+    parent.push_request(id="parent-id", root_id="root-id", called_directly=False)
+    task_stack = cast(Any, _state)._task_stack  # what a worker pushes while a task runs
+    task_stack.push(parent)
+    try:
+        batch = runs("echo:payload", 3)
+        publish(batch)
+        fast = queued(client, "default")
+        one_by_one(batch)
+        assert fast == queued(client, "default")
+        assert parent.request.children  # both paths add the runs to the parent's trail
+    finally:
+        task_stack.pop()
+        parent.pop_request()
+    assert {(e["headers"]["parent_id"], e["headers"]["root_id"]) for e in fast} == {
+        ("parent-id", "root-id")
+    }
+
+
+def test_large_batches_are_chunked_and_keep_their_order(app: Celery, client: redis.Redis) -> None:
+    queue = f"bulk-{uuid.uuid4().hex}"  # never declared before in this process
+    batch = runs("echo:payload", 2_500, queue)
+    publish(batch)
+    fast = queued(client, queue)
+    assert [e["headers"]["id"] for e in fast] == [run.run_id for run in batch]
+    assert client.exists(f"_kombu.binding.{queue}")  # the queue was declared
+
+
+def test_publish_signal_receivers_see_every_message(app: Celery, client: redis.Redis) -> None:
+    seen: list[str] = []
+
+    def spy(headers: dict[str, Any], **kwargs: Any) -> None:
+        seen.append(headers["id"])
+
+    batch = runs("echo:payload", 4)
+    before_task_publish.connect(spy, weak=False)
+    try:
+        assert not redis_batch.usable(app, app.producer_pool.acquire(), batch)
+        publish(batch)
+    finally:
+        before_task_publish.disconnect(spy)
+    assert seen == [run.run_id for run in batch]
+    assert len(queued(client, "default")) == 4
+
+
+def test_what_the_copy_would_not_reproduce_takes_celerys_path(
+    app: Celery, client: redis.Redis
+) -> None:
+    producer = app.producer_pool.acquire()
+    assert not redis_batch.usable(app, producer, runs("echo:payload", 1))
+    assert not redis_batch.usable(app, producer, runs("broadcast:ping", 2))
+    mixed = runs("echo:payload", 1) + runs("echo:payload", 1, "special")
+    assert not redis_batch.usable(app, producer, mixed)
+    app.conf.task_default_priority = 5
+    batch = runs("echo:payload", 3)
+    assert not redis_batch.publish(
+        app, producer, batch, lambda run: {"queue": run.queue, "argsrepr": "()", "kwargsrepr": ""}
+    )
+    assert not client.exists("default")  # nothing was sent by the refused fast path
+    publish(batch)
+    # sent one by one, into the list kombu keeps for that priority (steps 0, 3, 6, 9)
+    envelopes = [json.loads(raw) for raw in client.lrange("default\x06\x163", 0, -1)]
+    assert [e["properties"]["priority"] for e in envelopes] == [5, 5, 5]
+
+
+@pytest.mark.django_db(transaction=True)  # the batch is sent when the transaction commits
+def test_unreachable_redis_is_a_clear_error() -> None:
+    app = make_app(
+        "unreachable-batch",
+        "redis://127.0.0.1:1/0",
+        broker_transport_options={"max_retries": 1},
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0},
+    )
+    with current(app), pytest.raises(taskkit.BrokerUnavailable, match="broker is unreachable"):
+        taskkit.enqueue_many("echo:payload", [{"a": 1}, {"a": 2}])
+    app.close()
+
+
+def test_queues_that_expire_take_celerys_path(client: redis.Redis) -> None:
+    app = make_app("taskkit-redis-expires", URL, task_queues=[Queue("expiring", expires=60)])
+    with current(app):
+        publish(runs("echo:payload", 3, "expiring"))
+        assert client.llen("expiring") == 3
+        assert 0 < client.pttl("expiring") <= 60_000  # kombu's PEXPIRE, which the copy leaves out
+    app.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_failing_mid_batch_is_a_clear_error(
+    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", refuse)
+    with pytest.raises(taskkit.BrokerUnavailable, match="connection reset by peer"):
+        taskkit.enqueue_many("echo:payload", [{"a": 1}, {"a": 2}])
