@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from taskkit import InvalidPayload, ResultNotSerializable
-from taskkit.definition import canonical_json, normalize_payload, normalize_result, parse_payload
+from taskkit.definition import (
+    canonical_json,
+    normalize_payload,
+    normalize_result,
+    parse_payload,
+    received_payload,
+)
 
 
 def test_canonical_form_is_order_independent() -> None:
@@ -120,3 +126,13 @@ def test_callable_schema_may_raise_django_validation_error() -> None:
 
     with pytest.raises(InvalidPayload, match="no good"):
         normalize_payload({}, schema=validate)
+
+
+def test_a_received_payload_is_checked_for_shape_and_schema() -> None:
+    payload = {"n": 1}
+    assert received_payload(payload, schema={"n": int}) is payload  # no copy on the hot path
+    assert received_payload(None) == {}
+    with pytest.raises(InvalidPayload, match="must be a JSON object, not list"):
+        received_payload([1])
+    with pytest.raises(InvalidPayload, match="'n' must be str"):
+        received_payload(payload, schema={"n": str})

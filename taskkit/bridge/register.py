@@ -12,9 +12,10 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from celery import shared_task
+from celery.exceptions import TimeLimitExceeded
 
 from ..definition import Task
-from . import broadcast
+from . import broadcast, recorder
 
 
 def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
@@ -23,10 +24,26 @@ def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) 
     run_message(self, payload, context)
 
 
+class BridgeTask(CeleryTask[Any, Any]):
+    """The Celery task class of taskkit tasks.
+
+    A run that hits its hard time limit never returns: the prefork pool kills the
+    child, and Celery reports it through ``on_failure`` in the worker's main
+    process. That is where its row is failed (or its retry scheduled).
+    """
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, TimeLimitExceeded):
+            from .worker import record_killed
+
+            record_killed(self, task_id, dict(kwargs or {}), exc, str(einfo))
+
+
 def celery_options(task: Task) -> dict[str, Any]:
     """The Celery task attributes that follow from a task's meta."""
     options: dict[str, Any] = {
         "name": task.name,
+        "base": BridgeTask,
         "bind": True,
         "ignore_result": True,  # taskkit's run table holds results
         "serializer": "json",
@@ -43,5 +60,6 @@ def celery_options(task: Task) -> dict[str, Any]:
 def register(tasks: Iterable[Task]) -> None:
     """Make a Celery task for each taskkit task (a name already registered is kept)."""
     broadcast.connect()
+    recorder.connect()
     for task in tasks:
         shared_task(**celery_options(task))(_body)

@@ -1,9 +1,11 @@
 """The worker side: turn a Celery message back into a taskkit run, and record it.
 
 How much is written follows the task's ``track`` level: ``all`` and ``runs``
-write the row when the run starts and when it ends; ``failures`` only when it
-fails. A failure the retry policy covers becomes a delayed run (a row the
-scheduler promotes after the backoff), so every attempt stays visible.
+write the row when the run starts and when it ends (``runs`` through the
+:mod:`recorder <taskkit.bridge.recorder>`, which skips the start of short runs
+and batches the ends); ``failures`` only when it fails. A failure the retry
+policy covers becomes a delayed run (a row the scheduler promotes after the
+backoff), so every attempt stays visible.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from celery import Task as CeleryTask
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ..definition import Lock, Scope, Source, Task, TaskContext, TaskEvent, Track, normalize_payload
+from ..definition import (
+    Lock,
+    Scope,
+    Source,
+    Task,
+    TaskContext,
+    TaskEvent,
+    Track,
+    canonical_json,
+    received_payload,
+)
 from ..exceptions import TaskkitError
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
@@ -27,6 +39,7 @@ from ..runner import call
 from . import broadcast
 from .locks import acquire, lock_key, release
 from .messages import track_level
+from .recorder import recorder, upsert
 
 logger = logging.getLogger("taskkit.worker")
 
@@ -34,24 +47,31 @@ logger = logging.getLogger("taskkit.worker")
 LOCK_RETRY_DELAY = timedelta(seconds=0.5)
 
 
-def upsert(run_id: str, fields: dict[str, Any]) -> None:
-    """Write a run's row in one statement: ``INSERT … ON CONFLICT (id) DO UPDATE``."""
-    TaskRun.objects.bulk_create(
-        [TaskRun(id=run_id, **fields)],
-        update_conflicts=True,
-        unique_fields=["id"],
-        update_fields=list(fields),
-    )
-
-
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
     """The Celery node name of the worker running ``ctask``."""
     return str(getattr(ctask.request, "hostname", None) or socket.gethostname())
 
 
-def message_id(ctask: CeleryTask[Any, Any], fields: dict[str, Any]) -> str:
+def message_id(fields: dict[str, Any], celery_id: str | None) -> str:
     """The run id the message carries (the Celery task id when the context has none)."""
-    return str(fields.get("run_id") or ctask.request.id)
+    return str(fields.get("run_id") or celery_id)
+
+
+def _row(
+    ctask: CeleryTask[Any, Any], task: Task, ctx: TaskContext, sent_id: str, payload: Any
+) -> dict[str, Any]:
+    """The fields of a run's row that the worker knows from the message."""
+    row = {
+        "name": task.name,
+        "queue": ctx.queue,
+        "payload": payload,
+        "attempt": ctx.attempt,
+        "source": str(ctx.source),
+        "worker": worker_name(ctask),
+    }
+    if task.meta.scope is Scope.ALL:
+        row["group_id"] = sent_id
+    return row
 
 
 def _context(
@@ -63,6 +83,7 @@ def _context(
         run_id = broadcast.worker_run_id(run_id, worker_name(ctask))
 
     def report(done: int, total: int) -> None:
+        recorder.written(run_id)
         TaskRun.objects.filter(pk=run_id).update(progress_done=done, progress_total=total)
 
     return TaskContext(
@@ -76,15 +97,23 @@ def _context(
     )
 
 
-def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception) -> bool:
+def _record_failure(
+    task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception, trace: str | None = None
+) -> bool:
     """Record a failed attempt; return whether a retry was scheduled."""
+    recorder.written(ctx.run_id)  # a pending RUNNING row must not land after this one
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"
     history = list(
         TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first() or []
     )
     history.append({"attempt": ctx.attempt, "error": error, "finished_at": now.isoformat()})
-    fields = {**row, "error": error, "traceback": traceback.format_exc(), "history": history}
+    fields = {
+        **row,
+        "error": error,
+        "traceback": trace or traceback.format_exc(),
+        "history": history,
+    }
     policy = task.meta.retry
     if policy.should_retry(ctx.attempt, exc):
         due = now + timedelta(seconds=policy.delay(ctx.attempt))
@@ -106,9 +135,14 @@ def _record_failure(task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exce
     return False
 
 
-def _take_locks(task: Task, ctx: TaskContext, canonical: str, message_id: str) -> list[str] | None:
+def _take_locks(
+    task: Task, ctx: TaskContext, payload: dict[str, Any], message_id: str
+) -> list[str] | None:
     """Release the run's queue lock and take its run locks; ``None`` if one is held elsewhere."""
     locks = task.meta.locks
+    if not locks:
+        return []
+    canonical = canonical_json(payload)
     if Lock.QUEUE in locks:
         release(lock_key(Lock.QUEUE, task, canonical), message_id)
     held: list[str] = []
@@ -144,32 +178,29 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
     close_old_connections()
     fields = context if isinstance(context, dict) else {}
-    sent_id = message_id(ctask, fields)
+    sent_id = message_id(fields, ctask.request.id)
     try:
         task = get_task(ctask.name)
-        plain, canonical = normalize_payload(payload, schema=task.meta.schema)
+        plain = received_payload(payload, schema=task.meta.schema)
     except TaskkitError as exc:
         _unrunnable(sent_id, exc)
         raise
     ctx = _context(ctask, task, fields, sent_id)
     # rows are written per the track level, and always where one exists already
-    record = track_level(task) is not Track.FAILURES or bool(fields.get("stored"))
-    row = {
-        "name": task.name,
-        "queue": ctx.queue,
-        "payload": plain,
-        "attempt": ctx.attempt,
-        "source": str(ctx.source),
-        "worker": worker_name(ctask),
-    }
-    if task.meta.scope is Scope.ALL:
-        row["group_id"] = sent_id
-    held = _take_locks(task, ctx, canonical, sent_id)
+    level = track_level(task)
+    record = level is not Track.FAILURES or bool(fields.get("stored"))
+    row = _row(ctask, task, ctx, sent_id, plain)
+    held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
         _wait_for_lock(task, ctx, row)
         return
+    # track="all" rows are written at once; the recorder batches the others in a worker
+    started, finished = (
+        (upsert, upsert) if level is Track.ALL else (recorder.started, recorder.finished)
+    )
+    row["started_at"] = timezone.now()
     if record:
-        upsert(ctx.run_id, {**row, "status": RunStatus.RUNNING, "started_at": timezone.now()})
+        started(ctx.run_id, {**row, "status": RunStatus.RUNNING})
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:
@@ -180,10 +211,37 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
         for key in held:
             release(key, ctx.run_id)
     if record:
-        TaskRun.objects.filter(pk=ctx.run_id).update(
-            status=RunStatus.SUCCEEDED,
-            finished_at=timezone.now(),
-            result=result,
-            error="",
-            traceback="",
+        finished(
+            ctx.run_id,
+            {
+                **row,
+                "status": RunStatus.SUCCEEDED,
+                "finished_at": timezone.now(),
+                "result": result,
+                "error": "",
+                "traceback": "",
+            },
         )
+
+
+def record_killed(
+    ctask: CeleryTask[Any, Any], celery_id: str, kwargs: dict[str, Any], exc: Exception, trace: str
+) -> None:
+    """Record a run whose process was killed (hard time limit): failed, or its retry scheduled.
+
+    Runs in the worker's main process, which did not run the task: the run's
+    job and single-instance locks are released here, as the run cannot.
+    """
+    context = kwargs.get("context")
+    fields = context if isinstance(context, dict) else {}
+    payload = kwargs.get("payload") if isinstance(kwargs.get("payload"), dict) else {}
+    try:
+        task = get_task(ctask.name)
+    except TaskkitError:
+        return
+    sent_id = message_id(fields, celery_id)
+    ctx = _context(ctask, task, fields, sent_id)
+    for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
+        if kind in task.meta.locks:
+            release(lock_key(kind, task, canonical_json(payload)), ctx.run_id)
+    _record_failure(task, ctx, _row(ctask, task, ctx, sent_id, payload), exc, trace)

@@ -2,7 +2,13 @@
 
 from .event import ProgressReporter, Source, TaskContext, TaskEvent
 from .meta import Lock, RetryPolicy, Scope, TaskMeta, Track
-from .payload import canonical_json, normalize_payload, normalize_result, parse_payload
+from .payload import (
+    canonical_json,
+    normalize_payload,
+    normalize_result,
+    parse_payload,
+    received_payload,
+)
 from .task import Handler, Task, make_task, task
 
 __all__ = [
@@ -22,5 +28,6 @@ __all__ = [
     "normalize_payload",
     "normalize_result",
     "parse_payload",
+    "received_payload",
     "task",
 ]

@@ -83,6 +83,21 @@ def normalize_payload(
     return plain, text
 
 
+def received_payload(payload: Any, *, schema: PayloadSchema | None = None) -> dict[str, Any]:
+    """A payload decoded from a JSON message, checked again without a second JSON round trip.
+
+    It is plain JSON already; what may have changed since it was sent is the
+    task's schema, so that (and the payload being an object) is all a worker checks.
+    """
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"payload must be a JSON object, not {type(payload).__name__}")
+    if schema is not None:
+        _check_schema(payload, schema)
+    return payload
+
+
 def normalize_result(name: str, result: Any) -> Any:
     """Return ``result`` as it reads back from JSON; ``ResultNotSerializable`` if it cannot be."""
     try:

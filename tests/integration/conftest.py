@@ -96,8 +96,10 @@ def broker(
     app.close()
 
 
-def start_worker(broker: Broker, label: str) -> subprocess.Popen[str]:
-    """A worker subprocess on ``broker`` consuming every test queue (and broadcasts)."""
+def start_worker(
+    broker: Broker, label: str, queues: tuple[str, ...] = QUEUES, pool: str = "threads"
+) -> subprocess.Popen[str]:
+    """A worker subprocess on ``broker`` consuming ``queues`` (and broadcasts)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -107,7 +109,8 @@ def start_worker(broker: Broker, label: str) -> subprocess.Popen[str]:
     }
     command = [
         sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
-        "-Q", ",".join(QUEUES), "-P", "threads", "-c", "4", "-l", "warning",
+        "-Q", ",".join(queues), "-P", pool, "-c", "4" if pool == "threads" else "1",
+        "-l", "warning",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
         "-n", f"{label}-{broker.name}-{uuid.uuid4().hex[:6]}@%h",
     ]  # fmt: skip

@@ -1,0 +1,140 @@
+"""The worker's run recorder: short runs get one row write, batched; long runs show RUNNING."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from taskkit.bridge import recorder as recorder_module
+from taskkit.bridge.recorder import Recorder
+from taskkit.models import RunStatus, TaskRun
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every row the recorder writes, as (run id, status), in order."""
+    seen: list[tuple[str, str]] = []
+    real = recorder_module.upsert_many
+
+    def spy(rows: Any) -> None:
+        rows = list(rows)
+        seen.extend((run_id, str(fields["status"])) for run_id, fields in rows)
+        real(rows)
+
+    monkeypatch.setattr(recorder_module, "upsert_many", spy)
+    return seen
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    recorder = Recorder()
+    recorder.enabled = True
+    yield recorder
+    recorder.shutdown()
+
+
+def row(status: RunStatus, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": "echo:payload",
+        "queue": "default",
+        "payload": {"a": 1},
+        "attempt": 1,
+        "source": "worker",
+        "worker": "w1@host",
+        "started_at": timezone.now(),
+        "status": status,
+        **fields,
+    }
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def status(run_id: str) -> str | None:
+    return TaskRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def test_a_short_run_is_written_once_when_it_ends(
+    recorder: Recorder, writes: list[tuple[str, str]]
+) -> None:
+    run_ids = [str(uuid.uuid4()) for _ in range(20)]
+    for run_id in run_ids:
+        recorder.started(run_id, row(RunStatus.RUNNING))
+        recorder.finished(run_id, row(RunStatus.SUCCEEDED, result={"ok": True}))
+    eventually(lambda: TaskRun.objects.filter(status=RunStatus.SUCCEEDED).count() == 20)
+    assert sorted(writes) == sorted((run_id, "succeeded") for run_id in run_ids)
+    stored = TaskRun.objects.get(pk=run_ids[0])
+    assert (stored.result, stored.worker, stored.payload) == ({"ok": True}, "w1@host", {"a": 1})
+
+
+def test_a_long_run_shows_running_then_its_end(
+    recorder: Recorder, writes: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_module, "START_AFTER", 0.1)
+    run_id = str(uuid.uuid4())
+    recorder.started(run_id, row(RunStatus.RUNNING))
+    assert status(run_id) is None
+    eventually(lambda: status(run_id) == RunStatus.RUNNING)
+    recorder.finished(run_id, row(RunStatus.SUCCEEDED))
+    eventually(lambda: status(run_id) == RunStatus.SUCCEEDED)
+    assert writes == [(run_id, "running"), (run_id, "succeeded")]
+
+
+def test_progress_and_failures_write_the_running_row_first(
+    recorder: Recorder, writes: list[tuple[str, str]]
+) -> None:
+    run_id = str(uuid.uuid4())
+    recorder.started(run_id, row(RunStatus.RUNNING))
+    recorder.written(run_id)  # what progress and failures call before they update the row
+    assert status(run_id) == RunStatus.RUNNING
+    recorder_module.upsert(run_id, row(RunStatus.FAILED))
+    time.sleep(recorder_module.START_AFTER + 3 * recorder_module.FLUSH_EVERY)
+    assert status(run_id) == RunStatus.FAILED  # the pending start did not land after it
+    assert writes == [(run_id, "running"), (run_id, "failed")]
+
+
+def test_rows_wait_for_the_database_and_are_written_once_it_is_back(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = recorder_module.upsert_many
+    failures = iter([True])
+
+    def flaky(rows: Any) -> None:
+        rows = list(rows)
+        if rows and next(failures, False):
+            raise RuntimeError("database is down")
+        real(rows)
+
+    monkeypatch.setattr(recorder_module, "upsert_many", flaky)
+    monkeypatch.setattr(recorder_module, "RETRY_AFTER", 0.01)
+    run_id = str(uuid.uuid4())
+    recorder.finished(run_id, row(RunStatus.SUCCEEDED))
+    eventually(lambda: status(run_id) == RunStatus.SUCCEEDED)
+
+
+def test_shutdown_writes_what_is_pending(recorder: Recorder) -> None:
+    run_id = str(uuid.uuid4())
+    recorder.finished(run_id, row(RunStatus.SUCCEEDED))
+    recorder.shutdown()
+    assert status(run_id) == RunStatus.SUCCEEDED
+
+
+def test_outside_a_worker_rows_are_written_at_once(writes: list[tuple[str, str]]) -> None:
+    plain = Recorder()
+    run_id = str(uuid.uuid4())
+    plain.started(run_id, row(RunStatus.RUNNING))
+    assert status(run_id) == RunStatus.RUNNING
+    plain.finished(run_id, row(RunStatus.SUCCEEDED))
+    assert status(run_id) == RunStatus.SUCCEEDED
+    assert plain._thread is None
