@@ -11,7 +11,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install run test lint types pytest docs test-django52 bench clean
+.PHONY: help install run test lint types pytest pytest-postgres docs test-django52 bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,10 +41,13 @@ types: install  ## mypy, strict.
 pytest: install  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
+pytest-postgres: install  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
+	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest $(PYTEST_ARGS)
+
 docs: install  ## Build the Sphinx docs, warnings as errors.
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-test: lint types pytest docs  ## Install everything and run every check: ruff, mypy, pytest, Sphinx.
+test: lint types pytest pytest-postgres docs  ## Install everything, run every check: ruff, mypy, pytest on SQLite and PostgreSQL, Sphinx.
 
 test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport).
 	$(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \

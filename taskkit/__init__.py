@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .definition import (
@@ -28,6 +29,7 @@ from .exceptions import (
     TaskkitError,
     TaskNotFound,
     TaskNotImplemented,
+    TaskNotPeriodic,
 )
 from .registry import all_tasks, get_task
 from .runner import arun_task, run_task
@@ -49,30 +51,35 @@ if TYPE_CHECKING:
         remove_failed,
         retry_failed,
     )
+    from .scheduling.periodic import sync_periodic
+    from .scheduling.recurrent import enqueue_recurrent, stop_recurrent
 
-_LAZY = frozenset(
-    {
-        "RunHandle",
-        "aenqueue",
-        "aenqueue_at",
-        "aenqueue_in",
-        "aenqueue_many",
-        "enqueue",
-        "enqueue_at",
-        "enqueue_in",
-        "enqueue_many",
-        "get_run",
-        "remove_failed",
-        "retry_failed",
-    }
+_BRIDGE = (
+    "RunHandle",
+    "aenqueue",
+    "aenqueue_at",
+    "aenqueue_in",
+    "aenqueue_many",
+    "enqueue",
+    "enqueue_at",
+    "enqueue_in",
+    "enqueue_many",
+    "get_run",
+    "remove_failed",
+    "retry_failed",
 )
+#: Lazy name -> the module it lives in.
+_LAZY = {
+    **dict.fromkeys(_BRIDGE, "bridge"),
+    "sync_periodic": "scheduling.periodic",
+    "enqueue_recurrent": "scheduling.recurrent",
+    "stop_recurrent": "scheduling.recurrent",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import bridge
-
-        return getattr(bridge, name)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'taskkit' has no attribute {name!r}")
 
 
@@ -98,6 +105,7 @@ __all__ = [
     "TaskMeta",
     "TaskNotFound",
     "TaskNotImplemented",
+    "TaskNotPeriodic",
     "TaskkitError",
     "Track",
     "__version__",
@@ -111,10 +119,13 @@ __all__ = [
     "enqueue_at",
     "enqueue_in",
     "enqueue_many",
+    "enqueue_recurrent",
     "get_run",
     "get_task",
     "remove_failed",
     "retry_failed",
     "run_task",
+    "stop_recurrent",
+    "sync_periodic",
     "task",
 ]

@@ -45,6 +45,18 @@ class TaskNotImplemented(TaskkitError, NotImplementedError):
         super().__init__(f"Task {name!r} has no handler: {reason}")
 
 
+class TaskNotPeriodic(TaskkitError, ValueError):
+    """A recurrent-task operation names a task with no schedule (HTTP 400)."""
+
+    status_code = 400
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"Task {name!r} is not periodic: it has no frequency, no cron and no SCHEDULE entry."
+        )
+
+
 class InvalidPayload(TaskkitError, ValueError):
     """A payload is not a JSON object, is too large or fails the task's schema (HTTP 400)."""
 

@@ -6,7 +6,8 @@ admin) plus:
 - the sync of periodic tasks from the code at start (:mod:`taskkit.scheduling.periodic`);
 - periodic ticks of taskkit tasks sent through taskkit, once per tick whoever
   sends it, with ``scheduledTime`` = the tick's time; interval ticks are aligned
-  to the clock (multiples of the interval), so they never drift;
+  to the clock (multiples of the interval), so they never drift; cron ticks are
+  decided by :mod:`taskkit.scheduling.cron` (its DST rules), not Celery's crontab;
 - every enabled crontab row loaded (see :meth:`Scheduler._get_crontab_exclude_query`);
 - promotion of due delayed runs and retries, and the outbox resend;
 - a leader lease, so two Beats can run and only one sends;
@@ -31,6 +32,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from .bridge.enqueue import enqueue_tick
 from .registry import get_task
 from .scheduling import lease, next_due, promote_due, resend_outbox
+from .scheduling.cron import fire_times, floor_minute
 from .scheduling.periodic import PREFIX, sync_periodic
 
 logger = logging.getLogger("taskkit.scheduler")
@@ -63,9 +65,8 @@ def interval_ticks(every: timedelta, now: datetime, last_sent: datetime | None) 
     ][::-1]
 
 
-def cron_tick(now: datetime) -> datetime:
-    """A cron tick is its minute."""
-    return now.astimezone(UTC).replace(second=0, microsecond=0)
+#: How far back a cron schedule's missed ticks are looked for (a Beat that was down).
+CRON_LOOKBACK = timedelta(days=7)
 
 
 def seconds_to_next_tick(every: timedelta, now: datetime) -> float:
@@ -79,6 +80,11 @@ def owned_interval(entry: Any) -> bool:
     return str(entry.name).startswith(PREFIX) and not isinstance(entry.schedule, crontab)
 
 
+def owned_cron(entry: Any) -> bool:
+    """Whether ``entry`` is one of taskkit's crontab schedules."""
+    return str(entry.name).startswith(PREFIX) and isinstance(entry.schedule, crontab)
+
+
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
     """Beat's database scheduler with taskkit's periodic ticks, delayed runs and lease."""
 
@@ -86,6 +92,9 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leading = False
         self.sent: dict[str, datetime] = {}  # the last tick this process sent, per schedule
+        self.cron_checked: dict[str, datetime] = {}  # cron minutes looked at, up to, per schedule
+        self.cron_due: dict[str, datetime] = {}  # the cron tick is_due found, for apply_async
+        self.leading_since = timezone.now()
         super().__init__(*args, **kwargs)
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
         self.sync_every_tasks = 1  # last_run_at reaches the database after every tick
@@ -118,8 +127,29 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
             last = timezone.make_aware(last, UTC)
         return last if last is not None and now - last <= CATCH_UP else None
 
+    def _cron_start(self, entry: Any, now: datetime) -> datetime:
+        """Where this process starts looking for a cron schedule's fired minutes."""
+        last: datetime | None = entry.last_run_at if getattr(entry, "total_run_count", 0) else None
+        if last is None:  # never sent: from when this Beat leads (less a hand-over's gap)
+            return self.leading_since - CATCH_UP
+        if timezone.is_naive(last):
+            last = timezone.make_aware(last, UTC)
+        return max(last, now - CRON_LOOKBACK)  # a restart looks back for missed ticks
+
+    def _cron_is_due(self, entry: Any, now: datetime) -> Any:
+        """Due when a cron minute fired since the last look (missed ones: the latest, once)."""
+        checked = self.cron_checked.get(entry.name) or self._cron_start(entry, now)
+        zone = getattr(entry.schedule, "tz", None) or timezone.get_default_timezone()
+        ticks = fire_times(entry.schedule, zone, checked, now)
+        self.cron_checked[entry.name] = now
+        if ticks:
+            self.cron_due[entry.name] = ticks[-1]
+        return schedstate(bool(ticks), 60 - now.second - now.microsecond / 1e6)
+
     def is_due(self, entry: Any) -> Any:
-        """taskkit's interval schedules are due on their clock-aligned ticks."""
+        """taskkit's schedules: interval ones on clock-aligned ticks, cron ones per minute."""
+        if owned_cron(entry):
+            return self._cron_is_due(entry, timezone.now())
         if not owned_interval(entry):
             return super().is_due(entry)
         now = timezone.now()
@@ -139,7 +169,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         if owned_interval(entry):
             ticks = interval_ticks(entry.schedule.run_every, now, self.last_sent(entry, now))
         else:
-            ticks = [cron_tick(now)]
+            ticks = [self.cron_due.pop(entry.name, floor_minute(now))]
         task = get_task(entry.task)
         handles = [enqueue_tick(task, entry.name, tick) for tick in ticks]
         if ticks:
@@ -155,6 +185,8 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
             logger.info("Scheduler %s leads", self.identity)
             self._initial_read = True
             self._heap = None
+            self.cron_checked.clear()  # the last leader's sends are in last_run_at
+            self.leading_since = timezone.now()
         self.leading = leading
         return leading
 

@@ -53,10 +53,14 @@ TEMPLATES = [
 
 DATABASES: dict[str, dict[str, Any]]
 if os.environ.get("TASKKIT_TEST_DATABASE") == "postgres":
+    # The test database is the database itself, named once per run: the worker
+    # subprocesses of the integration tests inherit the variable and connect to it.
+    _PG_NAME = os.environ.setdefault("TASKKIT_TEST_PG_NAME", f"taskkit_test_{os.getpid()}")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "taskkit",
+            "NAME": _PG_NAME,
+            "TEST": {"NAME": _PG_NAME},
             "USER": "postgres",
             "HOST": "127.0.0.1",
             "PORT": "5432",

@@ -47,11 +47,15 @@ def test_an_expired_lock_is_free() -> None:
 
 def test_lock_keys() -> None:
     task = taskkit.get_task("echo:payload")
-    assert lock_key(Lock.SINGLE_INSTANCE, task, "{}") == "taskkit:single_instance:echo:payload"
-    one = lock_key(Lock.QUEUE, task, '{"a":1}')
+    assert lock_key(Lock.SINGLE_INSTANCE, task, {}) == "taskkit:single_instance:echo:payload"
+    one = lock_key(Lock.QUEUE, task, {"a": 1, "b": 2})
     assert one.startswith("taskkit:queue_lock:echo:payload:") and len(one.rsplit(":", 1)[1]) == 32
-    assert one != lock_key(Lock.QUEUE, task, '{"a":2}')
-    assert one != lock_key(Lock.JOB, task, '{"a":1}')
+    assert one == lock_key(Lock.QUEUE, task, {"b": 2, "a": 1})
+    assert one != lock_key(Lock.QUEUE, task, {"a": 2, "b": 2})
+    assert one != lock_key(Lock.JOB, task, {"a": 1, "b": 2})
+    # a periodic run's tick time is not part of the key: ticks do not pile up
+    tick = {"a": 1, "b": 2, "scheduledTime": "2030-01-01T00:00:00+00:00"}
+    assert lock_key(Lock.QUEUE, task, tick) == one
 
 
 @pytest.mark.django_db

@@ -14,7 +14,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 import taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun
-from taskkit.scheduler import Scheduler, cron_tick, interval_ticks, seconds_to_next_tick
+from taskkit.scheduler import Scheduler, interval_ticks, seconds_to_next_tick
 from taskkit.scheduling import lease
 from taskkit.scheduling.periodic import PREFIX, REMOVED, Periodic, sync_periodic, wanted
 
@@ -143,7 +143,6 @@ def test_interval_ticks_are_aligned_to_the_clock() -> None:
     assert interval_ticks(every(minutes=1), now, at(11, 0)) == []
     assert interval_ticks(every(seconds=5), now, at(11, 0)) == [at(12, 7, 35), at(12, 7, 40)]
     assert seconds_to_next_tick(every(seconds=10), now) == pytest.approx(7.876544)
-    assert cron_tick(now) == at(12, 7)
 
 
 def test_lease_has_one_holder_and_hands_over_on_expiry() -> None:

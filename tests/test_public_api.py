@@ -22,6 +22,7 @@ PUBLIC = {
     "TaskMeta",
     "TaskNotFound",
     "TaskNotImplemented",
+    "TaskNotPeriodic",
     "TaskkitError",
     "Track",
     "__version__",
@@ -35,11 +36,14 @@ PUBLIC = {
     "enqueue_at",
     "enqueue_in",
     "enqueue_many",
+    "enqueue_recurrent",
     "get_run",
     "get_task",
     "remove_failed",
     "retry_failed",
     "run_task",
+    "stop_recurrent",
+    "sync_periodic",
     "task",
 }
 
@@ -61,5 +65,5 @@ def test_every_public_error_derives_from_taskkit_error() -> None:
         for value in (getattr(taskkit, n) for n in taskkit.__all__)
         if isinstance(value, type) and issubclass(value, BaseException)
     ]
-    assert len(errors) == 11
+    assert len(errors) == 12
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

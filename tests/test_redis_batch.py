@@ -170,19 +170,6 @@ def test_what_the_copy_would_not_reproduce_takes_celerys_path(
     assert [e["properties"]["priority"] for e in envelopes] == [5, 5, 5]
 
 
-@pytest.mark.django_db(transaction=True)  # the batch is sent when the transaction commits
-def test_unreachable_redis_is_a_clear_error() -> None:
-    app = make_app(
-        "unreachable-batch",
-        "redis://127.0.0.1:1/0",
-        broker_transport_options={"max_retries": 1},
-        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0},
-    )
-    with current(app), pytest.raises(taskkit.BrokerUnavailable, match="broker is unreachable"):
-        taskkit.enqueue_many("echo:payload", [{"a": 1}, {"a": 2}])
-    app.close()
-
-
 def test_queues_that_expire_take_celerys_path(client: redis.Redis) -> None:
     app = make_app("taskkit-redis-expires", URL, task_queues=[Queue("expiring", expires=60)])
     with current(app):

@@ -60,7 +60,7 @@ def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
         except BrokerUnavailable:
             for run in runs:  # nothing is queued, so nothing may hold the queue lock
                 if Lock.QUEUE in run.task.meta.locks and not outbox:
-                    release(lock_key(Lock.QUEUE, run.task, run.canonical), run.run_id)
+                    release(lock_key(Lock.QUEUE, run.task, run.payload), run.run_id)
             raise
         if outbox:
             TaskRun.objects.filter(pk__in=[r.run_id for r in runs]).update(sent_at=timezone.now())
@@ -72,7 +72,7 @@ def _queue_locked(runs: list[Prepared]) -> tuple[list[Prepared], list[RunHandle]
     """Take each run's ``queue_lock``; a run whose twin is already queued is dropped."""
     fresh, handles = [], []
     for run in runs:
-        key = lock_key(Lock.QUEUE, run.task, run.canonical)
+        key = lock_key(Lock.QUEUE, run.task, run.payload)
         holder = acquire(key, run.run_id, run.task.meta.lock_timeout)
         if holder is None:
             fresh.append(run)
@@ -87,11 +87,15 @@ def _queue_locked(runs: list[Prepared]) -> tuple[list[Prepared], list[RunHandle]
 
 
 def enqueue_many_tasks(
-    task: Task, payloads: Iterable[Payload], queue: str | None = None
+    task: Task,
+    payloads: Iterable[Payload],
+    queue: str | None = None,
+    *,
+    scheduled_time: datetime | None = None,
 ) -> list[RunHandle]:
     """Queue one run per payload over a single producer; all payloads are checked first."""
     target = resolve_queue(task, queue)
-    runs = [prepare(task, payload, target) for payload in payloads]
+    runs = [prepare(task, payload, target, scheduled_time=scheduled_time) for payload in payloads]
     if (capture := active_capture()) is not None:
         return capture.record(runs)
     handles = [_handle(run) for run in runs]
@@ -104,9 +108,15 @@ def enqueue_many_tasks(
     return handles
 
 
-def enqueue_task(task: Task, payload: Payload = None, queue: str | None = None) -> RunHandle:
+def enqueue_task(
+    task: Task,
+    payload: Payload = None,
+    queue: str | None = None,
+    *,
+    scheduled_time: datetime | None = None,
+) -> RunHandle:
     """Queue one run of ``task`` now (with ``track="all"``, its row joins this transaction)."""
-    return enqueue_many_tasks(task, [payload], queue)[0]
+    return enqueue_many_tasks(task, [payload], queue, scheduled_time=scheduled_time)[0]
 
 
 def enqueue_task_at(
@@ -130,6 +140,8 @@ def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
     The run id derives from schedule and tick, and the row is inserted before it is
     sent: a second scheduler sending the same tick finds the row and sends nothing
     (``None``). The payload and the context carry the tick's time as ``scheduledTime``.
+    With a ``queue_lock``, a tick whose previous run is still queued is not sent
+    either: its row is cancelled, saying why.
     """
     run = prepare(
         task,
@@ -145,6 +157,17 @@ def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
             _row(run, RunStatus.QUEUED, scheduled_for=tick).save(force_insert=True)
     except IntegrityError:
         return None
+    if Lock.QUEUE in task.meta.locks:
+        holder = acquire(
+            lock_key(Lock.QUEUE, task, run.payload), run.run_id, task.meta.lock_timeout
+        )
+        if holder is not None:
+            TaskRun.objects.filter(pk=run.run_id).update(
+                status=RunStatus.CANCELLED,
+                finished_at=timezone.now(),
+                error=f"Skipped: run {holder} of this task is still queued (queue_lock).",
+            )
+            return None
     _send_after_commit([run], outbox=True)
     return _handle(run)
 

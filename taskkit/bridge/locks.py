@@ -12,23 +12,30 @@ hold one forever.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..conf import settings
-from ..definition import Lock, Task
+from ..definition import Lock, Task, canonical_json
 from ..models import TaskLock
 
 
-def lock_key(kind: Lock, task: Task, canonical_payload: str) -> str:
-    """The key one lock of ``kind`` is taken under."""
+def lock_key(kind: Lock, task: Task, payload: Mapping[str, Any]) -> str:
+    """The key one lock of ``kind`` is taken under.
+
+    A periodic run's ``scheduledTime`` is left out: it differs from tick to tick,
+    and a lock on name + payload is there to keep such runs from piling up.
+    """
     if kind is Lock.SINGLE_INSTANCE:
         return f"taskkit:{kind}:{task.name}"
-    digest = hashlib.sha256(canonical_payload.encode()).hexdigest()[:32]
+    canonical = canonical_json({k: v for k, v in payload.items() if k != "scheduledTime"})
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
     return f"taskkit:{kind}:{task.name}:{digest}"
 
 

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
-from django.db import close_old_connections
 from django.utils import timezone
 
 from ..definition import (
@@ -29,7 +28,6 @@ from ..definition import (
     TaskContext,
     TaskEvent,
     Track,
-    canonical_json,
     received_payload,
 )
 from ..exceptions import TaskkitError
@@ -135,6 +133,16 @@ def _record_failure(
     return False
 
 
+def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) -> None:
+    """The run has left the queue: its payload may be queued again."""
+    if Lock.QUEUE in task.meta.locks:
+        release(lock_key(Lock.QUEUE, task, payload), message_id)
+
+
+def _cancelled(run_id: str) -> bool:
+    return TaskRun.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
+
+
 def _take_locks(
     task: Task, ctx: TaskContext, payload: dict[str, Any], message_id: str
 ) -> list[str] | None:
@@ -142,14 +150,12 @@ def _take_locks(
     locks = task.meta.locks
     if not locks:
         return []
-    canonical = canonical_json(payload)
-    if Lock.QUEUE in locks:
-        release(lock_key(Lock.QUEUE, task, canonical), message_id)
+    _release_queue_lock(task, payload, message_id)
     held: list[str] = []
     for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
         if kind not in locks:
             continue
-        key = lock_key(kind, task, canonical)
+        key = lock_key(kind, task, payload)
         if acquire(key, ctx.run_id, task.meta.lock_timeout) is not None:
             for taken in held:
                 release(taken, ctx.run_id)
@@ -176,7 +182,7 @@ def _unrunnable(run_id: str, exc: Exception) -> None:
 
 def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None:
     """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
-    close_old_connections()
+    # Celery's Django fixup closes stale database connections around every task
     fields = context if isinstance(context, dict) else {}
     sent_id = message_id(fields, ctask.request.id)
     try:
@@ -189,6 +195,10 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     # rows are written per the track level, and always where one exists already
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
+    if (fields.get("stored") or level is Track.ALL) and _cancelled(ctx.run_id):
+        _release_queue_lock(task, plain, sent_id)
+        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
+        return
     row = _row(ctask, task, ctx, sent_id, plain)
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
@@ -234,7 +244,8 @@ def record_killed(
     """
     context = kwargs.get("context")
     fields = context if isinstance(context, dict) else {}
-    payload = kwargs.get("payload") if isinstance(kwargs.get("payload"), dict) else {}
+    sent = kwargs.get("payload")
+    payload: dict[str, Any] = sent if isinstance(sent, dict) else {}
     try:
         task = get_task(ctask.name)
     except TaskkitError:
@@ -243,5 +254,5 @@ def record_killed(
     ctx = _context(ctask, task, fields, sent_id)
     for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
         if kind in task.meta.locks:
-            release(lock_key(kind, task, canonical_json(payload)), ctx.run_id)
+            release(lock_key(kind, task, payload), ctx.run_id)
     _record_failure(task, ctx, _row(ctask, task, ctx, sent_id, payload), exc, trace)

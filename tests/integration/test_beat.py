@@ -1,6 +1,7 @@
 """Two Beats on one database: every periodic tick is sent exactly once, across a leader's death.
 
-This runs apart from the other integration tests: its own SQLite file, its own
+This runs apart from the other integration tests: its own database (a SQLite
+file, or a PostgreSQL database when the suite runs on PostgreSQL), its own
 Redis database, one worker and two ``celery beat`` processes with taskkit's
 scheduler, and the periodic tasks switched on by ``TASKKIT_TEST_PERIODIC``.
 """
@@ -15,33 +16,50 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER = "redis://127.0.0.1:6379/13"
 
 
+POSTGRES = os.environ.get("TASKKIT_TEST_DATABASE") == "postgres"
+
+
+def postgres(database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
+
+
 @pytest.fixture
-def database(tmp_path: Path) -> dict[str, str]:
+def database(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "TASKKIT_TEST_SQLITE": str(tmp_path / "beat.sqlite3"),
+        "TASKKIT_TEST_PG_NAME": f"taskkit_beat_{uuid.uuid4().hex[:12]}",
         "TASKKIT_TEST_BROKER": BROKER,
         "TASKKIT_TEST_PERIODIC": "1",
         "PYTHONPATH": str(REPO),
     }
+    if POSTGRES:
+        with postgres() as server:
+            server.execute(f'CREATE DATABASE "{env["TASKKIT_TEST_PG_NAME"]}"')
     migrate = [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"]
     subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=120)
     subprocess.run(
         [sys.executable, "-m", "celery", "-A", "tests.celery_app", "purge", "-f", "-Q", "default"],
         cwd=REPO, env=env, check=True, timeout=60, capture_output=True,
     )  # fmt: skip
-    return env
+    yield env
+    if POSTGRES:
+        with postgres() as server:
+            server.execute(f'DROP DATABASE "{env["TASKKIT_TEST_PG_NAME"]}" WITH (FORCE)')
 
 
 def celery(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -52,6 +70,9 @@ def celery(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def query(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+    if POSTGRES:
+        with postgres(env["TASKKIT_TEST_PG_NAME"]) as db:
+            return db.execute(sql.encode()).fetchall()
     with closing(sqlite3.connect(env["TASKKIT_TEST_SQLITE"], timeout=20)) as db:
         return db.execute(sql).fetchall()
 
@@ -66,11 +87,14 @@ def leader_pid(env: dict[str, str]) -> int:
     raise AssertionError("no scheduler took the lease")
 
 
+def json_value(stored: object) -> dict[str, str]:
+    """A JSON column as read: a string from SQLite, already decoded from PostgreSQL."""
+    return stored if isinstance(stored, dict) else json.loads(str(stored))
+
+
 def ticks(env: dict[str, str], name: str) -> list[tuple[datetime, str]]:
     rows = query(env, f"SELECT payload, status FROM taskkit_taskrun WHERE name = '{name}'")
-    return sorted(
-        (datetime.fromisoformat(json.loads(str(p))["scheduledTime"]), str(s)) for p, s in rows
-    )
+    return sorted((datetime.fromisoformat(json_value(p)["scheduledTime"]), str(s)) for p, s in rows)
 
 
 def test_two_beats_send_each_tick_once_and_hand_over(database: dict[str, str]) -> None:

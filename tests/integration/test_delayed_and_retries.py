@@ -8,14 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
+import redis
+from django.db import transaction
 from django.utils import timezone
 
 import taskkit
 from taskkit.models import RunStatus, TaskRun
 
+from ..apps.nested.tasks.echo.count import COUNTS_URL
 from .conftest import Broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
@@ -47,6 +51,27 @@ def test_a_deleted_delayed_run_never_runs(broker: Broker) -> None:
     witness.result(timeout=TIMEOUT)
     with pytest.raises(taskkit.RunNotFound):
         taskkit.get_run(doomed.id)
+
+
+def test_a_thousand_runs_due_in_the_same_second_each_run_once(broker: Broker) -> None:
+    key = f"counts:{uuid.uuid4()}"
+    due = timezone.now().replace(microsecond=0) + timedelta(seconds=2)
+    with transaction.atomic():
+        handles = [taskkit.enqueue_at("echo:count", due, {"key": key, "i": i}) for i in range(1000)]
+    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 180
+        while counts.llen(key) < 1000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # a run sent twice would show up by now
+        ran = [str(run_id) for run_id in counts.lrange(key, 0, -1)]
+    finally:
+        counts.delete(key)
+        counts.close()
+    assert len(ran) == 1000, f"{len(ran)} runs"
+    assert sorted(ran) == sorted(handle.id for handle in handles)  # each once, none twice
+    started = TaskRun.objects.filter(pk__in=ran).values_list("started_at", flat=True)
+    assert all(moment is not None and moment >= due for moment in started)
 
 
 def test_retry_with_backoff_then_success(broker: Broker) -> None:

@@ -1,0 +1,17 @@
+import os
+
+import redis
+
+from taskkit import TaskEvent, task
+
+#: Where runs count themselves: one Redis list per test, named in the payload.
+COUNTS_URL = os.environ.get("TASKKIT_TEST_COUNTS", "redis://127.0.0.1:6379/12")
+
+
+@task(description="Counts itself: pushes its run id to the Redis list named in the payload")
+def run(event: TaskEvent) -> None:
+    client = redis.Redis.from_url(COUNTS_URL)
+    try:
+        client.rpush(str(event.payload["key"]), event.context.run_id)
+    finally:
+        client.close()
