@@ -3,7 +3,9 @@
 kombu's reader moves a message file away as soon as it is listed, even while a
 writer is still filling it; the worker then fails on half a message. taskkit's
 transport writes each message under a temporary name and renames it into place,
-which is atomic, so a reader only ever sees whole messages.
+which is atomic, so a reader only ever sees whole messages. Readers take files
+in name order, so names start with the time in nanoseconds and a per-process
+sequence number: messages leave in the order they came.
 
 Use it through :func:`celery_settings` (no server, one machine, polling, no
 acknowledgement: for development and demos, not production).
@@ -11,10 +13,11 @@ acknowledgement: for development and demos, not production).
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 import uuid
 from pathlib import Path
-from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -22,13 +25,16 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+_sequence = itertools.count()
+
 
 class Channel(filesystem.Channel):
-    """A filesystem channel whose writes are atomic."""
+    """A filesystem channel whose writes are atomic and keep their order."""
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
         folder = Path(self.data_folder_out)
-        final = folder / f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        order = f"{time.time_ns():020d}_{next(_sequence):012d}"
+        final = folder / f"{order}_{uuid.uuid4()}.{queue}.msg"
         partial = folder / f".partial-{uuid.uuid4()}"
         try:
             partial.write_bytes(str_to_bytes(dumps(message)))

@@ -109,3 +109,17 @@ class SchedulerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class KnownQueue(models.Model):
+    """A queue an enqueue sent a run to by name (``queue=…``), so every process knows it.
+
+    AMQP cannot list queues; ``taskqueue details`` walks these with the queues
+    of the settings and the tasks' meta.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    added_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name

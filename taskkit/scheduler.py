@@ -16,6 +16,7 @@ admin) plus:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.beat import event_t
 from celery.schedules import crontab, schedstate
 from django.db import close_old_connections
 from django.db.models import Q
@@ -88,6 +90,8 @@ def owned_cron(entry: Any) -> bool:
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
     """Beat's database scheduler with taskkit's periodic ticks, delayed runs and lease."""
 
+    _heap: list[Any] | None  # Beat's: (when, priority, entry) events
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leading = False
@@ -145,6 +149,23 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         if ticks:
             self.cron_due[entry.name] = ticks[-1]
         return schedstate(bool(ticks), 60 - now.second - now.microsecond / 1e6)
+
+    def populate_heap(self, *args: Any, **kwargs: Any) -> None:
+        """Check taskkit's schedules at once: their own ``is_due`` says when next.
+
+        Beat orders its heap by what Celery's schedule objects answer, which for a
+        crontab that never ran is the next minute after the row was loaded; a tick
+        that taskkit's rules still owe (a hand-over's) would wait a minute for it.
+        """
+        super().populate_heap(*args, **kwargs)
+        heap: list[Any] = [
+            event_t(self._when(event[2], 0), event[1], event[2])
+            if str(event[2].name).startswith(PREFIX)
+            else event
+            for event in self._heap or []
+        ]
+        heapq.heapify(heap)
+        self._heap = heap
 
     def is_due(self, entry: Any) -> Any:
         """taskkit's schedules: interval ones on clock-aligned ticks, cron ones per minute."""

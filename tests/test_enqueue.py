@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import taskkit
-from taskkit.models import RunStatus, TaskRun
+from taskkit.models import KnownQueue, RunStatus, TaskRun
 from taskkit.scheduler import MAX_SLEEP, Scheduler
 from taskkit.scheduling import next_due, promote_due, resend_outbox
 
@@ -92,10 +93,13 @@ def test_enqueue_publishes_json_with_the_run_id(sent: list[dict[str, Any]]) -> N
     [message] = sent
     assert message["name"] == "db:migrate" and message["task_id"] == handle.id
     assert message["queue"] == "maintenance" and message["serializer"] == "json"
+    context = message["kwargs"]["context"]
+    enqueued_at = datetime.fromisoformat(context.pop("enqueued_at"))
     assert message["kwargs"] == {
         "payload": {"b": 1},
         "context": {"run_id": handle.id, "queue": "maintenance", "source": "worker", "attempt": 1},
     }
+    assert timezone.now() - timedelta(seconds=5) < enqueued_at <= timezone.now()
     assert str(handle) == handle.id and handle.status is None
 
 
@@ -167,7 +171,8 @@ def test_delayed_run_is_a_row_until_due(sent: list[dict[str, Any]]) -> None:
 def test_concurrent_promoters_send_each_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[int] = []
     monkeypatch.setattr(
-        "taskkit.scheduling.promote.publish_run", lambda row: published.append(row.payload["i"])
+        "taskkit.scheduling.promote.publish",
+        lambda runs: published.extend(run.payload["i"] for run in runs),
     )
     past = timezone.now() - timedelta(seconds=1)
     for i in range(200):
@@ -204,7 +209,7 @@ def test_unreachable_broker_leaves_the_run_scheduled(monkeypatch: pytest.MonkeyP
     def down(*args: Any, **kwargs: Any) -> None:
         raise taskkit.BrokerUnavailable("down")
 
-    monkeypatch.setattr("taskkit.scheduling.promote.publish_run", down)
+    monkeypatch.setattr("taskkit.scheduling.promote.publish", down)
     handle = taskkit.enqueue_at("echo:payload", timezone.now(), {})
     assert promote_due() == 0
     assert taskkit.get_run(handle.id).status == RunStatus.SCHEDULED
@@ -255,20 +260,24 @@ def test_outbox_and_promotion_never_take_each_others_rows(sent: list[dict[str, A
 
 
 def test_a_broker_outage_gives_the_rest_of_the_batch_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
+    batches: list[list[str]] = []
 
-    def flaky(row: TaskRun) -> None:
-        calls.append(str(row.pk))
-        if len(calls) == 2:
+    def flaky(runs: list[Any]) -> None:
+        batches.append([run.queue for run in runs])
+        if len(batches) == 2:
             raise taskkit.BrokerUnavailable("down")
 
-    monkeypatch.setattr("taskkit.scheduling.promote.publish_run", flaky)
+    monkeypatch.setattr("taskkit.scheduling.promote.publish", flaky)
     past = timezone.now() - timedelta(seconds=5)
-    handles = [taskkit.enqueue_at("echo:payload", past, {"i": i}) for i in range(4)]
-    assert promote_due() == 1
-    statuses = [taskkit.get_run(h.id) for h in handles]
-    assert [r.status for r in statuses].count(RunStatus.SCHEDULED) == 3
-    assert all(r.sent_at is None for r in statuses if r.status == RunStatus.SCHEDULED)
+    handles = [
+        taskkit.enqueue_at("echo:payload", past, {"i": i}, queue=queue)
+        for i, queue in enumerate(["a", "b", "a", "b"])
+    ]
+    assert promote_due() == 2  # one batch per task and queue: "a" went, "b" did not
+    assert batches == [["a", "a"], ["b", "b"]]
+    runs = {taskkit.get_run(h.id).queue: taskkit.get_run(h.id) for h in handles}
+    assert runs["a"].status == RunStatus.QUEUED
+    assert runs["b"].status == RunStatus.SCHEDULED and runs["b"].sent_at is None
 
 
 def test_celery_options_follow_the_meta() -> None:
@@ -284,3 +293,13 @@ def test_celery_options_follow_the_meta() -> None:
     short = celery_options(taskkit.get_task("echo:payload").using(timeout=10))
     assert (short["soft_time_limit"], short["time_limit"]) == (10, 15)
     assert current_app.tasks["echo:payload"].serializer == "json"
+
+
+def test_a_queue_named_at_enqueue_becomes_known(sent: list[dict[str, Any]]) -> None:
+    from taskkit.bridge.queues import known_queues
+
+    queue = f"adhoc-{uuid.uuid4().hex[:8]}"
+    assert queue not in known_queues()
+    taskkit.enqueue("echo:payload", {}, queue=queue)
+    assert KnownQueue.objects.filter(name=queue).exists()
+    assert queue in known_queues()

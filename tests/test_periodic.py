@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -240,3 +241,14 @@ def test_a_resent_tick_keeps_its_source(monkeypatch: pytest.MonkeyPatch) -> None
     row = TaskRun.objects.create(name="echo:payload", status=RunStatus.QUEUED, source="beat")
     publish_module.publish_run(row)
     assert sent[0].kwargs()["context"]["source"] == "beat"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_taskkit_schedules_are_checked_as_soon_as_beat_builds_its_heap(periodic: None) -> None:
+    sync_periodic()
+    beat = Scheduler(app=current_app, lazy=True)
+    beat.populate_heap()
+    assert beat._heap is not None
+    due_in = {event[2].name: event[0] - time.time() for event in beat._heap}
+    owned = {name: delay for name, delay in due_in.items() if name.startswith(PREFIX)}
+    assert owned and all(delay < 5 for delay in owned.values()), owned  # not Celery's next minute

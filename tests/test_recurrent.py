@@ -139,7 +139,6 @@ def test_taskqueue_commands(sent: list[Prepared]) -> None:
         "created": 3,
         "updated": 0,
         "disabled": 0,
-        "message": "Periodic tasks synced: 3 created, 0 updated, 0 disabled.",
     }
     assert command("sync-periodic").strip() == (
         "Periodic tasks synced: 0 created, 0 updated, 0 disabled."

@@ -26,6 +26,7 @@ from .handle import RunHandle
 from .locks import acquire, lock_key, release
 from .messages import Prepared, prepare, track_level
 from .publish import publish, resolve_queue
+from .queues import remember
 
 Payload = Mapping[str, Any] | None
 
@@ -98,6 +99,8 @@ def enqueue_many_tasks(
     runs = [prepare(task, payload, target, scheduled_time=scheduled_time) for payload in payloads]
     if (capture := active_capture()) is not None:
         return capture.record(runs)
+    if queue is not None:
+        remember(target)
     handles = [_handle(run) for run in runs]
     if Lock.QUEUE in task.meta.locks:
         runs, handles = _queue_locked(runs)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from ..conf import settings
 from ..definition import Source, Task, Track, normalize_payload
@@ -36,6 +38,8 @@ class Prepared:
     #: Whether a row exists for the run already (delayed, retried, outbox): the worker
     #: then updates it even for ``track="failures"``.
     stored: bool = False
+    #: When the run entered its queue; ``taskqueue list`` shows it.
+    enqueued_at: datetime = field(default_factory=timezone.now)
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""
@@ -44,6 +48,7 @@ class Prepared:
             "queue": self.queue,
             "source": str(self.source),
             "attempt": self.attempt,
+            "enqueued_at": self.enqueued_at.isoformat(),
         }
         if self.scheduled_time is not None:
             context["scheduled_time"] = self.scheduled_time.isoformat()

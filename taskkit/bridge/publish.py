@@ -67,9 +67,9 @@ def publish(runs: Sequence[Prepared]) -> None:
         ) from exc
 
 
-def publish_run(row: TaskRun) -> None:
-    """Send a stored run: a due delayed run, a retry, an outbox row (claimed by the caller)."""
-    run = prepare(
+def stored_run(row: TaskRun) -> Prepared:
+    """A stored run (a due delayed run, a retry, an outbox row), ready to publish again."""
+    return prepare(
         get_task(row.name),
         row.payload,
         row.queue,
@@ -79,4 +79,8 @@ def publish_run(row: TaskRun) -> None:
         source=Source(row.source) if row.source in {s.value for s in Source} else Source.WORKER,
         stored=True,
     )
-    publish([run])
+
+
+def publish_run(row: TaskRun) -> None:
+    """Send a stored run (claimed by the caller)."""
+    publish([stored_run(row)])

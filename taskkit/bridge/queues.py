@@ -2,14 +2,16 @@
 
 AMQP cannot list queues, so taskkit keeps its own account: Celery's default
 queue, configured ``task_queues``, the queues of ``task_routes`` (a dict), every
-queue a task's meta names, and every queue a stored run was sent to.
+queue a task's meta names, every queue an enqueue named (``queue=…``, kept in
+:class:`~taskkit.models.KnownQueue`) and every queue a stored run was sent to.
 """
 
 from __future__ import annotations
 
 from celery import current_app
+from django.db import transaction
 
-from ..models import TaskRun
+from ..models import KnownQueue, TaskRun
 from ..registry import all_tasks
 from .broadcast import NAME as BROADCAST
 
@@ -27,5 +29,16 @@ def known_queues() -> list[str]:
         )
     names.update(task.queue for task in all_tasks().values())
     names.update(TaskRun.objects.values_list("queue", flat=True).distinct())
+    names.update(KnownQueue.objects.values_list("name", flat=True))
     names.discard(BROADCAST)
     return sorted(name for name in names if name)
+
+
+_remembered: set[str] = set()
+
+
+def remember(queue: str) -> None:
+    """Keep ``queue`` among the known queues (one write per queue and process)."""
+    if queue not in _remembered:
+        KnownQueue.objects.get_or_create(name=queue)
+        transaction.on_commit(lambda: _remembered.add(queue))  # a rollback forgets it

@@ -3,8 +3,11 @@
 Rows are claimed with one conditional ``UPDATE … WHERE status = 'scheduled'``
 (for the outbox: ``WHERE sent_at IS NULL``) tagged with a fresh token, then read
 back by that token: two schedulers running at once never send the same row
-twice, on SQLite and PostgreSQL alike. ``sent_at`` marks a row as handed to the
-publisher; a row the broker did not take is given back for the next tick.
+twice, on SQLite and PostgreSQL alike (where the rows are picked ``FOR UPDATE
+SKIP LOCKED``, so a second scheduler takes other rows instead of waiting).
+``sent_at`` marks a row as handed to the publisher; a row the broker did not
+take is given back for the next tick. Claimed rows of one task and queue are
+published together (on Redis, :mod:`~taskkit.bridge.redis_batch`'s fast path).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Min
+from django.db import connection, transaction
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from ..bridge.publish import publish_run
+from ..bridge.messages import Prepared
+from ..bridge.publish import publish, stored_run
 from ..conf import settings
 from ..exceptions import BrokerUnavailable, TaskkitError
 from ..models import RunStatus, TaskRun
@@ -25,63 +30,72 @@ from ..models import RunStatus, TaskRun
 logger = logging.getLogger("taskkit.scheduler")
 
 
-def _claim(ids: list[uuid.UUID], status: RunStatus, **claim: Any) -> list[TaskRun]:
-    """Mark the rows of ``ids`` still in ``status`` as being sent by us, and return those."""
+def _claim(candidates: QuerySet[TaskRun], limit: int, **claim: Any) -> list[TaskRun]:
+    """Mark up to ``limit`` of ``candidates`` (still matching ``claim``) as sent by us."""
     token = uuid.uuid4().hex
-    TaskRun.objects.filter(pk__in=ids, status=status, **claim).update(
-        status=RunStatus.QUEUED, claimed_by=token, sent_at=timezone.now()
-    )
+    with transaction.atomic():
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        TaskRun.objects.filter(pk__in=ids, **claim).update(
+            status=RunStatus.QUEUED, claimed_by=token, sent_at=timezone.now()
+        )
     return list(TaskRun.objects.filter(pk__in=ids, claimed_by=token).order_by("created_at"))
 
 
-def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
-    """Publish claimed rows; if the broker is away, give this and the rest back unsent."""
-    sent = 0
-    for index, row in enumerate(rows):
+def _prepared(rows: list[TaskRun]) -> list[Prepared]:
+    """The claimed rows as runs to publish; a row that cannot be sent any more is failed."""
+    runs = []
+    for row in rows:
         try:
-            publish_run(row)
-        except BrokerUnavailable:
-            logger.warning("Broker unreachable; %s runs wait for the next tick", len(rows) - index)
-            unsent = [r.pk for r in rows[index:]]
-            TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
-            break
+            runs.append(stored_run(row))
         except TaskkitError as exc:  # the task left the code, or its payload no longer fits
             TaskRun.objects.filter(pk=row.pk).update(
                 status=RunStatus.FAILED,
                 error=f"{type(exc).__name__}: {exc}",
                 finished_at=timezone.now(),
             )
-            continue
-        sent += 1
+    return runs
+
+
+def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
+    """Publish claimed rows, one batch per task and queue; if the broker is away, give back."""
+    batches: dict[tuple[str, str], list[Prepared]] = {}
+    for run in _prepared(rows):
+        batches.setdefault((run.task.name, run.queue), []).append(run)
+    groups = list(batches.values())
+    sent = 0
+    for index, batch in enumerate(groups):
+        try:
+            publish(batch)
+        except BrokerUnavailable:
+            unsent = [run.run_id for later in groups[index:] for run in later]
+            logger.warning("Broker unreachable; %s runs wait for the next tick", len(unsent))
+            TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
+            break
+        sent += len(batch)
     return sent
 
 
 def promote_due(now: datetime | None = None, limit: int = 500) -> int:
     """Send up to ``limit`` delayed runs that are due; return how many were sent."""
-    now = now or timezone.now()
-    ids = list(
-        TaskRun.objects.filter(status=RunStatus.SCHEDULED, scheduled_for__lte=now)
-        .order_by("scheduled_for")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if not ids:
-        return 0
-    return _send(_claim(ids, RunStatus.SCHEDULED), {"status": RunStatus.SCHEDULED})
+    due = TaskRun.objects.filter(
+        status=RunStatus.SCHEDULED, scheduled_for__lte=now or timezone.now()
+    ).order_by("scheduled_for")
+    rows = _claim(due, limit, status=RunStatus.SCHEDULED)
+    return _send(rows, {"status": RunStatus.SCHEDULED}) if rows else 0
 
 
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
     """Send queued rows that were committed but never reached the broker (``track="all"``)."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.OUTBOX_AFTER)
-    ids = list(
-        TaskRun.objects.filter(
-            status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff
-        )
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if not ids:
-        return 0
-    return _send(_claim(ids, RunStatus.QUEUED, sent_at__isnull=True), {})
+    unsent = TaskRun.objects.filter(
+        status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff
+    ).order_by("created_at")
+    rows = _claim(unsent, limit, status=RunStatus.QUEUED, sent_at__isnull=True)
+    return _send(rows, {}) if rows else 0
 
 
 def next_due() -> datetime | None:

@@ -7,10 +7,12 @@ database. A broker that is not running fails these tests; they never skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,16 +118,33 @@ def start_worker(
     ]  # fmt: skip
     if label == "test":  # the first worker also runs taskkit's Beat
         command += ["-B", "--scheduler", "taskkit.scheduler:Scheduler"]
-    return subprocess.Popen(command, cwd=REPO, env=env, text=True)
+    # its own process group: stopping it stops its children too (the embedded Beat)
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
+    """Stop a worker and every process it started, and wait until they are all gone.
+
+    A child still alive would keep its database connection, and PostgreSQL would
+    refuse to drop the test database at the end of the run.
+    """
+    group = process.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
     try:
         process.wait(20)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 @pytest.fixture(scope="package")  # gone before the unit tests: its Beat would promote their rows

@@ -1,9 +1,11 @@
-"""``manage.py taskqueue SUBCOMMAND``: the operator's commands over periodic and queued work.
+"""``manage.py taskqueue SUBCOMMAND``: the operator's commands over queued and periodic work.
 
-Subcommands: ``sync-periodic``, ``enqueue-recurrent NAME``, ``stop-recurrent NAME``.
-Each calls the public function of the same name. Exit codes as ``runtask``'s: 0
-done, 1 the broker or the database refused, 2 bad invocation (unknown task, a
-task that is not periodic).
+Each subcommand calls the public function of the same name (``taskkit.queues``
+and ``taskkit``). Tables by default, ``--json`` for scripts. Destructive ones
+(``del``, ``del-run``, ``del-delayed``, ``purge``) ask first unless
+``--noinput``, and ``--dry-run`` prints what would go. Exit codes as
+``runtask``'s: 0 done, 1 the broker or the database refused (or the answer was
+no), 2 bad invocation (unknown queue or task, bad JSON, bad run id).
 """
 
 from __future__ import annotations
@@ -13,65 +15,215 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kombu.exceptions import OperationalError
 
-from taskkit.exceptions import BrokerUnavailable, TaskNotFound, TaskNotPeriodic
+from taskkit import queues
+from taskkit.definition import parse_payload
+from taskkit.exceptions import (
+    BrokerUnavailable,
+    InvalidPayload,
+    RunNotFound,
+    TaskNotFound,
+    TaskNotPeriodic,
+)
 from taskkit.scheduling.periodic import sync_periodic
 from taskkit.scheduling.recurrent import enqueue_recurrent, stop_recurrent
 
 USAGE_ERROR = 2
+USAGE_ERRORS = (
+    TaskNotFound,
+    TaskNotPeriodic,
+    InvalidPayload,
+    RunNotFound,
+    queues.UnknownQueue,
+    ValueError,
+)
+#: What each subcommand returns: a JSON value, and the text printed without --json.
+Outcome = tuple[Any, str]
+
+DESTRUCTIVE = {"del", "del-run", "del-delayed", "purge"}
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _messages(found: list[queues.QueuedMessage]) -> str:
+    if not found:
+        return "No messages."
+    rows = [["POSITION", "RUN ID", "NAME", "ENQUEUED AT", "PAYLOAD"]]
+    rows += [
+        [
+            str(m.position),
+            m.run_id,
+            m.name,
+            m.enqueued_at.isoformat(timespec="seconds") if m.enqueued_at else "-",
+            json.dumps(m.payload, sort_keys=True),
+        ]
+        for m in found
+    ]
+    return _table(rows)
 
 
 class Command(BaseCommand):
-    help = "Operate taskkit's queues and schedules."
+    help = "Inspect and delete queued work; control periodic tasks."
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
-        for name, text, takes_name in (
-            ("sync-periodic", "Make Beat's taskkit schedules match the code and settings.", False),
-            ("enqueue-recurrent", "Run a periodic task now, as one of its ticks would.", True),
-            (
-                "stop-recurrent",
-                "Disable a periodic task's schedules, remove its waiting runs.",
-                True,
-            ),
+
+        def sub(name: str, text: str) -> CommandParser:
+            command = commands.add_parser(name, help=text)
+            command.add_argument("--json", action="store_true", help="Print JSON.")
+            if name in DESTRUCTIVE:
+                command.add_argument(
+                    "--dry-run", action="store_true", help="Print what would go; remove nothing."
+                )
+                command.add_argument(
+                    "--noinput", "--no-input", action="store_true", help="Do not ask first."
+                )
+            return command
+
+        sub("details", "Every known queue with its length; delayed, running, failed counts.")
+        listing = sub("list", "Show messages of a queue without consuming them.")
+        listing.add_argument("queue")
+        listing.add_argument("--start", type=int, default=0, help="First position (0: next).")
+        listing.add_argument("--stop", type=int, default=49, help="Last position, included.")
+        listing.add_argument("--name", help="Only this task's messages.")
+        finding = sub("find", "Find queued, delayed and running runs of a task.")
+        finding.add_argument("--name", help="Task name.")
+        finding.add_argument("--payload", help="Only runs with this payload (a JSON object).")
+        deleting = sub("del", "Delete messages of a task from a queue.")
+        deleting.add_argument("queue")
+        deleting.add_argument("name")
+        deleting.add_argument("--payload", help="Only messages with this payload (JSON).")
+        deleting.add_argument("--count", type=int, default=0, help="At most N (0: all).")
+        sub("del-run", "Delete one run, queued or delayed, by id.").add_argument("run_id")
+        delayed = sub("del-delayed", "Delete the delayed runs of a task.")
+        delayed.add_argument("name")
+        delayed.add_argument("--payload", help="Only runs with this payload (JSON).")
+        delayed.add_argument("--queue", help="Only runs for this queue.")
+        sub("purge", "Delete every message of a queue.").add_argument("queue")
+        sub("sync-periodic", "Make Beat's taskkit schedules match the code and settings.")
+        for name, text in (
+            ("enqueue-recurrent", "Run a periodic task now, as one of its ticks would."),
+            ("stop-recurrent", "Disable a periodic task's schedules, remove its waiting runs."),
         ):
-            sub = commands.add_parser(name, help=text)
-            if takes_name:
-                sub.add_argument("name", help="Task name, for example cms:update.")
-            sub.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
+            sub(name, text).add_argument("name", help="Task name, for example cms:update.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        subcommand: str = options["subcommand"]
+        actions: dict[str, Callable[[dict[str, Any]], Outcome]] = {
+            "details": self.details,
+            "list": self.list,
+            "find": self.find,
+            "del": self.delete,
+            "del-run": self.delete_run,
+            "del-delayed": self.delete_delayed,
+            "purge": self.purge,
             "sync-periodic": self.sync_periodic,
             "enqueue-recurrent": self.enqueue_recurrent,
             "stop-recurrent": self.stop_recurrent,
         }
         try:
-            outcome = actions[options["subcommand"]](options)
-        except (TaskNotFound, TaskNotPeriodic) as exc:
+            if subcommand in DESTRUCTIVE and not options["dry_run"] and not options["noinput"]:
+                self.confirm(subcommand, options)
+            value, text = actions[subcommand](options)
+        except USAGE_ERRORS as exc:
             raise CommandError(str(exc), returncode=USAGE_ERROR) from exc
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, OperationalError, queues.QueueNotListable) as exc:
             raise CommandError(str(exc)) from exc
-        if options["json"]:
-            self.stdout.write(json.dumps(outcome))
-        else:
-            self.stdout.write(outcome["message"])
+        self.stdout.write(json.dumps(value) if options["json"] else text)
 
-    def sync_periodic(self, options: dict[str, Any]) -> dict[str, Any]:
+    def confirm(self, subcommand: str, options: dict[str, Any]) -> None:
+        target = options.get("queue") or options.get("name") or options.get("run_id")
+        try:
+            answer = input(f"This will {subcommand} {target}. Type 'yes' to continue: ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() != "yes":
+            raise CommandError("Nothing deleted.")
+
+    @staticmethod
+    def payload(options: dict[str, Any]) -> dict[str, Any] | None:
+        text = options.get("payload")
+        return None if text is None else parse_payload(text)
+
+    def details(self, options: dict[str, Any]) -> Outcome:
+        found = queues.details()
+        rows = [["QUEUE", "LENGTH"]] + [[q.name, str(q.length)] for q in found.queues]
+        text = (
+            f"{_table(rows)}\n\nbroker: {found.broker}; delayed: {found.delayed}, "
+            f"running: {found.running}, failed: {found.failed}"
+        )
+        return found.as_json(), text
+
+    def list(self, options: dict[str, Any]) -> Outcome:
+        found = queues.list(options["queue"], options["start"], options["stop"], options["name"])
+        return [m.as_json() for m in found], _messages(found)
+
+    def find(self, options: dict[str, Any]) -> Outcome:
+        found = queues.find(options["name"], self.payload(options))
+        value = {
+            "queued": [m.as_json() for m in found["queued"]],
+            "delayed": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
+                         "scheduled_for": r.scheduled_for.isoformat()} for r in found["delayed"]],
+            "running": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
+                         "worker": r.worker} for r in found["running"]],
+        }  # fmt: skip
+        text = (
+            f"queued:\n{_messages(found['queued'])}\n\n"
+            f"delayed: {len(value['delayed'])}, running: {len(value['running'])}"
+        )
+        return value, text
+
+    def delete(self, options: dict[str, Any]) -> Outcome:
+        removed = queues.delete(
+            options["queue"],
+            options["name"],
+            self.payload(options),
+            options["count"],
+            dry_run=options["dry_run"],
+        )
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        return {"removed": removed, "dry_run": options["dry_run"]}, f"{verb} {removed} message(s)."
+
+    def delete_run(self, options: dict[str, Any]) -> Outcome:
+        found = queues.delete_run(options["run_id"], dry_run=options["dry_run"])
+        if not found:
+            raise RunNotFound(f"No queued or delayed run {options['run_id']}.")
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        return {"removed": 1, "dry_run": options["dry_run"]}, f"{verb} run {options['run_id']}."
+
+    def delete_delayed(self, options: dict[str, Any]) -> Outcome:
+        due = queues.delete_delayed(
+            options["name"], self.payload(options), options["queue"], dry_run=options["dry_run"]
+        )
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        times = [moment.isoformat() for moment in due]
+        text = f"{verb} {len(due)} delayed run(s)" + (f": {', '.join(times)}" if times else ".")
+        return {"removed": times, "dry_run": options["dry_run"]}, text
+
+    def purge(self, options: dict[str, Any]) -> Outcome:
+        removed = queues.purge(options["queue"], dry_run=options["dry_run"])
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        text = f"{verb} {removed} message(s) from {options['queue']}."
+        return {"removed": removed, "dry_run": options["dry_run"]}, text
+
+    def sync_periodic(self, options: dict[str, Any]) -> Outcome:
         result = sync_periodic()
         counts = {"created": result.created, "updated": result.updated, "disabled": result.disabled}
         summary = ", ".join(f"{count} {what}" for what, count in counts.items())
-        return {**counts, "message": f"Periodic tasks synced: {summary}."}
+        return counts, f"Periodic tasks synced: {summary}."
 
-    def enqueue_recurrent(self, options: dict[str, Any]) -> dict[str, Any]:
+    def enqueue_recurrent(self, options: dict[str, Any]) -> Outcome:
         handle = enqueue_recurrent(options["name"])
-        message = handle.id + (" (already queued)" if handle.deduplicated else "")
-        return {"id": handle.id, "queue": handle.queue, "deduplicated": handle.deduplicated,
-                "message": message}  # fmt: skip
+        value = {"id": handle.id, "queue": handle.queue, "deduplicated": handle.deduplicated}
+        return value, handle.id + (" (already queued)" if handle.deduplicated else "")
 
-    def stop_recurrent(self, options: dict[str, Any]) -> dict[str, Any]:
+    def stop_recurrent(self, options: dict[str, Any]) -> Outcome:
         removed = stop_recurrent(options["name"])
-        return {
-            "removed": removed,
-            "message": f"{options['name']} stopped; {removed} waiting run(s) removed.",
-        }
+        return {"removed": removed}, f"{options['name']} stopped; {removed} waiting run(s) removed."

@@ -1,0 +1,261 @@
+"""Inspecting and deleting queued work: ``taskkit.queues``.
+
+What no Celery tool offers: list the messages waiting in a queue without
+consuming them, find a run, delete single messages (by run id, or by task name
+and payload), purge a queue, and delete delayed runs. Each broker shows what it
+can (:mod:`taskkit.queues.brokers`); the ``taskqueue`` command and the admin
+call these functions.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.utils import timezone
+
+from ..bridge.queues import known_queues
+from ..definition import canonical_json
+from ..exceptions import RunNotFound, TaskkitError
+from ..models import RunStatus, TaskRun
+from ..registry import get_task
+from .brokers import Broker, QueueNotListable, broker_for
+from .messages import QueuedMessage
+
+__all__ = [
+    "Details",
+    "QueueInfo",
+    "QueueNotListable",
+    "QueuedMessage",
+    "UnknownQueue",
+    "delete",
+    "delete_delayed",
+    "delete_run",
+    "details",
+    "find",
+    "list",
+    "purge",
+]
+
+
+class UnknownQueue(TaskkitError, LookupError):
+    """No queue of that name is known to taskkit or seen on the broker (HTTP 404)."""
+
+    status_code = 404
+
+    def __init__(self, queue: str, known: builtins.list[str]) -> None:
+        self.queue = queue
+        super().__init__(f"Unknown queue {queue!r}. Known queues: {', '.join(known) or 'none'}.")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """Every known queue with its length, and the counts of taskkit's tables."""
+
+    broker: str
+    queues: builtins.list[QueueInfo]
+    delayed: int
+    running: int
+    failed: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "broker": self.broker,
+            "queues": [{"name": q.name, "length": q.length} for q in self.queues],
+            "delayed": self.delayed,
+            "running": self.running,
+            "failed": self.failed,
+        }
+
+
+@contextmanager
+def _broker() -> Iterator[Broker]:
+    with current_app.connection_for_read() as connection:
+        yield broker_for(connection)
+
+
+def _queues(broker: Broker) -> builtins.list[str]:
+    return sorted(set(known_queues()) | broker.queues())
+
+
+def _checked(broker: Broker, queue: str) -> str:
+    known = _queues(broker)
+    if queue not in known:
+        raise UnknownQueue(queue, known)
+    return queue
+
+
+def _counts() -> dict[str, int]:
+    statuses = (RunStatus.SCHEDULED, RunStatus.RUNNING, RunStatus.FAILED)
+    return {status: TaskRun.objects.filter(status=status).count() for status in statuses}
+
+
+def details() -> Details:
+    """Every known queue with its length, and how many runs are delayed, running, failed.
+
+    Fast: one length query per queue and three counts; no waiting on workers.
+    """
+    with _broker() as broker:
+        queues = [QueueInfo(name, broker.length(name)) for name in _queues(broker)]
+        name = broker.name
+    counts = _counts()
+    return Details(
+        broker=name,
+        queues=queues,
+        delayed=counts[RunStatus.SCHEDULED],
+        running=counts[RunStatus.RUNNING],
+        failed=counts[RunStatus.FAILED],
+    )
+
+
+def _matches(message: QueuedMessage, name: str | None, payload: Mapping[str, Any] | None) -> bool:
+    if name is not None and message.name != name:
+        return False
+    return payload is None or canonical_json(message.payload) == canonical_json(payload)
+
+
+def list(
+    queue: str, start: int = 0, stop: int = 49, name: str | None = None
+) -> builtins.list[QueuedMessage]:
+    """Messages ``start`` to ``stop`` (inclusive, 0 = the next one taken) of ``queue``.
+
+    Nothing is consumed. With ``name``, only that task's messages count.
+    """
+    if start < 0 or stop < start:
+        raise ValueError(f"need 0 <= start <= stop, not {start} and {stop}")
+    with _broker() as broker:
+        _checked(broker, queue)
+        found: builtins.list[QueuedMessage] = []
+        skipped = 0
+        for message in broker.scan(queue, start if name is None else 0):
+            if name is not None and message.name != name:
+                continue
+            if name is not None and skipped < start:
+                skipped += 1
+                continue
+            found.append(message)
+            if len(found) > stop - start:
+                break
+        return found
+
+
+def find(
+    name: str | None = None, payload: Mapping[str, Any] | None = None
+) -> dict[str, builtins.list[Any]]:
+    """Runs of ``name`` (with ``payload``) that are queued, delayed or running, everywhere.
+
+    Queued messages come from every queue the broker can list; delayed and
+    running runs from taskkit's table.
+    """
+    queued: builtins.list[QueuedMessage] = []
+    with _broker() as broker:
+        if broker.listable:
+            for queue in _queues(broker):
+                queued += [m for m in broker.scan(queue) if _matches(m, name, payload)]
+    rows = TaskRun.objects.filter(status__in=[RunStatus.SCHEDULED, RunStatus.RUNNING])
+    if name is not None:
+        rows = rows.filter(name=name)
+    stored = [
+        row for row in rows.order_by("created_at") if payload is None or row.payload == payload
+    ]
+    return {
+        "queued": queued,
+        "delayed": [row for row in stored if row.status == RunStatus.SCHEDULED],
+        "running": [row for row in stored if row.status == RunStatus.RUNNING],
+    }
+
+
+def delete(
+    queue: str,
+    name: str,
+    payload: Mapping[str, Any] | None = None,
+    count: int = 0,
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Remove messages of task ``name`` (with ``payload``) from ``queue``; return how many.
+
+    ``count=0`` removes every match, ``count=N`` the first N a worker would take.
+    With ``dry_run``, nothing is removed: the number that would be is returned.
+    """
+    get_task(name)  # an unknown name is an error, not "0 removed"
+    if count < 0:
+        raise ValueError(f"count must be 0 (all) or more, not {count}")
+    removed = 0
+    with _broker() as broker:
+        _checked(broker, queue)
+        for message in broker.scan(queue):
+            if _matches(message, name, payload) and (dry_run or broker.remove(message)):
+                removed += 1
+                if removed == count:
+                    break
+    return removed
+
+
+def _run_uuid(run_id: str | uuid.UUID) -> uuid.UUID:
+    try:
+        return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        raise RunNotFound(f"{run_id!r} is not a run id.") from None
+
+
+def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
+    """Remove the run ``run_id``: its delayed row, or its queued message. ``True`` if found.
+
+    A queued message is looked for in every queue the broker can list; the
+    run's row, if it has one, is then cancelled.
+    """
+    wanted = str(_run_uuid(run_id))
+    delayed = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
+    if delayed.exists():
+        return dry_run or bool(delayed.delete()[0])
+    with _broker() as broker:
+        for queue in _queues(broker) if broker.listable else []:
+            for message in broker.scan(queue):
+                if message.run_id != wanted:
+                    continue
+                if dry_run:
+                    return True
+                if broker.remove(message):
+                    TaskRun.objects.filter(pk=wanted, status=RunStatus.QUEUED).update(
+                        status=RunStatus.CANCELLED, finished_at=timezone.now()
+                    )
+                    return True
+    return False
+
+
+def purge(queue: str, *, dry_run: bool = False) -> int:
+    """Remove every message of ``queue``; return how many there were (or are, with ``dry_run``)."""
+    with _broker() as broker:
+        _checked(broker, queue)
+        return broker.length(queue) if dry_run else broker.purge(queue)
+
+
+def delete_delayed(
+    name: str,
+    payload: Mapping[str, Any] | None = None,
+    queue: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> builtins.list[datetime]:
+    """Delete the delayed runs of ``name`` (with ``payload``, on ``queue``); return when due."""
+    get_task(name)
+    rows = TaskRun.objects.filter(name=name, status=RunStatus.SCHEDULED)
+    if queue is not None:
+        rows = rows.filter(queue=queue)
+    doomed = [row for row in rows if payload is None or row.payload == dict(payload)]
+    if not dry_run:
+        TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
+    return sorted(row.scheduled_for for row in doomed if row.scheduled_for is not None)

@@ -1,0 +1,80 @@
+"""A queued Celery message of a taskkit task, read back without consuming it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One message waiting in a queue: which run of which task, with which payload."""
+
+    run_id: str
+    name: str
+    queue: str
+    payload: dict[str, Any]
+    #: When it was queued (``None`` for a message taskkit did not send).
+    enqueued_at: datetime | None = None
+    attempt: int = 1
+    source: str = ""
+    #: Its place in the queue, 0 being the next one a worker takes.
+    position: int = 0
+    #: The envelope exactly as the broker holds it, and where (a Redis list, a file):
+    #: what removing that very message takes.
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    location: str = field(default="", repr=False, compare=False)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON values, as ``taskqueue list --json`` prints them."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "queue": self.queue,
+            "payload": self.payload,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "attempt": self.attempt,
+            "source": self.source,
+            "position": self.position,
+        }
+
+
+def _body(envelope: dict[str, Any]) -> Any:
+    body = envelope.get("body", "")
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return json.loads(body) if isinstance(body, str | bytes) else body
+
+
+def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> QueuedMessage | None:
+    """The message in kombu's JSON envelope ``raw``; ``None`` if it is not a Celery task.
+
+    Messages of plain Celery tasks decode too (their keyword arguments stand for
+    the payload), so an operator sees everything a queue holds.
+    """
+    try:
+        envelope = json.loads(raw)
+        headers = envelope.get("headers") or {}
+        args, kwargs, _ = _body(envelope)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if "task" not in headers or "id" not in headers:
+        return None
+    context = kwargs.get("context") if isinstance(kwargs.get("context"), dict) else None
+    payload = kwargs.get("payload") if context is not None else kwargs
+    enqueued = context.get("enqueued_at") if context else None
+    return QueuedMessage(
+        run_id=str(context.get("run_id") or headers["id"]) if context else str(headers["id"]),
+        name=str(headers["task"]),
+        queue=queue,
+        payload=payload if isinstance(payload, dict) else {"args": args},
+        enqueued_at=datetime.fromisoformat(enqueued) if isinstance(enqueued, str) else None,
+        attempt=int(context.get("attempt", 1)) if context else 1,
+        source=str(context.get("source", "")) if context else "",
+        position=position,
+        raw=raw,
+        location=location,
+    )

@@ -1,0 +1,181 @@
+"""Inspecting and deleting queued work on each broker, with nothing consuming the queue."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from kombu import Queue
+
+import taskkit
+from taskkit import queues
+from taskkit.models import KnownQueue, TaskRun
+
+from .conftest import Broker, start_worker, stop
+
+pytestmark = pytest.mark.django_db(transaction=True)
+QUEUE = "inspect"  # no worker consumes it until a test starts one
+
+
+@pytest.fixture
+def queue(broker: Broker) -> Iterator[str]:
+    KnownQueue.objects.get_or_create(name=QUEUE)  # what the first enqueue there records
+    with broker.app.connection_for_write() as connection:
+        bound = Queue(QUEUE).bind(connection.default_channel)
+        bound.declare()
+        bound.purge()
+    yield QUEUE
+    with broker.app.connection_for_write() as connection:
+        Queue(QUEUE).bind(connection.default_channel).purge()
+
+
+def fill(queue: str) -> list[taskkit.RunHandle]:
+    """Six runs: echo:payload 0-3 and db:migrate 4-5, in this order."""
+    echoes = taskkit.enqueue_many("echo:payload", [{"i": i} for i in range(4)], queue=queue)
+    return echoes + [taskkit.enqueue("db:migrate", {"i": i}, queue=queue) for i in (4, 5)]
+
+
+def length(queue: str) -> int:
+    return next(q.length for q in queues.details().queues if q.name == queue)
+
+
+def test_details_agree_with_the_broker(broker: Broker, queue: str) -> None:
+    fill(queue)
+    found = queues.details()
+    assert (
+        found.broker
+        == {"filesystem": "filesystem", "redis": "redis", "rabbitmq": "amqp"}[broker.name]
+    )
+    assert length(queue) == 6
+    with broker.app.connection_for_read() as connection:
+        if broker.name == "rabbitmq":  # the broker's own count
+            channel: Any = connection.default_channel
+            _, count, _ = channel.queue_declare(queue=queue, passive=True)
+            assert count == 6
+    assert {"default", "maintenance", queue} <= {q.name for q in found.queues}
+    assert found.as_json()["queues"][0].keys() == {"name", "length"}
+
+
+def test_list_shows_messages_without_consuming_them(broker: Broker, queue: str) -> None:
+    handles = fill(queue)
+    if broker.name == "rabbitmq":
+        with pytest.raises(queues.QueueNotListable, match="without taking them"):
+            queues.list(queue)
+        return
+    listed = queues.list(queue)
+    assert [m.run_id for m in listed] == [h.id for h in handles]
+    assert [m.position for m in listed] == list(range(6))
+    assert listed[0].name == "echo:payload" and listed[0].payload == {"i": 0}
+    assert listed[0].enqueued_at is not None and listed[0].queue == queue
+    assert [m.payload["i"] for m in queues.list(queue, start=2, stop=3)] == [2, 3]
+    assert [m.payload["i"] for m in queues.list(queue, name="db:migrate")] == [4, 5]
+    assert [m.payload["i"] for m in queues.list(queue, start=1, stop=1, name="db:migrate")] == [5]
+    assert length(queue) == 6  # nothing was consumed
+
+
+def test_deletes_and_a_worker_started_afterwards(broker: Broker, queue: str) -> None:
+    handles = fill(queue)
+    if broker.name == "rabbitmq":
+        with pytest.raises(queues.QueueNotListable):
+            queues.delete(queue, "echo:payload")
+        assert queues.purge(queue, dry_run=True) == 6
+        assert queues.purge(queue) == 6 and length(queue) == 0
+        return
+    assert queues.delete(queue, "echo:payload", dry_run=True) == 4  # --dry-run removes nothing
+    assert length(queue) == 6
+    assert queues.delete(queue, "echo:payload", {"i": 1}) == 1  # by name + payload
+    assert queues.delete(queue, "db:migrate", count=1) == 1  # the first one a worker takes
+    assert queues.delete_run(handles[2].id) is True  # by run id
+    assert queues.delete_run(handles[2].id) is False  # gone already
+    assert [m.payload["i"] for m in queues.list(queue)] == [0, 3, 5]
+    kept = [handles[0], handles[3], handles[5]]
+    worker = start_worker(broker, "inspect", queues=(queue,))
+    try:
+        for handle in kept:
+            handle.result(timeout=60)
+        time.sleep(1)  # a deleted run would have run by now
+    finally:
+        stop(worker)
+    ran = set(TaskRun.objects.values_list("id", flat=True))
+    assert {str(pk) for pk in ran} == {h.id for h in kept}
+    assert length(queue) == 0
+
+
+def test_delete_by_name_takes_every_match_and_purge_the_rest(broker: Broker, queue: str) -> None:
+    fill(queue)
+    if broker.name == "rabbitmq":
+        with pytest.raises(queues.QueueNotListable, match="cannot show the messages"):
+            queues.delete(queue, "echo:payload")
+        assert length(queue) == 6
+        return
+    assert queues.delete(queue, "echo:payload") == 4
+    assert [m.name for m in queues.list(queue)] == ["db:migrate", "db:migrate"]
+    assert queues.purge(queue) == 2 and queues.list(queue) == []
+
+
+def test_bad_input_changes_nothing(broker: Broker, queue: str) -> None:
+    fill(queue)
+    with pytest.raises(queues.UnknownQueue, match="Unknown queue 'nope'"):
+        queues.purge("nope")
+    with pytest.raises(taskkit.TaskNotFound):
+        queues.delete(queue, "echo:nope")
+    with pytest.raises(taskkit.RunNotFound, match="not a run id"):
+        queues.delete_run("not-a-uuid")
+    with pytest.raises(ValueError, match="start <= stop"):
+        queues.list(queue, start=3, stop=1)
+    assert length(queue) == 6
+
+
+def taskqueue(*args: str) -> Any:
+    out = StringIO()
+    call_command("taskqueue", *args, stdout=out)
+    text = out.getvalue()
+    return json.loads(text) if "--json" in args else text
+
+
+def test_the_taskqueue_command(broker: Broker, queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    handles = fill(queue)
+    details = taskqueue("details", "--json")
+    assert {"name": queue, "length": 6} in details["queues"]
+    assert details.keys() == {"broker", "queues", "delayed", "running", "failed"}
+    assert re.search(rf"^{queue} +6$", taskqueue("details"), re.MULTILINE)
+    assert taskqueue("purge", queue, "--dry-run", "--json") == {"removed": 6, "dry_run": True}
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    with pytest.raises(CommandError, match="Nothing deleted") as refused:
+        taskqueue("purge", queue)
+    assert refused.value.returncode == 1
+    for bad, message in (
+        (("purge", "nope", "--noinput"), "Unknown queue 'nope'"),
+        (("del", queue, "echo:payload", "--payload", "[1]", "--noinput"), "JSON object"),
+        (("del-run", "not-a-uuid", "--noinput"), "not a run id"),
+    ):
+        with pytest.raises(CommandError, match=message) as caught:
+            taskqueue(*bad)
+        assert caught.value.returncode == 2
+    assert length(queue) == 6  # nothing changed
+    if broker.name == "rabbitmq":
+        with pytest.raises(CommandError, match="without taking them") as caught:
+            taskqueue("list", queue)
+        assert caught.value.returncode == 1
+        assert taskqueue("purge", queue, "--noinput", "--json") == {"removed": 6, "dry_run": False}
+        return
+    listed = taskqueue("list", queue, "--stop", "1", "--json")
+    assert [m["run_id"] for m in listed] == [h.id for h in handles[:2]]
+    assert listed[0]["payload"] == {"i": 0} and listed[0]["enqueued_at"]
+    assert handles[0].id in taskqueue("list", queue)
+    found = taskqueue("find", "--name", "db:migrate", "--json")
+    assert [m["run_id"] for m in found["queued"]] == [h.id for h in handles[4:]]
+    assert taskqueue(
+        "del", queue, "echo:payload", "--payload", '{"i": 2}', "--noinput"
+    ).strip() == ("Removed 1 message(s).")
+    assert taskqueue("del-run", handles[0].id, "--noinput", "--json") == {
+        "removed": 1,
+        "dry_run": False,
+    }
+    assert taskqueue("purge", queue, "--noinput").strip() == f"Removed 4 message(s) from {queue}."
