@@ -123,3 +123,31 @@ class KnownQueue(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Cancellation(models.Model):
+    """Runs a worker must skip: one run, or a rule over a queue's messages.
+
+    Deleting from a queue the broker cannot edit (AMQP) records one; workers
+    check them before every run, so a deleted run never runs, even after a
+    worker restart (Celery's revoke list lives in memory only).
+    """
+
+    #: One run; or, when empty, the rule below.
+    run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    queue = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    #: SHA-256 of the canonical payload; empty: any payload.
+    payload_key = models.CharField(max_length=64, blank=True)
+    #: Only messages queued before this moment (the deletion's).
+    before = models.DateTimeField(default=timezone.now)
+    #: How many more runs to skip; empty: all that match.
+    remaining = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    #: Kept until then: longer than any message waits in a healthy queue.
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        if self.run_id:
+            return f"run {self.run_id}"
+        return f"{self.name or 'any task'} in {self.queue or 'any queue'} before {self.before}"

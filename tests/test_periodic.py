@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from celery import current_app
+from django.db import IntegrityError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
@@ -252,3 +253,20 @@ def test_taskkit_schedules_are_checked_as_soon_as_beat_builds_its_heap(periodic:
     due_in = {event[2].name: event[0] - time.time() for event in beat._heap}
     owned = {name: delay for name, delay in due_in.items() if name.startswith(PREFIX)}
     assert owned and all(delay < 5 for delay in owned.values()), owned  # not Celery's next minute
+
+
+def test_a_sync_that_collides_with_another_beats_sync_tries_again(
+    periodic: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = PeriodicTask.objects.create
+    collisions = iter([True])
+
+    def create(**fields: Any) -> PeriodicTask:
+        if next(collisions, False):  # the other Beat inserted this row a moment before us
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real(**fields)
+
+    monkeypatch.setattr(PeriodicTask.objects, "create", create)
+    result = sync_periodic()  # the first attempt is rolled back, the second goes through
+    assert result.created == len(wanted())
+    assert set(owned()) == {periodic.key for periodic in wanted()}

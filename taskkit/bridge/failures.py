@@ -47,7 +47,9 @@ def retry_failed(run_id: object | None = None, *, name: str | None = None) -> li
     return handles
 
 
-def remove_failed(run_id: object | None = None, *, name: str | None = None) -> int:
-    """Delete failed runs; return how many were deleted."""
-    deleted, _ = _failed(run_id, name).delete()
-    return deleted
+def remove_failed(
+    run_id: object | None = None, *, name: str | None = None, dry_run: bool = False
+) -> int:
+    """Delete failed runs; return how many were deleted (or would be, with ``dry_run``)."""
+    runs = _failed(run_id, name)
+    return runs.count() if dry_run else runs.delete()[0]

@@ -35,6 +35,7 @@ from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..runner import call
 from . import broadcast
+from .cancellations import cancelled
 from .locks import acquire, lock_key, release
 from .messages import track_level
 from .recorder import recorder, upsert
@@ -139,8 +140,29 @@ def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) ->
         release(lock_key(Lock.QUEUE, task, payload), message_id)
 
 
-def _cancelled(run_id: str) -> bool:
-    return TaskRun.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
+def _skipped(
+    task: Task, ctx: TaskContext, fields: dict[str, Any], row: dict[str, Any], *, stored: bool
+) -> bool:
+    """Whether the run was cancelled while queued: its row says so, or a cancellation does."""
+    if stored and TaskRun.objects.filter(pk=ctx.run_id, status=RunStatus.CANCELLED).exists():
+        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
+        return True
+    queued = fields.get("enqueued_at")
+    enqueued_at = datetime.fromisoformat(queued) if isinstance(queued, str) else None
+    rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], enqueued_at)
+    if rule is None:
+        return False
+    logger.info("%s %s was deleted while queued (%s); skipped", task.name, ctx.run_id, rule)
+    upsert(
+        ctx.run_id,
+        {
+            **row,
+            "status": RunStatus.CANCELLED,
+            "finished_at": timezone.now(),
+            "error": f"Deleted while queued: {rule}.",
+        },
+    )
+    return True
 
 
 def _take_locks(
@@ -195,11 +217,10 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     # rows are written per the track level, and always where one exists already
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
-    if (fields.get("stored") or level is Track.ALL) and _cancelled(ctx.run_id):
-        _release_queue_lock(task, plain, sent_id)
-        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
-        return
     row = _row(ctask, task, ctx, sent_id, plain)
+    if _skipped(task, ctx, fields, row, stored=bool(fields.get("stored")) or level is Track.ALL):
+        _release_queue_lock(task, plain, sent_id)
+        return
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
         _wait_for_lock(task, ctx, row)

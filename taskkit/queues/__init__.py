@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.utils import timezone
 
+from ..bridge.cancellations import cancel
 from ..bridge.queues import known_queues
 from ..definition import canonical_json
 from ..exceptions import RunNotFound, TaskkitError
@@ -38,8 +39,11 @@ __all__ = [
     "delete_delayed",
     "delete_run",
     "details",
+    "failed",
     "find",
     "list",
+    "listable",
+    "prune",
     "purge",
 ]
 
@@ -84,6 +88,12 @@ class Details:
 def _broker() -> Iterator[Broker]:
     with current_app.connection_for_read() as connection:
         yield broker_for(connection)
+
+
+def listable() -> bool:
+    """Whether the broker can show and remove single messages (Redis, embedded: yes)."""
+    with _broker() as broker:
+        return broker.listable
 
 
 def _queues(broker: Broker) -> builtins.list[str]:
@@ -189,6 +199,10 @@ def delete(
 
     ``count=0`` removes every match, ``count=N`` the first N a worker would take.
     With ``dry_run``, nothing is removed: the number that would be is returned.
+
+    A broker that cannot remove one message (RabbitMQ) gets a cancellation
+    instead: workers skip the matching messages queued before now (at most
+    ``count``). Nothing leaves the queue, so 0 is returned.
     """
     get_task(name)  # an unknown name is an error, not "0 removed"
     if count < 0:
@@ -196,6 +210,10 @@ def delete(
     removed = 0
     with _broker() as broker:
         _checked(broker, queue)
+        if not broker.listable:
+            if not dry_run:
+                cancel(queue=queue, name=name, payload=payload, count=count)
+            return 0
         for message in broker.scan(queue):
             if _matches(message, name, payload) and (dry_run or broker.remove(message)):
                 removed += 1
@@ -215,13 +233,21 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
     """Remove the run ``run_id``: its delayed row, or its queued message. ``True`` if found.
 
     A queued message is looked for in every queue the broker can list; the
-    run's row, if it has one, is then cancelled.
+    run's row, if it has one, is then cancelled. On a broker that cannot remove
+    one message (RabbitMQ), the run is cancelled (workers skip it, and Celery's
+    revoke reaches those that hold it already) and ``True`` is returned.
     """
     wanted = str(_run_uuid(run_id))
     delayed = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
     if delayed.exists():
         return dry_run or bool(delayed.delete()[0])
     with _broker() as broker:
+        if not broker.listable:
+            if not dry_run:
+                current_app.control.revoke(wanted)
+                cancel(run_id=wanted)
+                _cancel_row(wanted)
+            return True
         for queue in _queues(broker) if broker.listable else []:
             for message in broker.scan(queue):
                 if message.run_id != wanted:
@@ -229,11 +255,15 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
                 if dry_run:
                     return True
                 if broker.remove(message):
-                    TaskRun.objects.filter(pk=wanted, status=RunStatus.QUEUED).update(
-                        status=RunStatus.CANCELLED, finished_at=timezone.now()
-                    )
+                    _cancel_row(wanted)
                     return True
     return False
+
+
+def _cancel_row(run_id: str) -> None:
+    TaskRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now()
+    )
 
 
 def purge(queue: str, *, dry_run: bool = False) -> int:
@@ -259,3 +289,22 @@ def delete_delayed(
     if not dry_run:
         TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
     return sorted(row.scheduled_for for row in doomed if row.scheduled_for is not None)
+
+
+def failed(name: str | None = None, limit: int = 50) -> builtins.list[TaskRun]:
+    """The latest failed runs (of task ``name``), newest first."""
+    rows = TaskRun.objects.filter(status=RunStatus.FAILED)
+    if name is not None:
+        rows = rows.filter(name=name)
+    return builtins.list(rows.order_by("-finished_at")[:limit])
+
+
+def prune(older_than: timedelta, *, dry_run: bool = False) -> int:
+    """Delete finished runs (succeeded, failed, cancelled) older than ``older_than``."""
+    if older_than < timedelta(0):
+        raise ValueError("older_than must not be negative")
+    rows = TaskRun.objects.filter(
+        status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED],
+        finished_at__lt=timezone.now() - older_than,
+    )
+    return rows.count() if dry_run else rows.delete()[0]

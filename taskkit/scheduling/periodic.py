@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django_celery_beat.models import (
     CrontabSchedule,
     IntervalSchedule,
@@ -119,9 +119,27 @@ def _differences(row: PeriodicTask, fields: Mapping[str, object]) -> dict[str, o
     return {name: value for name, value in fields.items() if getattr(row, name) != value}
 
 
+#: How many times a sync that collided with another one is tried.
+SYNC_ATTEMPTS = 3
+
+
 def sync_periodic(periodics: Sequence[Periodic] | None = None) -> SyncResult:
-    """Make Beat's taskkit-owned rows match the code; see the module docstring."""
+    """Make Beat's taskkit-owned rows match the code; see the module docstring.
+
+    Two Beats starting together sync at the same moment; on PostgreSQL both may
+    try to create a row, and one fails. It then syncs again, and finds the row.
+    """
     periodics = list(wanted()) if periodics is None else periodics
+    for attempt in range(1, SYNC_ATTEMPTS + 1):
+        try:
+            return _sync(periodics)
+        except IntegrityError:
+            if attempt == SYNC_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _sync(periodics: Sequence[Periodic]) -> SyncResult:
     created = updated = disabled = 0
     with transaction.atomic():
         rows = {row.name: row for row in PeriodicTask.objects.filter(name__startswith=PREFIX)}

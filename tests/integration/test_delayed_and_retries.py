@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.utils import timezone
 
 import taskkit
@@ -134,6 +135,8 @@ def test_async_twins(broker: Broker) -> None:
         ]
 
     handles = asyncio.run(main())
+    # the twins ran in asgiref's sync thread, which keeps its database connection open
+    asyncio.run(sync_to_async(connections.close_all)())
     assert [h.result(timeout=TIMEOUT) for h in handles] == [
         {"a": 1}, {"b": 2}, {"c": 3}, {"d": 4}, {"e": 5}
     ]  # fmt: skip

@@ -15,7 +15,7 @@ from kombu import Queue
 
 import taskkit
 from taskkit import queues
-from taskkit.models import KnownQueue, TaskRun
+from taskkit.models import Cancellation, KnownQueue, TaskRun
 
 from .conftest import Broker, start_worker, stop
 
@@ -81,38 +81,50 @@ def test_list_shows_messages_without_consuming_them(broker: Broker, queue: str) 
 
 def test_deletes_and_a_worker_started_afterwards(broker: Broker, queue: str) -> None:
     handles = fill(queue)
-    if broker.name == "rabbitmq":
-        with pytest.raises(queues.QueueNotListable):
-            queues.delete(queue, "echo:payload")
-        assert queues.purge(queue, dry_run=True) == 6
-        assert queues.purge(queue) == 6 and length(queue) == 0
-        return
-    assert queues.delete(queue, "echo:payload", dry_run=True) == 4  # --dry-run removes nothing
-    assert length(queue) == 6
-    assert queues.delete(queue, "echo:payload", {"i": 1}) == 1  # by name + payload
-    assert queues.delete(queue, "db:migrate", count=1) == 1  # the first one a worker takes
-    assert queues.delete_run(handles[2].id) is True  # by run id
-    assert queues.delete_run(handles[2].id) is False  # gone already
-    assert [m.payload["i"] for m in queues.list(queue)] == [0, 3, 5]
-    kept = [handles[0], handles[3], handles[5]]
+    listable = broker.name != "rabbitmq"
+    assert queues.listable() is listable
+    if listable:
+        assert queues.delete(queue, "echo:payload", dry_run=True) == 4  # removes nothing
+        assert length(queue) == 6
+        assert queues.delete(queue, "echo:payload", {"i": 1}) == 1  # by name + payload
+        assert queues.delete(queue, "db:migrate", count=1) == 1  # the first one taken
+        assert queues.delete_run(handles[2].id) is True  # by run id
+        assert queues.delete_run(handles[2].id) is False  # gone already
+        assert [m.payload["i"] for m in queues.list(queue)] == [0, 3, 5]
+    else:  # RabbitMQ keeps the messages; cancellations make the workers skip them
+        assert queues.delete(queue, "echo:payload", {"i": 1}) == 0
+        assert queues.delete(queue, "db:migrate", count=1) == 0
+        assert queues.delete_run(handles[2].id) is True
+        assert length(queue) == 6
     worker = start_worker(broker, "inspect", queues=(queue,))
     try:
-        for handle in kept:
+        for handle in (handles[0], handles[3]):
             handle.result(timeout=60)
-        time.sleep(1)  # a deleted run would have run by now
+        deadline = time.monotonic() + 60
+        while length(queue) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # a deleted run would have run by now
     finally:
         stop(worker)
-    ran = set(TaskRun.objects.values_list("id", flat=True))
-    assert {str(pk) for pk in ran} == {h.id for h in kept}
+    succeeded = {
+        str(pk) for pk in TaskRun.objects.filter(status="succeeded").values_list("id", flat=True)
+    }
+    assert {handles[0].id, handles[3].id} <= succeeded
+    assert not {handles[1].id, handles[2].id} & succeeded  # deleted: never ran
+    migrations = {handles[4].id, handles[5].id}
+    assert len(migrations & succeeded) == 1  # count=1: one of the two was deleted
+    if not listable:
+        skipped = TaskRun.objects.filter(status="cancelled").values_list("error", flat=True)
+        assert len(skipped) == 3 and all(e.startswith("Deleted while queued") for e in skipped)
     assert length(queue) == 0
 
 
 def test_delete_by_name_takes_every_match_and_purge_the_rest(broker: Broker, queue: str) -> None:
     fill(queue)
     if broker.name == "rabbitmq":
-        with pytest.raises(queues.QueueNotListable, match="cannot show the messages"):
-            queues.delete(queue, "echo:payload")
+        assert queues.delete(queue, "echo:payload") == 0  # a cancellation, nothing removed
         assert length(queue) == 6
+        assert Cancellation.objects.filter(queue=queue, name="echo:payload").count() == 1
         return
     assert queues.delete(queue, "echo:payload") == 4
     assert [m.name for m in queues.list(queue)] == ["db:migrate", "db:migrate"]

@@ -11,12 +11,15 @@ no), 2 bad invocation (unknown queue or task, bad JSON, bad run id).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kombu.exceptions import OperationalError
 
+import taskkit
 from taskkit import queues
 from taskkit.definition import parse_payload
 from taskkit.exceptions import (
@@ -41,7 +44,17 @@ USAGE_ERRORS = (
 #: What each subcommand returns: a JSON value, and the text printed without --json.
 Outcome = tuple[Any, str]
 
-DESTRUCTIVE = {"del", "del-run", "del-delayed", "purge"}
+DESTRUCTIVE = {"del", "del-run", "del-delayed", "purge", "remove-failed", "prune"}
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``30m``, ``12h``, ``7d``."""
+    match = DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration (say 90s, 30m, 12h or 7d)")
+    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -107,6 +120,18 @@ class Command(BaseCommand):
         delayed.add_argument("--payload", help="Only runs with this payload (JSON).")
         delayed.add_argument("--queue", help="Only runs for this queue.")
         sub("purge", "Delete every message of a queue.").add_argument("queue")
+        failures = sub("failed", "The latest failed runs, newest first.")
+        failures.add_argument("--name", help="Only this task's.")
+        failures.add_argument("--limit", type=int, default=50)
+        for name, text in (
+            ("retry-failed", "Queue failed runs again with their payload."),
+            ("remove-failed", "Delete failed runs."),
+        ):
+            command = sub(name, text)
+            command.add_argument("run_id", nargs="?", help="One run; or give --name.")
+            command.add_argument("--name", help="Every failed run of this task.")
+        pruning = sub("prune", "Delete finished runs older than a duration.")
+        pruning.add_argument("--older-than", required=True, help="For example 7d, 12h, 30m.")
         sub("sync-periodic", "Make Beat's taskkit schedules match the code and settings.")
         for name, text in (
             ("enqueue-recurrent", "Run a periodic task now, as one of its ticks would."),
@@ -124,6 +149,10 @@ class Command(BaseCommand):
             "del-run": self.delete_run,
             "del-delayed": self.delete_delayed,
             "purge": self.purge,
+            "failed": self.failed,
+            "retry-failed": self.retry_failed,
+            "remove-failed": self.remove_failed,
+            "prune": self.prune,
             "sync-periodic": self.sync_periodic,
             "enqueue-recurrent": self.enqueue_recurrent,
             "stop-recurrent": self.stop_recurrent,
@@ -132,7 +161,7 @@ class Command(BaseCommand):
             if subcommand in DESTRUCTIVE and not options["dry_run"] and not options["noinput"]:
                 self.confirm(subcommand, options)
             value, text = actions[subcommand](options)
-        except USAGE_ERRORS as exc:
+        except (*USAGE_ERRORS, TypeError) as exc:  # TypeError: neither or both of id and name
             raise CommandError(str(exc), returncode=USAGE_ERROR) from exc
         except (BrokerUnavailable, OperationalError, queues.QueueNotListable) as exc:
             raise CommandError(str(exc)) from exc
@@ -189,7 +218,13 @@ class Command(BaseCommand):
             dry_run=options["dry_run"],
         )
         verb = "Would remove" if options["dry_run"] else "Removed"
-        return {"removed": removed, "dry_run": options["dry_run"]}, f"{verb} {removed} message(s)."
+        text = f"{verb} {removed} message(s)."
+        if not queues.listable():
+            text = (
+                "This broker cannot remove single messages: workers will skip the matching "
+                f"runs of {options['name']} queued on {options['queue']} until now."
+            )
+        return {"removed": removed, "dry_run": options["dry_run"]}, text
 
     def delete_run(self, options: dict[str, Any]) -> Outcome:
         found = queues.delete_run(options["run_id"], dry_run=options["dry_run"])
@@ -212,6 +247,43 @@ class Command(BaseCommand):
         verb = "Would remove" if options["dry_run"] else "Removed"
         text = f"{verb} {removed} message(s) from {options['queue']}."
         return {"removed": removed, "dry_run": options["dry_run"]}, text
+
+    def failed(self, options: dict[str, Any]) -> Outcome:
+        rows = queues.failed(options["name"], options["limit"])
+        value = [
+            {**row.as_dict(), "finished_at": row.finished_at and row.finished_at.isoformat()}
+            for row in rows
+        ]
+        table = [["RUN ID", "NAME", "FINISHED AT", "ERROR"]] + [
+            [
+                str(row.pk),
+                row.name,
+                row.finished_at.isoformat(timespec="seconds") if row.finished_at else "-",
+                row.error.splitlines()[0][:80] if row.error else "-",
+            ]
+            for row in rows
+        ]
+        return value, _table(table) if rows else "No failed runs."
+
+    def retry_failed(self, options: dict[str, Any]) -> Outcome:
+        handles = taskkit.retry_failed(options["run_id"], name=options["name"])
+        return [h.id for h in handles], f"Queued {len(handles)} failed run(s) again."
+
+    def remove_failed(self, options: dict[str, Any]) -> Outcome:
+        removed = taskkit.remove_failed(
+            options["run_id"], name=options["name"], dry_run=options["dry_run"]
+        )
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        return {"removed": removed, "dry_run": options["dry_run"]}, (
+            f"{verb} {removed} failed run(s)."
+        )
+
+    def prune(self, options: dict[str, Any]) -> Outcome:
+        removed = queues.prune(parse_duration(options["older_than"]), dry_run=options["dry_run"])
+        verb = "Would remove" if options["dry_run"] else "Removed"
+        return {"removed": removed, "dry_run": options["dry_run"]}, (
+            f"{verb} {removed} finished run(s)."
+        )
 
     def sync_periodic(self, options: dict[str, Any]) -> Outcome:
         result = sync_periodic()
