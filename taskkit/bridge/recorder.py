@@ -89,6 +89,23 @@ def _upsert_sql(
 _PLAIN_TYPES = frozenset({"CharField", "TextField", "PositiveIntegerField"})
 
 
+def _adapter(field: Any, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+    """How a value of ``field`` is handed to the database driver (``None``: as it is).
+
+    What ``get_db_prep_save`` ends in for the run table's field types, without
+    the calls in between: JSON through the backend's ``adapt_json_value``,
+    aware datetimes through ``adapt_datetimefield_value``.
+    """
+    kind = field.get_internal_type()
+    if kind in _PLAIN_TYPES:
+        return None
+    if kind == "JSONField":
+        return functools.partial(db.ops.adapt_json_value, encoder=field.encoder)
+    if kind == "DateTimeField":
+        return db.ops.adapt_datetimefield_value
+    return functools.partial(field.get_db_prep_save, connection=db)
+
+
 def _execute_upsert(
     db: BaseDatabaseWrapper, names: tuple[str, ...], group: list[tuple[str, Fields]]
 ) -> None:
@@ -109,7 +126,7 @@ def _execute_upsert(
         for field in fields
     ]
     adapters = [
-        (index, field.name, None if field.get_internal_type() in _PLAIN_TYPES else field)
+        (index, field.name, _adapter(field, db))
         for index, field in enumerate(fields)
         if field.name in names
     ]
@@ -117,11 +134,9 @@ def _execute_upsert(
     for run_id, values in group:
         row = list(template)
         row[0] = pk.get_db_prep_save(uuid.UUID(run_id), db)
-        for index, name, field in adapters:
+        for index, name, adapt in adapters:
             value = values[name]
-            row[index] = (
-                value if field is None or value is None else field.get_db_prep_save(value, db)
-            )
+            row[index] = value if adapt is None or value is None else adapt(value)
         params.extend(row)
     columns = tuple(field.column for field in fields)
     updated = tuple(fields[index].column for index, _, _ in adapters)
