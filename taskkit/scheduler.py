@@ -135,7 +135,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         """Where this process starts looking for a cron schedule's fired minutes."""
         last: datetime | None = entry.last_run_at if getattr(entry, "total_run_count", 0) else None
         if last is None:  # never sent: from when this Beat leads (less a hand-over's gap)
-            return self.leading_since - CATCH_UP
+            return self.leading_since
         if timezone.is_naive(last):
             last = timezone.make_aware(last, UTC)
         return max(last, now - CRON_LOOKBACK)  # a restart looks back for missed ticks
@@ -201,13 +201,16 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         return sent[-1] if sent else None
 
     def _take_lead(self) -> bool:
+        previous = None if self.leading else lease.holder(LEASE_NAME)
         leading = lease.hold(LEASE_NAME, self.identity)
         if leading and not self.leading:  # new leader: read the schedule state afresh
             logger.info("Scheduler %s leads", self.identity)
             self._initial_read = True
             self._heap = None
             self.cron_checked.clear()  # the last leader's sends are in last_run_at
-            self.leading_since = timezone.now()
+            # taking over from a dead leader: the ticks of the gap are still owed
+            handover = previous is not None and previous != self.identity
+            self.leading_since = timezone.now() - (CATCH_UP if handover else timedelta(0))
         self.leading = leading
         return leading
 

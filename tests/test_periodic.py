@@ -270,3 +270,16 @@ def test_a_sync_that_collides_with_another_beats_sync_tries_again(
     result = sync_periodic()  # the first attempt is rolled back, the second goes through
     assert result.created == len(wanted())
     assert set(owned()) == {periodic.key for periodic in wanted()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_a_hand_over_owes_the_ticks_of_the_gap(reload_registry: Any) -> None:
+    from taskkit.scheduler import CATCH_UP
+
+    cold = Scheduler(app=current_app, lazy=True)
+    assert cold._take_lead()
+    assert timezone.now() - cold.leading_since < timedelta(seconds=1)  # a first start owes nothing
+    SchedulerLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # it died
+    heir = Scheduler(app=current_app, lazy=True)
+    assert heir._take_lead()
+    assert timezone.now() - heir.leading_since >= CATCH_UP  # the gap's ticks are still owed

@@ -37,6 +37,11 @@ def hold(name: str, holder: str, duration: timedelta = LEASE_DURATION) -> bool:
     return True
 
 
+def holder(name: str) -> str | None:
+    """Who holds (or last held, if it expired) lease ``name``; ``None`` if nobody."""
+    return SchedulerLease.objects.filter(name=name).values_list("holder", flat=True).first()
+
+
 def release(name: str, holder: str) -> None:
     """Give the lease up (on a clean shutdown) so another scheduler takes over at once."""
     SchedulerLease.objects.filter(name=name, holder=holder).delete()
