@@ -194,20 +194,23 @@ def follow(
 ) -> Progress:
     """Poll ``counter`` up to ``total``, noting when it first moved and when it got there."""
     progress = Progress(total=total, started=time.perf_counter())
-    deadline = time.monotonic() + timeout
-    while True:
+    seen = 0
+
+    def arrived() -> bool:
+        nonlocal seen
         seen = counter()
         now = time.perf_counter()
         if seen and not progress.first_at:
             progress.first_at, progress.first_count = now, seen
         if seen >= total:
             progress.done_at = now
-            return progress
-        for worker in workers:
-            worker.check()
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s with {seen} of {total} runs done")
-        time.sleep(poll)
+        return seen >= total
+
+    try:
+        wait_until(arrived, timeout, f"{total} runs", workers, poll)
+    except BenchError as exc:
+        raise BenchError(f"{exc} ({seen} of {total} done)") from exc
+    return progress
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

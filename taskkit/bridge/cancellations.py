@@ -91,7 +91,7 @@ def _applies(
     name: str,
     queue: str,
     payload: Mapping[str, Any],
-    enqueued_at: datetime | None,
+    enqueued_at: Any,
 ) -> bool:
     if rule.run_id is not None:
         return str(rule.run_id) == run_id
@@ -99,7 +99,10 @@ def _applies(
         (not rule.queue or rule.queue == queue)
         and (not rule.name or rule.name == name)
         and (not rule.payload_key or rule.payload_key == payload_key(payload))
-        and (enqueued_at is None or enqueued_at < rule.before)
+        and (
+            not isinstance(enqueued_at, str)  # no time (a message from elsewhere): old
+            or datetime.fromisoformat(enqueued_at) < rule.before
+        )
     )
 
 
@@ -108,9 +111,13 @@ def cancelled(
     name: str,
     queue: str,
     payload: Mapping[str, Any],
-    enqueued_at: datetime | None,
+    enqueued_at: Any,
 ) -> Cancellation | None:
-    """The cancellation that says to skip this run, if any (a counted one is used up)."""
+    """The cancellation that says to skip this run, if any (a counted one is used up).
+
+    ``enqueued_at`` is the message's ISO 8601 time as sent; it is read only when a
+    rule could apply, so a worker with no cancellations pays for none of this.
+    """
     for rule in _snapshot.current():
         if not _applies(rule, run_id, name, queue, payload, enqueued_at):
             continue

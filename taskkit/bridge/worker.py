@@ -147,9 +147,7 @@ def _skipped(
     if stored and TaskRun.objects.filter(pk=ctx.run_id, status=RunStatus.CANCELLED).exists():
         logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
         return True
-    queued = fields.get("enqueued_at")
-    enqueued_at = datetime.fromisoformat(queued) if isinstance(queued, str) else None
-    rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], enqueued_at)
+    rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is None:
         return False
     logger.info("%s %s was deleted while queued (%s); skipped", task.name, ctx.run_id, rule)
@@ -165,6 +163,12 @@ def _skipped(
     return True
 
 
+def _run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
+    """The keys of the locks a run holds while it runs (``job_lock``, ``single_instance``)."""
+    kinds = (Lock.JOB, Lock.SINGLE_INSTANCE)
+    return [lock_key(kind, task, payload) for kind in kinds if kind in task.meta.locks]
+
+
 def _take_locks(
     task: Task, ctx: TaskContext, payload: dict[str, Any], message_id: str
 ) -> list[str] | None:
@@ -174,10 +178,7 @@ def _take_locks(
         return []
     _release_queue_lock(task, payload, message_id)
     held: list[str] = []
-    for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
-        if kind not in locks:
-            continue
-        key = lock_key(kind, task, payload)
+    for key in _run_lock_keys(task, payload):
         if acquire(key, ctx.run_id, task.meta.lock_timeout) is not None:
             for taken in held:
                 release(taken, ctx.run_id)
@@ -273,7 +274,6 @@ def record_killed(
         return
     sent_id = message_id(fields, celery_id)
     ctx = _context(ctask, task, fields, sent_id)
-    for kind in (Lock.JOB, Lock.SINGLE_INSTANCE):
-        if kind in task.meta.locks:
-            release(lock_key(kind, task, payload), ctx.run_id)
+    for key in _run_lock_keys(task, payload):
+        release(key, ctx.run_id)
     _record_failure(task, ctx, _row(ctask, task, ctx, sent_id, payload), exc, trace)

@@ -248,7 +248,7 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
                 cancel(run_id=wanted)
                 _cancel_row(wanted)
             return True
-        for queue in _queues(broker) if broker.listable else []:
+        for queue in _queues(broker):
             for message in broker.scan(queue):
                 if message.run_id != wanted:
                     continue
