@@ -151,3 +151,21 @@ class Cancellation(models.Model):
         if self.run_id:
             return f"run {self.run_id}"
         return f"{self.name or 'any task'} in {self.queue or 'any queue'} before {self.before}"
+
+
+class Dashboard(models.Model):
+    """No table: it carries the permissions of the admin pages and the HTTP API.
+
+    ``taskkit.view_dashboard`` lets staff see queues, tasks and runs;
+    ``taskkit.manage_tasks`` lets them enqueue, retry, delete and purge.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = (
+            ("view_dashboard", "Can view the task dashboard"),
+            ("manage_tasks", "Can enqueue, retry, delete and purge tasks"),
+        )
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
