@@ -1,4 +1,4 @@
-"""The five benchmarks. Each takes the run's :class:`Config` and returns its rows.
+"""The six benchmarks. Each takes the run's :class:`Config` and returns its rows.
 
 Imported after ``django.setup()`` (it uses taskkit's models), with ``bench.celery_app``
 made Celery's current app, so taskkit publishes through the same app as raw Celery.
@@ -22,6 +22,7 @@ from taskkit.models import RunStatus, TaskRun
 
 from .celery_app import COUNT_KEY, LATENCY_KEY, PING_KEY, app, count, noop, ping, stamp
 from .harness import (
+    QUEUE,
     BenchError,
     Progress,
     Row,
@@ -60,6 +61,10 @@ class Config:
     @property
     def rss_n(self) -> int:
         return 20_000 if self.quick else 100_000
+
+    @property
+    def admin_n(self) -> int:
+        return 100_000 if self.quick else 1_000_000
 
     #: Seconds a worker sits before its RSS is read.
     settle: float = 10.0
@@ -438,10 +443,74 @@ def bench_rss(cfg: Config) -> list[Row]:
     ]
 
 
+# -- 6. admin pages over a deep queue ---------------------------------------------------------
+
+
+def _best_of(rounds: int, fn: Callable[[], object]) -> float:
+    return min(timed(fn) for _ in range(rounds))
+
+
+def bench_admin(cfg: Config) -> list[Row]:
+    """The admin's dashboard and queue browser over 1,000,000 queued messages (Redis).
+
+    There is no such page in Celery: the raw side is the least any page needs,
+    ``LLEN`` and one ``LRANGE`` of 50 messages with redis-py.
+    """
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    n = cfg.admin_n
+    for start in range(0, n, 50_000):
+        taskkit.enqueue_many(TASK, [payload(i) for i in range(start, min(start + 50_000, n))])
+    expect_queued(n, "taskkit")
+    user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
+        "bench", password="bench"
+    )
+    client = Client()
+    client.force_login(user)
+    redis = broker_redis()
+    last = -(-n // 50)
+
+    def get(url: str) -> None:
+        response = client.get(url)
+        if response.status_code != 200:
+            raise BenchError(f"GET {url}: {response.status_code}")
+
+    def raw() -> None:
+        redis.llen(QUEUE)
+        redis.lrange(QUEUE, -50, -1)
+
+    queue_url = reverse("admin:taskkit_queue", args=[QUEUE])
+    pages = [
+        ("dashboard", reverse("admin:taskkit_dashboard_changelist")),
+        ("queue browser, first page", queue_url),
+        ("queue browser, last page", f"{queue_url}?page={last}"),
+    ]
+    raw_time = _best_of(5, raw)
+    rows = []
+    for label, url in pages:
+        took = _best_of(3, lambda url=url: get(url))  # type: ignore[misc]
+        rows.append(
+            Row(
+                "6 admin",
+                f"{label}, {n:,} queued",
+                "s",
+                raw_time,
+                took,
+                target="< 0.5 s",
+                passed=took < 0.5,
+                note="raw: LLEN + LRANGE of 50 with redis-py; best of 3 page loads",
+            )
+        )
+    return rows
+
+
 BENCHMARKS: list[tuple[str, Callable[[Config], list[Row]]]] = [
     ("1 enqueue", bench_enqueue),
     ("2 bulk", bench_bulk),
     ("3 drain", bench_drain),
     ("4 delayed", bench_delayed),
     ("5 memory", bench_rss),
+    ("6 admin", bench_admin),
 ]

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
+from django.db.models import Max
 from django.utils import timezone
 
 from ..bridge.cancellations import cancel
@@ -26,6 +27,7 @@ from ..definition import canonical_json
 from ..exceptions import RunNotFound, TaskkitError
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
+from ..scheduling.promote import promote_due
 from .brokers import Broker, QueueNotListable, broker_for
 from .messages import QueuedMessage
 
@@ -41,10 +43,13 @@ __all__ = [
     "details",
     "failed",
     "find",
+    "info",
     "list",
     "listable",
     "prune",
     "purge",
+    "run_delayed_now",
+    "workers",
 ]
 
 
@@ -62,6 +67,8 @@ class UnknownQueue(TaskkitError, LookupError):
 class QueueInfo:
     name: str
     length: int
+    #: When the message a worker takes next was queued (``None``: empty, or not listable).
+    oldest: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,14 @@ class Details:
     def as_json(self) -> dict[str, Any]:
         return {
             "broker": self.broker,
-            "queues": [{"name": q.name, "length": q.length} for q in self.queues],
+            "queues": [
+                {
+                    "name": q.name,
+                    "length": q.length,
+                    "oldest": q.oldest.isoformat() if q.oldest else None,
+                }
+                for q in self.queues
+            ],
             "delayed": self.delayed,
             "running": self.running,
             "failed": self.failed,
@@ -112,13 +126,24 @@ def _counts() -> dict[str, int]:
     return {status: TaskRun.objects.filter(status=status).count() for status in statuses}
 
 
-def details() -> Details:
-    """Every known queue with its length, and how many runs are delayed, running, failed.
+def _oldest(broker: Broker, queue: str) -> datetime | None:
+    if not broker.listable:
+        return None
+    return next((m.enqueued_at for m in broker.scan(queue)), None)
 
-    Fast: one length query per queue and three counts; no waiting on workers.
+
+def details() -> Details:
+    """Every known queue with its length and oldest message, and the runs' counts.
+
+    Fast: a length and a one-message read per queue, and three counts; no
+    waiting on workers.
     """
     with _broker() as broker:
-        queues = [QueueInfo(name, broker.length(name)) for name in _queues(broker)]
+        queues = [
+            QueueInfo(queue, length, _oldest(broker, queue) if length else None)
+            for queue in _queues(broker)
+            for length in [broker.length(queue)]
+        ]
         name = broker.name
     counts = _counts()
     return Details(
@@ -128,6 +153,14 @@ def details() -> Details:
         running=counts[RunStatus.RUNNING],
         failed=counts[RunStatus.FAILED],
     )
+
+
+def info(queue: str) -> QueueInfo:
+    """One queue's length and oldest message (``UnknownQueue`` if taskkit does not know it)."""
+    with _broker() as broker:
+        _checked(broker, queue)
+        length = broker.length(queue)
+        return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
 
 
 def _matches(message: QueuedMessage, name: str | None, payload: Mapping[str, Any] | None) -> bool:
@@ -289,6 +322,31 @@ def delete_delayed(
     if not dry_run:
         TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
     return sorted(row.scheduled_for for row in doomed if row.scheduled_for is not None)
+
+
+def run_delayed_now(run_id: str | uuid.UUID) -> bool:
+    """Send the delayed run ``run_id`` now instead of when due; ``False`` if it is not delayed.
+
+    The run keeps its id: it is made due and promoted as the scheduler would.
+    """
+    wanted = str(_run_uuid(run_id))
+    now = timezone.now()
+    due = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
+    if not due.update(scheduled_for=now):
+        return False
+    promote_due(now)
+    return True
+
+
+def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
+    """The workers that started a recorded run within ``since``, with when they last did."""
+    seen = (
+        TaskRun.objects.filter(started_at__gte=timezone.now() - since)
+        .exclude(worker="")
+        .values_list("worker")
+        .annotate(last=Max("started_at"))
+    )
+    return dict(sorted(seen))
 
 
 def failed(name: str | None = None, limit: int = 50) -> builtins.list[TaskRun]:

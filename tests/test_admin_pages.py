@@ -1,0 +1,309 @@
+"""The admin's "Tasks" pages: dashboard, tasks, queue browser, delayed, periodic.
+
+They run on the embedded filesystem broker (a folder per test), which can list
+and remove single messages, with Django's test client.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django_celery_beat.models import PeriodicTask
+
+import taskkit
+from taskkit import queues
+from taskkit.models import RunStatus, TaskRun
+from taskkit.scheduling.periodic import PREFIX, sync_periodic
+from tests.integration.conftest import current, make_app, transport_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Celery]:
+    """The embedded filesystem broker in a fresh folder, as Celery's current app."""
+    app = make_app("pages", "filesystem://", **transport_settings("filesystem", tmp_path))
+    with current(app):
+        yield app
+
+
+def staff(username: str, *perms: str) -> Client:
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def manager() -> Client:
+    return staff("manager", "manage_tasks")
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return staff("viewer", "view_dashboard")
+
+
+def url(name: str, *args: Any) -> str:
+    return reverse(f"admin:{name}", args=args)
+
+
+def fill(count: int, queue: str = "default", **payload: Any) -> list[taskkit.RunHandle]:
+    return [taskkit.enqueue("echo:payload", {"n": n, **payload}, queue=queue) for n in range(count)]
+
+
+def length(queue: str = "default") -> int:
+    return queues.info(queue).length
+
+
+def text(response: Any) -> str:
+    assert response.status_code == 200, response.status_code
+    return str(response.content.decode())
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_dashboard_shows_queues_counts_and_workers(viewer: Client) -> None:
+    fill(3)
+    taskkit.enqueue_in("echo:payload", 3600, {"later": True})
+    TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, worker="w1@host")
+    started = TaskRun.objects.create(name="echo:payload", status=RunStatus.RUNNING)
+    TaskRun.objects.filter(pk=started.pk).update(
+        worker="w2@host", started_at=started.created_at - timedelta(minutes=2)
+    )
+    page = text(viewer.get(url("taskkit_dashboard_changelist")))
+    row = re.search(
+        r'<a href="[^"]+/queues/default/">default</a></td>\s*<td class="length">(\d+)', page
+    )
+    assert row is not None and row.group(1) == "3"
+    assert "ago" in page  # the oldest message's age
+    counts = re.findall(r"<th>(Delayed|Running|Failed)</th><td><a [^>]+>(\d+)</a>", page)
+    assert dict(counts) == {"Delayed": "1", "Running": "1", "Failed": "1"}
+    assert "w2@host" in page and "w1@host" not in page  # w1 never started a run
+    assert '<meta http-equiv="refresh"' in page
+
+
+def test_the_dashboard_reports_an_unreachable_broker(viewer: Client) -> None:
+    with current(make_app("away", "redis://127.0.0.1:1/0", broker_connection_timeout=0.2)):
+        page = text(viewer.get(url("taskkit_dashboard_changelist")))
+    assert "The broker cannot be reached" in page
+
+
+def test_the_index_links_the_dashboard_for_viewers_only(viewer: Client) -> None:
+    assert url("taskkit_dashboard_changelist") in text(viewer.get(url("index")))
+    nobody = staff("nobody")
+    assert url("taskkit_dashboard_changelist") not in text(nobody.get(url("index")))
+
+
+PAGES: list[tuple[Any, ...]] = [
+    ("taskkit_dashboard_changelist",),
+    ("taskkit_tasks",),
+    ("taskkit_task_enqueue", "echo:payload"),
+    ("taskkit_queue", "default"),
+    ("taskkit_delayed",),
+    ("taskkit_periodic",),
+]
+ACTIONS: list[tuple[Any, ...]] = [
+    ("taskkit_task_enqueue", "echo:payload"),
+    ("taskkit_queue_delete_run", "default"),
+    ("taskkit_queue_delete", "default"),
+    ("taskkit_queue_purge", "default"),
+    ("taskkit_delayed_delete", "00000000-0000-0000-0000-000000000001"),
+    ("taskkit_delayed_run", "00000000-0000-0000-0000-000000000001"),
+    ("taskkit_periodic_toggle", 1),
+    ("taskkit_periodic_run", "echo:payload"),
+]
+
+
+@pytest.mark.usefixtures("broker")
+def test_staff_without_the_permissions_are_refused_and_anonymous_users_sent_to_log_in() -> None:
+    nobody = staff("nobody")
+    for name, *args in PAGES:
+        assert nobody.get(url(name, *args)).status_code == 403, name
+        response = Client().get(url(name, *args))
+        assert response.status_code == 302 and "/login/" in response["Location"], name
+
+
+@pytest.mark.usefixtures("broker")
+def test_viewers_see_every_page_but_no_buttons_and_their_posts_are_refused(viewer: Client) -> None:
+    fill(2)
+    taskkit.enqueue_in("echo:payload", 3600)
+    for name, *args in PAGES:
+        page = text(viewer.get(url(name, *args)))
+        assert '<form method="post"' not in page, name  # not one form that changes state
+    queued = length()
+    for name, *args in ACTIONS:
+        response = viewer.post(url(name, *args), {"run_id": "x", "name": "echo:payload"})
+        assert response.status_code == 403, name
+    assert length() == queued
+    assert TaskRun.objects.filter(status=RunStatus.SCHEDULED).count() == 1
+
+
+@pytest.mark.usefixtures("broker")
+def test_state_changes_are_posts_only(manager: Client) -> None:
+    for name, *args in ACTIONS[1:]:  # the enqueue page's GET is its form
+        assert manager.get(url(name, *args)).status_code == 405, name
+
+
+@pytest.mark.usefixtures("broker")
+def test_state_changes_need_the_csrf_token() -> None:
+    user = User.objects.create_superuser("root", password="pw")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    fill(1)
+    response = client.post(url("taskkit_queue_purge", "default"), {"confirm": "yes"})
+    assert response.status_code == 403
+    assert length() == 1
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_tasks_page_lists_every_task_with_its_schedule_and_last_status(
+    manager: Client,
+) -> None:
+    TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED)
+    page = text(manager.get(url("taskkit_tasks")))
+    for name in taskkit.all_tasks():
+        assert f"<strong>{name}</strong>" in page
+    assert "failed" in page
+    assert url("taskkit_task_enqueue", "echo:payload") in page
+
+
+@pytest.mark.usefixtures("broker")
+def test_enqueue_validates_the_payload_before_sending(manager: Client) -> None:
+    target = url("taskkit_task_enqueue", "echo:payload")
+    for bad, complaint in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object, not list"),
+    ]:
+        assert complaint in text(manager.post(target, {"payload": bad}))
+    assert length() == 0
+    response = manager.post(target, {"payload": '{"to": "<script>alert(1)</script>"}'})
+    assert response.status_code == 302
+    (message,) = queues.list("default")
+    assert message.payload == {"to": "<script>alert(1)</script>"}
+    assert response["Location"] == url("taskkit_run", message.run_id)
+    waiting = text(manager.get(response["Location"]))
+    assert "Waiting in its queue" in waiting and 'http-equiv="refresh"' in waiting
+
+
+def test_enqueue_of_an_unknown_task_goes_back_to_the_tasks(manager: Client) -> None:
+    response = manager.get(url("taskkit_task_enqueue", "no:such"))
+    assert response.status_code == 302 and response["Location"] == url("taskkit_tasks")
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_queue_browser_pages_and_shortens_and_escapes_payloads(viewer: Client) -> None:
+    fill(55, note="<script>alert(1)</script>")
+    taskkit.enqueue("echo:payload", {"long": "x" * 500})
+    first = text(viewer.get(url("taskkit_queue", "default")))
+    assert first.count('class="taskkit-payload"') == 50
+    assert "<script>alert(1)</script>" not in first
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in first
+    assert "page 1 of 2" in first
+    last = text(viewer.get(url("taskkit_queue", "default") + "?page=2"))
+    assert last.count('class="taskkit-payload"') == 6
+    long = re.search(r'class="taskkit-payload">([^<]*x{50}[^<]*)<', last)
+    assert long is not None
+    assert len(html.unescape(long.group(1))) == 200 and long.group(1).endswith("…")
+    assert viewer.get(url("taskkit_queue", "nowhere")).status_code == 404
+
+
+@pytest.mark.usefixtures("broker")
+def test_delete_one_asks_first_then_removes_that_run(manager: Client) -> None:
+    handles = fill(3)
+    target = url("taskkit_queue_delete_run", "default")
+    asking = text(manager.post(target, {"run_id": str(handles[1].id)}))
+    assert "Are you sure?" in asking and str(handles[1].id) in asking
+    assert length() == 3
+    response = manager.post(target, {"run_id": str(handles[1].id), "confirm": "yes"})
+    assert response.status_code == 302
+    assert [m.run_id for m in queues.list("default")] == [str(handles[0].id), str(handles[2].id)]
+    again = manager.post(target, {"run_id": str(handles[1].id), "confirm": "yes"}, follow=True)
+    assert "no longer queued" in text(again)
+
+
+@pytest.mark.usefixtures("broker")
+def test_delete_matching_and_purge_ask_first(manager: Client) -> None:
+    fill(2, kind="a")
+    fill(3, kind="b")
+    target = url("taskkit_queue_delete", "default")
+    wanted = {"name": "echo:payload", "payload": '{"n": 1, "kind": "b"}'}
+    assert "Delete 1 echo:payload messages" in text(manager.post(target, wanted))
+    assert length() == 5
+    manager.post(target, {**wanted, "confirm": "yes"})
+    assert length() == 4
+    bad = manager.post(
+        target, {"name": "echo:payload", "payload": "{", "confirm": "yes"}, follow=True
+    )
+    assert "not valid JSON" in text(bad)
+    assert length() == 4
+    purge = url("taskkit_queue_purge", "default")
+    assert "Its 4 waiting messages" in text(manager.post(purge))
+    assert length() == 4
+    page = text(manager.post(purge, {"confirm": "yes"}, follow=True))
+    assert "Purged 4 messages" in page
+    assert length() == 0
+
+
+@pytest.mark.usefixtures("broker")
+def test_delayed_runs_can_be_deleted_or_run_now(viewer: Client, manager: Client) -> None:
+    soon = taskkit.enqueue_in("echo:payload", 3600, {"which": "soon"})
+    later = taskkit.enqueue_in("echo:payload", 7200, {"which": "later"})
+    page = text(viewer.get(url("taskkit_delayed")))
+    assert page.index("&quot;which&quot;:&quot;soon&quot;") < page.index("&quot;later&quot;")
+    response = manager.post(url("taskkit_delayed_run", soon.id))
+    assert response["Location"] == url("taskkit_run", soon.id)
+    assert TaskRun.objects.get(pk=soon.id).status == RunStatus.QUEUED
+    assert [m.run_id for m in queues.list("default")] == [str(soon.id)]
+    target = url("taskkit_delayed_delete", later.id)
+    assert "Are you sure?" in text(manager.post(target))
+    manager.post(target, {"confirm": "yes"})
+    assert not TaskRun.objects.filter(pk=later.id).exists()
+    gone = manager.post(url("taskkit_delayed_run", later.id), follow=True)
+    assert "no longer delayed" in text(gone)
+
+
+@pytest.mark.usefixtures("broker")
+def test_periodic_schedules_show_next_run_toggle_and_run_now(
+    manager: Client, reload_registry: Any
+) -> None:
+    reload_registry(
+        "tests.apps.nested", "tests.apps.single", TASKKIT={"SCHEDULE": {"0 * * * *": "db:migrate"}}
+    )
+    sync_periodic()
+    row = PeriodicTask.objects.get(name__startswith=PREFIX)
+    page = text(manager.get(url("taskkit_periodic")))
+    assert row.name in page and ":00:00" in page  # the next run, on the hour
+    manager.post(url("taskkit_periodic_toggle", row.pk))
+    row.refresh_from_db()
+    assert not row.enabled
+    response = manager.post(url("taskkit_periodic_run", "db:migrate"))
+    assert response.status_code == 302
+    (message,) = queues.find("db:migrate")["queued"]
+    assert "scheduledTime" in message.payload
+    refused = manager.post(url("taskkit_periodic_run", "echo:payload"), follow=True)
+    assert "is not periodic" in text(refused)
+
+
+def test_the_run_page_follows_a_run_until_it_finishes(viewer: Client) -> None:
+    run = TaskRun.objects.create(
+        name="echo:payload", status=RunStatus.RUNNING, progress_done=1, progress_total=4
+    )
+    page = text(viewer.get(url("taskkit_run", run.pk)))
+    assert '<progress value="1" max="4">' in page and 'http-equiv="refresh"' in page
+    TaskRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SUCCEEDED, result={"html": "<script>alert(1)</script>"}
+    )
+    page = text(viewer.get(url("taskkit_run", run.pk)))
+    assert "succeeded" in page and 'http-equiv="refresh"' not in page
+    assert "&lt;script&gt;" in page and "<script>alert" not in page
