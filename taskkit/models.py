@@ -169,3 +169,6 @@ class Dashboard(models.Model):
         )
         verbose_name = "dashboard"
         verbose_name_plural = "dashboard"
+
+    def __str__(self) -> str:
+        return "taskkit dashboard"

@@ -290,9 +290,7 @@ def test_runtask_unreachable_broker_exits_1(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.django_db
 def test_taskworker_star_consumes_every_known_queue() -> None:
-    from taskkit.models import RunStatus, TaskRun
-
-    TaskRun.objects.create(name="echo:payload", queue="overridden", status=RunStatus.QUEUED)
+    taskkit.enqueue_in("echo:payload", 3600, queue="overridden")
     line = call("taskworker", "--dry-run", "--beat", "-c", "3", "-P", "threads")
     queues = line.split("--queues ")[1].split()[0].split(",")
     assert {"default", "maintenance", "loud", "plain", "overridden"} <= set(queues)

@@ -303,3 +303,6 @@ def test_a_queue_named_at_enqueue_becomes_known(sent: list[dict[str, Any]]) -> N
     taskkit.enqueue("echo:payload", {}, queue=queue)
     assert KnownQueue.objects.filter(name=queue).exists()
     assert queue in known_queues()
+    later = f"later-{uuid.uuid4().hex[:8]}"  # a delayed run's queue is known before it is sent
+    taskkit.enqueue_in("echo:payload", 3600, {}, queue=later)
+    assert later in known_queues()

@@ -133,6 +133,8 @@ def enqueue_task_at(
     run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when)
     if (capture := active_capture()) is not None:
         return capture.record([run], run_after=when)[0]
+    if queue is not None:
+        remember(run.queue)
     _row(run, RunStatus.SCHEDULED, scheduled_for=when).save(force_insert=True)
     return _handle(run)
 

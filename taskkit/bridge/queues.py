@@ -2,8 +2,8 @@
 
 AMQP cannot list queues, so taskkit keeps its own account: Celery's default
 queue, configured ``task_queues``, the queues of ``task_routes`` (a dict), every
-queue a task's meta names, every queue an enqueue named (``queue=…``, kept in
-:class:`~taskkit.models.KnownQueue`) and every queue a stored run was sent to.
+queue a task's meta names, and every queue an enqueue named (``queue=…``, kept in
+:class:`~taskkit.models.KnownQueue`; no scan of the run table, which may be huge).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
-from ..models import KnownQueue, TaskRun
+from ..models import KnownQueue
 from ..registry import all_tasks
 from .broadcast import NAME as BROADCAST
 
@@ -28,7 +28,6 @@ def known_queues() -> list[str]:
             if isinstance(route, dict) and route.get("queue")
         )
     names.update(task.queue for task in all_tasks().values())
-    names.update(TaskRun.objects.values_list("queue", flat=True).distinct())
     names.update(KnownQueue.objects.values_list("name", flat=True))
     names.discard(BROADCAST)
     return sorted(name for name in names if name)
