@@ -1,3 +1,3 @@
 """taskkit in the Django admin: the "Tasks" section."""
 
-from . import dashboard  # noqa: F401 - registers the admin pages
+from . import dashboard, runs  # noqa: F401 - registering is importing
