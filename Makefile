@@ -11,7 +11,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install run test lint types pytest pytest-postgres docs test-django52 bench clean
+.PHONY: help install chromium run test lint types pytest pytest-postgres docs test-django52 bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,10 +38,15 @@ lint: install  ## ruff lint and format check.
 types: install  ## mypy, strict.
 	$(VENV)/bin/mypy taskkit tests testproject bench
 
-pytest: install  ## The test suite with coverage.
+chromium:  ## Debian's chromium for the browser tests, installed with apt when missing.
+	@command -v chromium >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
+
+pytest: install chromium  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-pytest-postgres: install  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
+pytest-postgres: install chromium  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
 	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 docs: install  ## Build the Sphinx docs, warnings as errors.
