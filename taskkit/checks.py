@@ -30,6 +30,8 @@ from .definition.cron import normalize_cron
 from .registry.discovery import module_path
 
 TAG = "taskkit"
+#: The shortest bearer token the HTTP API takes: guessing it must be hopeless.
+MIN_TOKEN = 32
 
 
 def _settings_errors() -> list[CheckMessage]:
@@ -66,6 +68,15 @@ def _settings_errors() -> list[CheckMessage]:
     if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
         errors.append(
             Error(f"TASKKIT['LOCK_CACHE'] names no cache in CACHES: {cache!r}.", id="taskkit.E001")
+        )
+    token = raw.get("API_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN):
+        errors.append(
+            Error(
+                f"TASKKIT['API_TOKEN'] must be a string of at least {MIN_TOKEN} characters.",
+                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe())'",
+                id="taskkit.E001",
+            )
         )
     return errors
 

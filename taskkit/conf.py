@@ -21,6 +21,7 @@ DEFAULTS: Mapping[str, Any] = {
     "LOCK_CACHE": None,
     "OUTBOX_AFTER": 10.0,
     "SCHEDULE": {},
+    "API_TOKEN": None,
 }
 
 
@@ -73,6 +74,12 @@ class Settings:
         """Nitro's ``scheduledTasks``: a cron expression -> a task name or a list of names."""
         value = self._get("SCHEDULE")
         return value if isinstance(value, Mapping) else {}
+
+    @property
+    def API_TOKEN(self) -> str | None:  # noqa: N802
+        """The bearer token the HTTP API takes besides a staff session (``None``: sessions only)."""
+        value = self._get("API_TOKEN")
+        return value if isinstance(value, str) and value else None
 
 
 settings = Settings()

@@ -185,6 +185,8 @@ def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message
         ({"OUTBOX_AFTER": 0}, "OUTBOX_AFTER"),
         ({"OUTBOX_AFTER": float("nan")}, "OUTBOX_AFTER"),
         ({"LOCK_CACHE": "nowhere"}, "names no cache in CACHES: 'nowhere'"),
+        ({"API_TOKEN": "short"}, "API_TOKEN'] must be a string of at least 32"),
+        ({"API_TOKEN": 12345}, "API_TOKEN'] must be a string"),
     ],
 )
 def test_malformed_settings(reload_registry: Reload, value: Any, message: str) -> None:

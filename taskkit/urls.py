@@ -1,0 +1,11 @@
+"""The HTTP API's URLs: ``path("_tasks/", include("taskkit.urls"))`` mounts it."""
+
+from django.urls import path
+
+from .api import views
+
+app_name = "taskkit"
+urlpatterns = [
+    path("", views.index, name="api-index"),
+    path("<str:name>", views.task, name="api-task"),
+]
