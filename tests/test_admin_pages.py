@@ -99,6 +99,14 @@ def test_the_dashboard_reports_an_unreachable_broker(viewer: Client) -> None:
     assert "The broker cannot be reached" in page
 
 
+def test_a_broker_taskkit_cannot_inspect_is_said_so(viewer: Client) -> None:
+    with current(make_app("memory", "memory://")):
+        page = text(viewer.get(url("taskkit_dashboard_changelist")))
+        assert "taskkit cannot inspect &#x27;memory&#x27; brokers" in page
+        response = viewer.get(url("taskkit_queue", "default"), follow=True)
+        assert "taskkit cannot inspect" in text(response)
+
+
 def test_the_index_links_the_dashboard_for_viewers_only(viewer: Client) -> None:
     assert url("taskkit_dashboard_changelist") in text(viewer.get(url("index")))
     nobody = staff("nobody")

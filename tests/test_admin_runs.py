@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,10 +11,20 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
+from tests.integration.conftest import current, make_app, transport_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(autouse=True)
+def broker(tmp_path: Path) -> Iterator[None]:
+    """Retried runs go to the embedded broker in a fresh folder."""
+    app = make_app("runs", "filesystem://", **transport_settings("filesystem", tmp_path))
+    with current(app):
+        yield
 
 
 def staff(username: str, *perms: str) -> Client:
@@ -95,6 +107,7 @@ def test_the_retry_action_requeues_failed_runs_only() -> None:
     assert "Queued 1 failed run(s) again." in page and "Left 1 run(s) that had not failed." in page
     failed.refresh_from_db()
     assert failed.status == RunStatus.QUEUED
+    assert [m.run_id for m in queues.list("default")] == [str(failed.pk)]
 
 
 def test_retry_and_remove_one_run_from_its_page() -> None:

@@ -17,9 +17,10 @@ from kombu.exceptions import OperationalError
 
 from ...exceptions import BrokerUnavailable
 from ...permissions import can_manage, can_view
+from ...queues import QueueNotListable
 
 #: What a page cannot do without the broker; shown as an error instead of a 500.
-BROKER_ERRORS = (BrokerUnavailable, OperationalError, ConnectionError)
+BROKER_ERRORS = (BrokerUnavailable, OperationalError, ConnectionError, QueueNotListable)
 #: Longest payload shown in a table; the rest is cut off with an ellipsis.
 SHORT = 200
 
@@ -82,6 +83,13 @@ def confirm(
     return page(
         request, site, "confirm.html", "Are you sure?", question=question, fields=fields, back=back
     )
+
+
+def broker_problem(exc: Exception) -> str:
+    """What to tell the operator about one of :data:`BROKER_ERRORS`."""
+    if isinstance(exc, QueueNotListable):
+        return str(exc)
+    return f"The broker cannot be reached: {exc}"
 
 
 def short(value: Any, limit: int = SHORT) -> str:

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from ... import queues
 from ...models import RunStatus, TaskRun
-from .common import BROKER_ERRORS, confirm, done, manager, page, short, viewer
+from .common import BROKER_ERRORS, broker_problem, confirm, done, manager, page, short, viewer
 
 PER_PAGE = 50
 
@@ -50,7 +50,7 @@ def run_now(request: HttpRequest, site: AdminSite, run_id: str) -> HttpResponse:
     try:
         sent = queues.run_delayed_now(run_id)
     except BROKER_ERRORS as exc:
-        return done(request, f"The broker cannot be reached: {exc}", "taskkit_delayed", error=True)
+        return done(request, broker_problem(exc), "taskkit_delayed", error=True)
     if not sent:
         return done(request, f"Run {run_id} is no longer delayed.", "taskkit_delayed", error=True)
     return done(request, f"Run {run_id} was queued now.", "taskkit_run", run_id)

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from ... import queues
-from .common import BROKER_ERRORS, page, viewer
+from .common import BROKER_ERRORS, broker_problem, page, viewer
 
 #: Seconds between the page's reloads (a meta refresh: no JavaScript needed).
 REFRESH = 5
@@ -19,7 +19,7 @@ def dashboard(request: HttpRequest, site: AdminSite) -> HttpResponse:
     try:
         details: queues.Details | None = queues.details()
     except BROKER_ERRORS as exc:
-        details, error = None, f"The broker cannot be reached: {exc}"
+        details, error = None, broker_problem(exc)
     return page(
         request,
         site,

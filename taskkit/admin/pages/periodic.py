@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 from ...exceptions import TaskkitError
 from ...scheduling.periodic import PREFIX
 from ...scheduling.recurrent import enqueue_recurrent
-from .common import BROKER_ERRORS, done, manager, page, viewer
+from .common import BROKER_ERRORS, broker_problem, done, manager, page, viewer
 
 
 def _next_run(row: PeriodicTask, now: datetime) -> datetime | None:
@@ -53,5 +53,5 @@ def run_now(request: HttpRequest, site: AdminSite, name: str) -> HttpResponse:
     except TaskkitError as exc:
         return done(request, str(exc), "taskkit_periodic", error=True)
     except BROKER_ERRORS as exc:
-        return done(request, f"The broker cannot be reached: {exc}", "taskkit_periodic", error=True)
+        return done(request, broker_problem(exc), "taskkit_periodic", error=True)
     return done(request, f"Queued {name} now as run {handle.id}.", "taskkit_run", handle.id)

@@ -11,7 +11,17 @@ from django.urls import reverse
 from ... import queues
 from ...exceptions import RunNotFound, TaskNotFound
 from ...registry import all_tasks
-from .common import BROKER_ERRORS, confirm, done, manager, page, parse_payload, short, viewer
+from .common import (
+    BROKER_ERRORS,
+    broker_problem,
+    confirm,
+    done,
+    manager,
+    page,
+    parse_payload,
+    short,
+    viewer,
+)
 
 #: Messages per page.
 PER_PAGE = 50
@@ -25,7 +35,7 @@ def _page_number(request: HttpRequest) -> int:
 
 
 def _unreachable(request: HttpRequest, exc: Exception, queue: str) -> HttpResponse:
-    return done(request, f"The broker cannot be reached: {exc}", "taskkit_queue", queue, error=True)
+    return done(request, broker_problem(exc), "taskkit_queue", queue, error=True)
 
 
 @viewer
@@ -39,7 +49,7 @@ def browse(request: HttpRequest, site: AdminSite, queue: str) -> HttpResponse:
     except queues.UnknownQueue as exc:
         raise Http404(str(exc)) from None
     except BROKER_ERRORS as exc:
-        text = f"The broker cannot be reached: {exc}"
+        text = broker_problem(exc)
         return done(request, text, "taskkit_dashboard_changelist", error=True)
     pages = max(-(-info.length // PER_PAGE), 1)
     return page(

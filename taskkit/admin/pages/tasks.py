@@ -15,7 +15,7 @@ from ...models import TaskRun
 from ...permissions import can_manage
 from ...registry import all_tasks, get_task
 from ...scheduling.periodic import wanted
-from .common import BROKER_ERRORS, done, page, parse_payload, viewer
+from .common import BROKER_ERRORS, broker_problem, done, page, parse_payload, viewer
 
 
 class EnqueueForm(forms.Form):
@@ -78,7 +78,7 @@ def enqueue_task(request: HttpRequest, site: AdminSite, name: str) -> HttpRespon
             except InvalidPayload as exc:
                 form.add_error("payload", str(exc))
             except BROKER_ERRORS as exc:
-                form.add_error(None, f"The broker cannot be reached: {exc}")
+                form.add_error(None, broker_problem(exc))
             else:
                 text = f"Queued {name} as run {handle.id}."
                 return done(request, text, "taskkit_run", handle.id)
