@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
@@ -25,6 +25,7 @@ from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
 from taskkit.scheduling.periodic import PREFIX, sync_periodic
 from tests.integration.conftest import current, make_app, transport_settings
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,14 +36,6 @@ def broker(tmp_path: Path) -> Iterator[Celery]:
     app = make_app("pages", "filesystem://", **transport_settings("filesystem", tmp_path))
     with current(app):
         yield app
-
-
-def staff(username: str, *perms: str) -> Client:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

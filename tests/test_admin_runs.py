@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
 from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
 from tests.integration.conftest import current, make_app, transport_settings
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SCRIPT = "<script>alert(1)</script>"
@@ -25,14 +25,6 @@ def broker(tmp_path: Path) -> Iterator[None]:
     app = make_app("runs", "filesystem://", **transport_settings("filesystem", tmp_path))
     with current(app):
         yield
-
-
-def staff(username: str, *perms: str) -> Client:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def url(name: str, *args: Any) -> str:

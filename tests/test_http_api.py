@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 
 from taskkit import queues
 from tests.integration.conftest import current, make_app, transport_settings
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "t" * 40
@@ -24,14 +24,6 @@ def broker(tmp_path: Path) -> Iterator[None]:
     app = make_app("api", "filesystem://", **transport_settings("filesystem", tmp_path))
     with current(app):
         yield
-
-
-def staff(username: str, *perms: str, csrf: bool = False) -> Client:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
-    client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -9,34 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial, update_wrapper
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import URLPattern, path
 
 from ..models import Dashboard
-from ..permissions import can_view
+from .access import OperatorsOnly
 from .pages import delayed, overview, periodic, queue, run, tasks
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_view(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_view(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class DashboardAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     def _view(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         bound = partial(view, site=self.admin_site)
         return self.admin_site.admin_view(update_wrapper(bound, view))

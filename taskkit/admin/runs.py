@@ -22,8 +22,9 @@ from django.utils.html import format_html
 from ..bridge import retry_failed
 from ..exceptions import BrokerUnavailable, TaskNotFound
 from ..models import FINISHED, RunStatus, TaskRun
-from ..permissions import can_manage, can_view
+from ..permissions import can_manage
 from ..registry import all_tasks
+from .access import OperatorsOnly
 
 #: Seconds between reloads of the list while a run is running.
 REFRESH = 3
@@ -70,7 +71,7 @@ def _remove(request: HttpRequest, runs: QuerySet[TaskRun]) -> None:
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "short_id",
         "name",
@@ -111,21 +112,6 @@ class TaskRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = fields
 
     # -- who may do what --------------------------------------------------------------------
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_view(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_view(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # removing goes through the action, which keeps unfinished runs
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         return can_manage(request.user)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.conftest import (
@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     stop,
     transport_settings,
 )
+from tests.users import PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
@@ -40,7 +41,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PASSWORD = "browser-pw"
 UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
@@ -97,15 +97,6 @@ def worker(broker: Broker) -> Iterator[None]:
         yield
     finally:
         stop(process)
-
-
-def make_user(username: str, *perms: str, superuser: bool = False) -> User:
-    """A staff user with taskkit's permissions ``perms`` (codenames), or a superuser."""
-    if superuser:
-        return User.objects.create_superuser(username, password=PASSWORD)
-    user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
-    return user
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import taskkit
 from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
 from taskkit.scheduling.periodic import sync_periodic
+from tests.users import make_user
 
-from .conftest import forged_post, make_user, screenshot
+from .conftest import forged_post, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Login = Callable[[User], Page]

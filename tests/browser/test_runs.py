@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from taskkit.models import RunStatus, TaskRun
+from tests.users import make_user
 
-from .conftest import forged_post, make_user, screenshot
+from .conftest import forged_post, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Login = Callable[[User], Page]
