@@ -1,7 +1,7 @@
-"""The payload of an API call: the query string merged with the JSON body's ``payload``.
+"""What an API call asks for: the payload (query merged with the body) and the ``enqueue`` flag.
 
-Nitro's rule: query values stay strings, a key given once is one value, a key
-given again becomes a list, and the body wins over the query.
+Nitro's merge rule: query values stay strings, a key given once is one value, a
+key given again becomes a list, and the JSON body's ``payload`` wins over the query.
 """
 
 from __future__ import annotations
@@ -9,14 +9,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 #: Query keys the API reads itself; they never reach the payload.
 RESERVED = frozenset({"enqueue"})
+YES = frozenset({"", "1", "true", "yes", "on"})
+NO = frozenset({"0", "false", "no", "off"})
 
 
 class BadRequest(ValueError):
-    """The request's payload cannot be read (HTTP 400)."""
+    """The request cannot be read (HTTP 400)."""
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body, read once up front.
+
+    Django's CSRF check reads a form body through ``request.POST``, which consumes
+    the stream of a multipart body; once read here, both find it.
+    """
+    try:
+        return request.body
+    except RequestDataTooBig:
+        raise BadRequest("The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.") from None
 
 
 def from_query(request: HttpRequest) -> dict[str, Any]:
@@ -27,16 +42,16 @@ def from_query(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def from_body(request: HttpRequest) -> dict[str, Any]:
-    if not request.body.strip():
+def from_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
         return {}
     try:
-        body = json.loads(request.body)
-    except ValueError as exc:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"The body must be a JSON object, not {type(body).__name__}.")
-    payload = body.get("payload", {})
+    if not isinstance(parsed, dict):
+        raise BadRequest(f"The body must be a JSON object, not {type(parsed).__name__}.")
+    payload = parsed.get("payload", {})
     if not isinstance(payload, dict):
         raise BadRequest(f"'payload' must be a JSON object, not {type(payload).__name__}.")
     return payload
@@ -44,4 +59,16 @@ def from_body(request: HttpRequest) -> dict[str, Any]:
 
 def merged(request: HttpRequest) -> dict[str, Any]:
     """The query's values, overridden by the body's ``payload``."""
-    return {**from_query(request), **from_body(request)}
+    return {**from_query(request), **from_body(read_body(request))}
+
+
+def wants_enqueue(request: HttpRequest) -> bool:
+    """``?enqueue``, ``?enqueue=1`` (or true, yes, on): queue; absent or ``0`` (false, …): run."""
+    if "enqueue" not in request.GET:
+        return False
+    value = request.GET["enqueue"].strip().lower()
+    if value in YES:
+        return True
+    if value in NO:
+        return False
+    raise BadRequest(f"'enqueue' must be 1 or 0, not {request.GET['enqueue']!r}.")

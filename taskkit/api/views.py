@@ -1,13 +1,16 @@
 """The two endpoints: ``GET <mount>/`` lists the tasks, ``POST <mount>/<name>`` runs one.
 
-A GET on a task is refused (405): nothing runs from a link or an image tag.
+Checks come in this order: who calls (401, 403), which task (404), which method
+(405: a GET on a task runs nothing, so a link or an image tag cannot run one).
 Errors are JSON ``{"error": ...}`` with the status the exception carries.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -18,40 +21,69 @@ from ..registry import all_tasks, get_task
 from ..runner import run_task
 from ..scheduling.periodic import wanted
 from .auth import refused
-from .payloads import BadRequest, merged
+from .payloads import BadRequest, merged, read_body, wants_enqueue
 from .responses import error, json_response
 
-TRUE = frozenset({"1", "true", "yes", "on"})
+logger = logging.getLogger("taskkit.api")
 
 
 def listing() -> dict[str, Any]:
-    """Every task with its description, and the schedules grouped by cron or frequency."""
-    schedules: dict[tuple[str, Any], list[str]] = {}
+    """Every task with its description, and the schedules: by cron, then by frequency."""
+    by_cron: dict[str, set[str]] = {}
+    by_frequency: dict[int, set[str]] = {}
     for periodic in wanted():
-        key = ("cron", periodic.cron) if periodic.cron else ("frequency", periodic.every)
-        schedules.setdefault(key, []).append(periodic.task)
+        if periodic.cron is not None:
+            by_cron.setdefault(periodic.cron, set()).add(periodic.task)
+        elif periodic.every is not None:  # whole seconds: the task option allows no other
+            by_frequency.setdefault(int(periodic.every.total_seconds()), set()).add(periodic.task)
     return {
         "tasks": {
-            name: {"description": task.meta.description}
-            for name, task in sorted(all_tasks().items())
+            name: {"description": task.meta.description} for name, task in all_tasks().items()
         },
         "scheduledTasks": [
-            {kind: value if kind == "cron" else int(value.total_seconds()), "tasks": sorted(names)}
-            for (kind, value), names in schedules.items()
+            *({"cron": cron, "tasks": sorted(names)} for cron, names in by_cron.items()),
+            *(
+                {"frequency": seconds, "tasks": sorted(names)}
+                for seconds, names in sorted(by_frequency.items())
+            ),
         ],
     }
 
 
 @csrf_exempt  # checked in auth.refused, for sessions only
 def index(request: HttpRequest) -> HttpResponse:
-    if request.method not in {"GET", "HEAD"}:
-        return error(405, "Use GET.", Allow="GET, HEAD")
     if (denied := refused(request, manage=False)) is not None:
         return denied
+    if request.method not in {"GET", "HEAD"}:
+        return error(405, "Use GET.", {"Allow": "GET, HEAD"})
     return json_response(listing())
 
 
+def _run(name: str, request: HttpRequest) -> HttpResponse:
+    """Run or queue the task, mapping every failure to its status code."""
+    try:
+        payload = merged(request)
+        if wants_enqueue(request):
+            handle = enqueue(name, payload)
+            queued: dict[str, Any] = {"id": handle.id, "status": "queued"}
+            if handle.deduplicated:  # a queue_lock task: the twin already queued
+                queued["deduplicated"] = True
+            return json_response(queued, 202)
+        result = run_task(name, payload, context={"source": Source.HTTP})
+    except BadRequest as exc:
+        return error(400, str(exc))
+    except TaskkitError as exc:
+        if exc.status_code >= 500:
+            logger.error("Task %r over the HTTP API: %s", name, exc, exc_info=True)
+        return error(exc.status_code, str(exc))
+    except Exception as exc:  # the task's own failure: its message, never its traceback
+        logger.exception("Task %r raised over the HTTP API", name)
+        return error(500, f"{type(exc).__name__}: {exc}")
+    return json_response({"result": result})
+
+
 @csrf_exempt  # checked in auth.refused, for sessions only
+@transaction.non_atomic_requests  # the task commits as it would from runtask; see the how-to
 def task(request: HttpRequest, name: str) -> HttpResponse:
     if (denied := refused(request, manage=False)) is not None:
         return denied
@@ -60,19 +92,11 @@ def task(request: HttpRequest, name: str) -> HttpResponse:
     except TaskNotFound as exc:
         return error(404, str(exc))
     if request.method != "POST":
-        return error(405, "Use POST to run a task.", Allow="POST")
-    if (denied := refused(request, manage=True)) is not None:
-        return denied
+        return error(405, "Use POST to run a task.", {"Allow": "POST"})
     try:
-        payload = merged(request)
-        if request.GET.get("enqueue", "").lower() in TRUE:
-            handle = enqueue(name, payload)
-            return json_response({"id": handle.id, "status": "queued"}, 202)
-        result = run_task(name, payload, context={"source": Source.HTTP})
+        read_body(request)  # before the CSRF check, which may consume a multipart body
     except BadRequest as exc:
         return error(400, str(exc))
-    except TaskkitError as exc:
-        return error(exc.status_code, str(exc))
-    except Exception as exc:  # the task's own failure: its message, never its traceback
-        return error(500, f"{type(exc).__name__}: {exc}")
-    return json_response({"result": result})
+    if (denied := refused(request, manage=True)) is not None:
+        return denied
+    return _run(name, request)
