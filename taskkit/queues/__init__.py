@@ -10,16 +10,18 @@ call these functions.
 from __future__ import annotations
 
 import builtins
+import itertools
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.db.models import Max
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from ..bridge.cancellations import cancel
 from ..bridge.queues import known_queues
@@ -27,12 +29,15 @@ from ..definition import canonical_json
 from ..exceptions import RunNotFound, TaskkitError
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
+from ..scheduling.periodic import PREFIX
 from ..scheduling.promote import promote_due
-from .brokers import Broker, QueueNotListable, broker_for
+from .brokers import Broker, Match, QueueNotListable, broker_for
 from .messages import QueuedMessage
+from .sieve import Sieve
 
 __all__ = [
     "Details",
+    "LiveWorker",
     "QueueInfo",
     "QueueNotListable",
     "QueuedMessage",
@@ -46,6 +51,7 @@ __all__ = [
     "info",
     "list",
     "listable",
+    "live_workers",
     "prune",
     "purge",
     "run_delayed_now",
@@ -80,6 +86,8 @@ class Details:
     delayed: int
     running: int
     failed: int
+    #: taskkit's schedules in Beat that are switched on.
+    periodic: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +103,7 @@ class Details:
             "delayed": self.delayed,
             "running": self.running,
             "failed": self.failed,
+            "periodic": self.periodic,
         }
 
 
@@ -135,8 +144,8 @@ def _oldest(broker: Broker, queue: str) -> datetime | None:
 def details() -> Details:
     """Every known queue with its length and oldest message, and the runs' counts.
 
-    Fast: a length and a one-message read per queue, and three counts; no
-    waiting on workers.
+    Fast: a length and a one-message read per queue, and four counts; no
+    waiting on workers (that is :func:`live_workers`).
     """
     with _broker() as broker:
         queues = [
@@ -152,6 +161,7 @@ def details() -> Details:
         delayed=counts[RunStatus.SCHEDULED],
         running=counts[RunStatus.RUNNING],
         failed=counts[RunStatus.FAILED],
+        periodic=PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).count(),
     )
 
 
@@ -163,10 +173,19 @@ def info(queue: str) -> QueueInfo:
         return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
 
 
-def _matches(message: QueuedMessage, name: str | None, payload: Mapping[str, Any] | None) -> bool:
-    if name is not None and message.name != name:
-        return False
-    return payload is None or canonical_json(message.payload) == canonical_json(payload)
+def _matcher(name: str | None, payload: Mapping[str, Any] | None) -> Match:
+    """Whether a message is of task ``name`` with ``payload`` (``None``: any)."""
+    wanted = None if payload is None else dict(payload)
+    spelled = None if payload is None else canonical_json(wanted)
+
+    def match(message: QueuedMessage) -> bool:
+        return (name is None or message.name == name) and (
+            # == first: cheap, and rules out nearly everything; the JSON tells 1 from True
+            wanted is None
+            or (message.payload == wanted and canonical_json(message.payload) == spelled)
+        )
+
+    return match
 
 
 def list(
@@ -182,7 +201,8 @@ def list(
         _checked(broker, queue)
         found: builtins.list[QueuedMessage] = []
         skipped = 0
-        for message in broker.scan(queue, start if name is None else 0):
+        sieve = Sieve.for_(name=name)
+        for message in broker.scan(queue, start if name is None else 0, sieve):
             if name is not None and message.name != name:
                 continue
             if name is not None and skipped < start:
@@ -197,16 +217,20 @@ def list(
 def find(
     name: str | None = None, payload: Mapping[str, Any] | None = None
 ) -> dict[str, builtins.list[Any]]:
-    """Runs of ``name`` (with ``payload``) that are queued, delayed or running, everywhere.
+    """Runs of ``name`` (with ``payload``) that are queued, held, delayed or running.
 
-    Queued messages come from every queue the broker can list; delayed and
+    Queued messages come from every queue the broker can list, held ones from
+    the messages workers took but have not acknowledged (Redis); delayed and
     running runs from taskkit's table.
     """
     queued: builtins.list[QueuedMessage] = []
+    held: builtins.list[QueuedMessage] = []
+    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
     with _broker() as broker:
         if broker.listable:
             for queue in _queues(broker):
-                queued += [m for m in broker.scan(queue) if _matches(m, name, payload)]
+                queued += filter(match, broker.scan(queue, sieve=sieve))
+            held += filter(match, broker.held(sieve))
     rows = TaskRun.objects.filter(status__in=[RunStatus.SCHEDULED, RunStatus.RUNNING])
     if name is not None:
         rows = rows.filter(name=name)
@@ -215,6 +239,7 @@ def find(
     ]
     return {
         "queued": queued,
+        "held": held,
         "delayed": [row for row in stored if row.status == RunStatus.SCHEDULED],
         "running": [row for row in stored if row.status == RunStatus.RUNNING],
     }
@@ -240,19 +265,17 @@ def delete(
     get_task(name)  # an unknown name is an error, not "0 removed"
     if count < 0:
         raise ValueError(f"count must be 0 (all) or more, not {count}")
-    removed = 0
+    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
     with _broker() as broker:
         _checked(broker, queue)
         if not broker.listable:
             if not dry_run:
                 cancel(queue=queue, name=name, payload=payload, count=count)
             return 0
-        for message in broker.scan(queue):
-            if _matches(message, name, payload) and (dry_run or broker.remove(message)):
-                removed += 1
-                if removed == count:
-                    break
-    return removed
+        if dry_run:
+            found = filter(match, broker.scan(queue, sieve=sieve))
+            return sum(1 for _ in itertools.islice(found, count or None))
+        return broker.delete(queue, match, sieve, count)
 
 
 def _run_uuid(run_id: str | uuid.UUID) -> uuid.UUID:
@@ -265,32 +288,38 @@ def _run_uuid(run_id: str | uuid.UUID) -> uuid.UUID:
 def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
     """Remove the run ``run_id``: its delayed row, or its queued message. ``True`` if found.
 
-    A queued message is looked for in every queue the broker can list; the
-    run's row, if it has one, is then cancelled. On a broker that cannot remove
-    one message (RabbitMQ), the run is cancelled (workers skip it, and Celery's
-    revoke reaches those that hold it already) and ``True`` is returned.
+    A queued message is looked for in every queue the broker can list (the
+    run's own queue first, when it has a row), and its row, if any, is then
+    cancelled. A message a worker holds unacknowledged (Redis), or one on a
+    broker that cannot remove single messages (RabbitMQ), is cancelled
+    instead: workers skip it, and Celery's revoke reaches those that hold it
+    already. A run that has started runs to its end.
     """
     wanted = str(_run_uuid(run_id))
     delayed = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
     if delayed.exists():
         return dry_run or bool(delayed.delete()[0])
+    sieve = Sieve.for_(run_id=wanted)
+
+    def is_run(message: QueuedMessage) -> bool:
+        return message.run_id == wanted
+
     with _broker() as broker:
-        if not broker.listable:
-            if not dry_run:
-                current_app.control.revoke(wanted)
-                cancel(run_id=wanted)
-                _cancel_row(wanted)
-            return True
-        for queue in _queues(broker):
-            for message in broker.scan(queue):
-                if message.run_id != wanted:
-                    continue
-                if dry_run:
+        if broker.listable:
+            stored = TaskRun.objects.filter(pk=wanted).values_list("queue", flat=True).first()
+            for queue in sorted(_queues(broker), key=lambda queue: queue != stored):
+                if dry_run and any(map(is_run, broker.scan(queue, sieve=sieve))):
                     return True
-                if broker.remove(message):
+                if not dry_run and broker.delete(queue, is_run, sieve, limit=1):
                     _cancel_row(wanted)
                     return True
-    return False
+            if not any(map(is_run, broker.held(sieve))):
+                return False
+        if not dry_run:
+            current_app.control.revoke(wanted)
+            cancel(run_id=wanted)
+            _cancel_row(wanted)
+        return True
 
 
 def _cancel_row(run_id: str) -> None:
@@ -347,6 +376,51 @@ def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
         .annotate(last=Max("started_at"))
     )
     return dict(sorted(seen))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveWorker:
+    """What one worker said it is doing."""
+
+    name: str
+    #: The runs it is running: ``run_id``, ``name``, ``payload``, ``started_at``.
+    active: builtins.list[dict[str, Any]]
+    #: How many messages it took ahead and holds unstarted (prefetched).
+    reserved: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "active": self.active, "reserved": self.reserved}
+
+
+def _active(entry: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = entry.get("kwargs") or {}
+    context: dict[str, Any] = kwargs["context"] if isinstance(kwargs.get("context"), dict) else {}
+    started = entry.get("time_start")
+    return {
+        "run_id": str(context.get("run_id") or entry.get("id")),
+        "name": entry.get("name"),
+        "payload": kwargs.get("payload", kwargs) if context else kwargs,
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat() if started else None,
+    }
+
+
+def live_workers(timeout: float = 1.0) -> builtins.list[LiveWorker]:
+    """Ask the running workers what they do; wait at most ``timeout`` seconds in all.
+
+    Celery's remote control (``celery inspect``): workers that do not answer in
+    time, or run without remote control, are missing from the answer.
+    """
+    inspector = current_app.control.inspect(timeout=timeout / 2)
+    active = inspector.active() or {}
+    reserved = inspector.reserved() or {}
+    return [
+        LiveWorker(
+            name,
+            [_active(entry) for entry in active.get(name) or []],
+            len(reserved.get(name) or []),
+        )
+        for name in sorted(set(active) | set(reserved))
+    ]
 
 
 def failed(name: str | None = None, limit: int = 50) -> builtins.list[TaskRun]:

@@ -2,8 +2,10 @@
 
 - **Redis** (kombu's layout): a list per queue, plus one per priority step
   (``queue\\x06\\x16N``); a worker takes from the right end of the first
-  non-empty list. Pages are ``LRANGE`` slices; a message is removed with
-  ``LREM`` of its exact bytes. A whole queue is never loaded at once.
+  non-empty list. Lists are read a chunk at a time, never whole, and a message
+  is removed only if it still holds its exact bytes. Messages a worker took but
+  has not acknowledged wait in kombu's ``unacked`` hash; queues declared but
+  empty show in kombu's ``_kombu.binding.*`` sets.
 - **Filesystem** (the embedded broker): a file per message, taken in the order
   of the file names; removing a message removes its file.
 - **RabbitMQ**: AMQP can count (a passive declare) and purge a queue, but not
@@ -13,17 +15,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from kombu import Connection
 
 from ..exceptions import TaskkitError
-from .messages import QueuedMessage, decode
+from .messages import QueuedMessage, decode, from_envelope
+from .sieve import EVERYTHING, Sieve
 
 #: Messages read per Redis command while scanning a queue.
 CHUNK = 1_000
+#: The most messages a Redis delete holds before it removes them.
+BATCH = 10_000
+
+#: Whether a decoded message is one to remove.
+Match = Callable[[QueuedMessage], bool]
 
 
 class QueueNotListable(TaskkitError):
@@ -45,14 +55,111 @@ class Broker(Protocol):
     def length(self, queue: str) -> int:
         """How many messages wait in ``queue``."""
 
-    def scan(self, queue: str, start: int = 0) -> Iterator[QueuedMessage]:
-        """The messages of ``queue`` from position ``start`` on, next to be taken first."""
+    def scan(
+        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
+    ) -> Iterator[QueuedMessage]:
+        """The messages of ``queue`` from position ``start`` on, next to be taken first.
 
-    def remove(self, message: QueuedMessage) -> bool:
-        """Remove that very message; ``False`` if a worker took it first."""
+        Messages ``sieve`` rules out are skipped undecoded.
+        """
+
+    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
+        """Remove the messages of ``queue`` that ``match`` (at most ``limit``, 0: all)."""
+
+    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
+        """Messages workers took but have not acknowledged yet, where the broker shows them."""
 
     def purge(self, queue: str) -> int:
         """Remove every message of ``queue``; return how many."""
+
+
+#: Removes messages from list KEYS[1]: ARGV[1] is a marker no message equals, then
+#: pairs of a message's index (negative: from the right end) and its bytes. Each
+#: message is overwritten by the marker, and all markers go in one pass. A
+#: message not at its index was moved by workers taking messages: it is looked
+#: for, and the later indexes are corrected by as much. Atomic, so no worker
+#: ever sees a marker. Returns how many were removed.
+_REMOVE = """
+local size, shift, marked = redis.call('LLEN', KEYS[1]), 0, 0
+for i = 2, #ARGV, 2 do
+  local index = tonumber(ARGV[i]) + shift
+  if redis.call('LINDEX', KEYS[1], index) ~= ARGV[i + 1] then
+    local at = redis.call('LPOS', KEYS[1], ARGV[i + 1], 'RANK', -1)
+    if at then
+      index = at - size
+      shift = index - tonumber(ARGV[i])
+    else
+      index = nil
+    end
+  end
+  if index then
+    redis.call('LSET', KEYS[1], index, ARGV[1])
+    marked = marked + 1
+  end
+end
+if marked > 0 then redis.call('LREM', KEYS[1], -marked, ARGV[1]) end
+return marked
+"""
+
+
+class _Cursor:
+    """A place in one Redis list, counted from its right end (0: the message taken next).
+
+    It keeps its place while workers take messages off that end, and while its
+    reader removes messages it has read: no message is skipped.
+    """
+
+    def __init__(self, client: Any, key: str, offset: int = 0) -> None:
+        self.client = client
+        self.key = key
+        self.offset = offset
+        self.last = b""  # the message at offset - 1: the last one read
+        self.kept = b""  # the last one read that its reader keeps
+        self.kept_before = b""  # the same, before the last chunk
+        self.chunk: list[bytes] = []
+
+    def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
+        """Chunk after chunk of messages, next taken first, each with its first one's offset."""
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:  # one atomic MULTI
+                pipe.lindex(self.key, -self.offset)
+                pipe.lrange(self.key, -(self.offset + CHUNK), -(self.offset + 1))
+                before, chunk = pipe.execute()
+            if self.last and before != self.last:  # workers took messages
+                self._find_last()
+                continue
+            if not chunk:
+                return
+            chunk.reverse()
+            self.chunk = chunk
+            self.kept_before = self.kept
+            self.last = self.kept = chunk[-1]
+            offset, self.offset = self.offset, self.offset + len(chunk)
+            yield offset, chunk
+
+    def _find_last(self) -> None:
+        """Resume right after the last message read, where it is now.
+
+        If it is gone, so is everything before it: resume at the right end.
+        """
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.lpos(self.key, self.last, rank=-1)
+            pipe.llen(self.key)
+            at, size = pipe.execute()
+        self.offset = 0 if at is None else size - at
+        if at is None:
+            self.last = self.kept = b""
+
+    def dooms(self, raws: set[bytes]) -> None:
+        """Its reader will remove ``raws``, messages of the current chunk."""
+        kept = (raw for raw in reversed(self.chunk) if raw not in raws)
+        self.kept = next(kept, self.kept_before)
+
+    def removed(self, count: int) -> None:
+        """Its reader removed ``count`` messages it had read (the rest of those it doomed are
+        gone to workers)."""
+        self.offset = self.offset - count if self.kept else 0  # nothing kept: all read are gone
+        self.last = self.kept
 
 
 class RedisBroker:
@@ -63,6 +170,7 @@ class RedisBroker:
         channel: Any = connection.default_channel  # kombu's Redis channel
         self.channel = channel
         self.client: Any = channel.client
+        self.remove_script = self.client.register_script(_REMOVE)
 
     def _keys(self, queue: str) -> list[str]:
         """The queue's lists in the order a worker empties them."""
@@ -70,11 +178,20 @@ class RedisBroker:
         return [self.channel._q_for_pri(queue, step) for step in steps]
 
     def queues(self) -> set[str]:
-        prefix = self.channel.keyprefix_queue.split("%s")[0]
-        return {
-            key.decode()[len(prefix) :] if isinstance(key, bytes) else str(key)[len(prefix) :]
-            for key in self.client.scan_iter(match=f"{prefix}*", count=1_000)
-        }
+        """The queues bound to an exchange (declared, maybe empty), but Celery's own.
+
+        Bindings are kombu's ``_kombu.binding.<exchange>`` sets of
+        ``routing key, pattern, queue``.
+        """
+        prefix = self.channel.keyprefix_queue % ""
+        found = set()
+        for key in self.client.scan_iter(match=f"{prefix}*", count=CHUNK):
+            if _celery_own(_text(key)[len(prefix) :]):
+                continue
+            found |= {
+                _text(member).split(self.channel.sep)[-1] for member in self.client.smembers(key)
+            }
+        return {queue for queue in found if queue}
 
     def length(self, queue: str) -> int:
         with self.client.pipeline(transaction=False) as pipe:
@@ -82,28 +199,92 @@ class RedisBroker:
                 pipe.llen(key)
             return sum(pipe.execute())
 
-    def scan(self, queue: str, start: int = 0) -> Iterator[QueuedMessage]:
-        position = 0
+    def _cursors(self, queue: str, start: int) -> Iterator[tuple[int, _Cursor]]:
+        """A cursor per list of ``queue`` from overall position ``start``, with its base."""
+        base = 0
         for key in self._keys(queue):
             size = self.client.llen(key)
-            offset = max(start - position, 0)  # from the right end, which is taken first
-            while offset < size:
-                stop = min(offset + CHUNK, size)
-                chunk = self.client.lrange(key, -stop, -offset - 1)
-                for index, raw in enumerate(reversed(chunk)):
-                    message = decode(raw, queue, position + offset + index, location=key)
-                    if message is not None:
-                        yield message
-                offset = stop
-            position += size
+            if start - base < size:
+                yield base, _Cursor(self.client, key, max(start - base, 0))
+            base += size
 
-    def remove(self, message: QueuedMessage) -> bool:
-        return bool(self.client.lrem(message.location, 1, message.raw))
+    def scan(
+        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
+    ) -> Iterator[QueuedMessage]:
+        passes = sieve.passes
+        for base, cursor in self._cursors(queue, start):
+            for first, chunk in cursor.chunks():
+                for index, raw in enumerate(chunk, base + first):
+                    if passes(raw) and (message := decode(raw, queue, index, cursor.key)):
+                        yield message
+
+    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
+        """Remove matches in batches, each with a single pass over the list.
+
+        A batch is sent when it holds :data:`BATCH` messages, when the cursor has
+        gone twice as deep as at the last batch (so the passes add up to about
+        twice the list), at the limit, and at the end.
+        """
+        removed = 0
+        passes = sieve.passes
+        for _, cursor in self._cursors(queue, 0):
+            doomed: list[tuple[int, bytes]] = []
+            sent_at = 0
+            for first, chunk in cursor.chunks():
+                found = [
+                    (offset, raw)
+                    for offset, raw in enumerate(chunk, first)
+                    if passes(raw) and _matches(decode(raw, queue), match)
+                ]
+                if limit:
+                    found = found[: limit - removed - len(doomed)]
+                cursor.dooms({raw for _, raw in found})
+                doomed += found
+                full = limit and removed + len(doomed) >= limit
+                if doomed and (len(doomed) >= BATCH or cursor.offset >= 2 * sent_at or full):
+                    count = self._remove(cursor.key, doomed)
+                    cursor.removed(count)
+                    removed, doomed, sent_at = removed + count, [], cursor.offset
+                if full:
+                    return removed
+            if doomed:
+                removed += self._remove(cursor.key, doomed)
+        return removed
+
+    def _remove(self, key: str, doomed: list[tuple[int, bytes]]) -> int:
+        marker = f"taskkit-removed-{uuid.uuid4()}".encode()
+        pairs = [item for offset, raw in doomed for item in (-offset - 1, raw)]
+        return int(self.remove_script(keys=[key], args=[marker, *pairs]))
+
+    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
+        for _, value in self.client.hscan_iter(self.channel.unacked_key, count=CHUNK):
+            if not sieve.passes(value):
+                continue
+            try:
+                envelope, _, queue = json.loads(value)
+            except (ValueError, TypeError):
+                continue
+            message = from_envelope(envelope, str(queue))
+            if message is not None:
+                yield message
 
     def purge(self, queue: str) -> int:
         removed = self.length(queue)
         self.client.delete(*self._keys(queue))
         return removed
+
+
+def _celery_own(name: str) -> bool:
+    """Celery's remote control (``*.pidbox``) and events (``celeryev*``): workers' own, not work."""
+    return name.endswith("pidbox") or name.startswith("celeryev")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _matches(message: QueuedMessage | None, match: Match) -> bool:
+    return message is not None and match(message)
 
 
 class FilesystemBroker:
@@ -125,42 +306,51 @@ class FilesystemBroker:
         return sorted(name for name in self._names() if name.partition(".")[2] == f"{queue}.msg")
 
     def queues(self) -> set[str]:
-        return {
+        found = {
             name.partition(".")[2].removesuffix(".msg")
             for name in self._names()
             if name.endswith(".msg") and not name.startswith(".")
         }
+        return {queue for queue in found if not _celery_own(queue)}
 
     def length(self, queue: str) -> int:
         return len(self._files(queue))
 
-    def scan(self, queue: str, start: int = 0) -> Iterator[QueuedMessage]:
+    def scan(
+        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
+    ) -> Iterator[QueuedMessage]:
         for position, name in enumerate(self._files(queue)[start:], start=start):
             path = self.folder / name
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:  # a worker took it meanwhile
                 continue
-            message = decode(raw, queue, position, location=str(path))
-            if message is not None:
+            if sieve.passes(raw) and (message := decode(raw, queue, position, str(path))):
                 yield message
 
-    def remove(self, message: QueuedMessage) -> bool:
-        try:
-            Path(message.location).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
+        removed = 0
+        for message in self.scan(queue, sieve=sieve):
+            if match(message) and _unlink(Path(message.location)):
+                removed += 1
+                if removed == limit:
+                    break
+        return removed
+
+    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
+        return iter(())  # a worker deletes the file as it takes the message
 
     def purge(self, queue: str) -> int:
-        removed = 0
-        for name in self._files(queue):
-            try:
-                (self.folder / name).unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return sum(_unlink(self.folder / name) for name in self._files(queue))
+
+
+def _unlink(path: Path) -> bool:
+    """Remove ``path``; ``False`` if a worker took it first."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class AmqpBroker:
@@ -183,14 +373,19 @@ class AmqpBroker:
             _close(channel)
         return int(count)
 
-    def scan(self, queue: str, start: int = 0) -> Iterator[QueuedMessage]:
+    def scan(
+        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
+    ) -> Iterator[QueuedMessage]:
         raise QueueNotListable(
             f"RabbitMQ cannot show the messages of {queue!r} without taking them; "
             "its length is in `taskqueue details`."
         )
 
-    def remove(self, message: QueuedMessage) -> bool:
+    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
         raise QueueNotListable("RabbitMQ cannot remove one message from a queue.")
+
+    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
+        return iter(())  # AMQP shows no one else's unacknowledged messages
 
     def purge(self, queue: str) -> int:
         channel: Any = self.connection.channel()

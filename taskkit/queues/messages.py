@@ -57,6 +57,16 @@ def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> Que
     """
     try:
         envelope = json.loads(raw)
+    except ValueError:
+        return None
+    return from_envelope(envelope, queue, position, raw=raw, location=location)
+
+
+def from_envelope(
+    envelope: Any, queue: str, position: int = 0, *, raw: bytes = b"", location: str = ""
+) -> QueuedMessage | None:
+    """The message in kombu's decoded envelope; ``None`` if it is not a Celery task."""
+    try:
         headers = envelope.get("headers") or {}
         args, kwargs, _ = _body(envelope)
     except (ValueError, TypeError, KeyError, AttributeError):

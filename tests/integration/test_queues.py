@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from kombu import Queue
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from kombu import Exchange, Queue
 
 import taskkit
 from taskkit import queues
 from taskkit.models import Cancellation, KnownQueue, TaskRun
+from taskkit.queues.brokers import broker_for
+from taskkit.scheduling.periodic import PREFIX
 
 from .conftest import Broker, start_worker, stop
 
@@ -162,7 +165,7 @@ def test_the_taskqueue_command(broker: Broker, queue: str, monkeypatch: pytest.M
     details = taskqueue("details", "--json")
     (entry,) = [q for q in details["queues"] if q["name"] == queue]
     assert entry["length"] == 6
-    assert details.keys() == {"broker", "queues", "delayed", "running", "failed"}
+    assert details.keys() == {"broker", "queues", "delayed", "running", "failed", "periodic"}
     assert re.search(rf"^{queue} +6$", taskqueue("details"), re.MULTILINE)
     assert taskqueue("purge", queue, "--dry-run", "--json") == {"removed": 6, "dry_run": True}
     monkeypatch.setattr("builtins.input", lambda prompt: "no")
@@ -198,3 +201,107 @@ def test_the_taskqueue_command(broker: Broker, queue: str, monkeypatch: pytest.M
         "dry_run": False,
     }
     assert taskqueue("purge", queue, "--noinput").strip() == f"Removed 4 message(s) from {queue}."
+
+
+def test_deleting_a_chunk_at_a_time_skips_nothing(
+    broker: Broker, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskkit.queues.brokers.CHUNK", 3)  # 20 messages: seven reads
+    handles = taskkit.enqueue_many("echo:payload", [{"i": i % 2} for i in range(20)], queue=queue)
+    if broker.name == "rabbitmq":
+        assert queues.delete(queue, "echo:payload", {"i": 0}) == 0  # a cancellation
+        return
+    assert queues.delete(queue, "echo:payload", {"i": 0}, dry_run=True) == 10
+    assert queues.delete(queue, "echo:payload", {"i": 0}, count=2) == 2
+    assert queues.delete(queue, "echo:payload", {"i": 0}) == 8
+    assert [m.run_id for m in queues.list(queue)] == [h.id for h in handles[1::2]]
+
+
+def test_a_worker_taking_messages_during_a_delete(
+    broker: Broker, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages taken off the front while a delete reads: it resumes where the queue now starts."""
+    monkeypatch.setattr("taskkit.queues.brokers.CHUNK", 3)
+    handles = taskkit.enqueue_many("echo:payload", [{"i": i} for i in range(12)], queue=queue)
+    with broker.app.connection_for_write() as connection:
+        inspector = broker_for(connection)
+        channel: Any = connection.default_channel
+        taken: list[Any] = []
+
+        def even(message: queues.QueuedMessage) -> bool:
+            if not taken:  # a worker takes the next two
+                taken.extend(channel.basic_get(queue, no_ack=True) for _ in range(2))
+            return bool(message.payload["i"] % 2 == 0)
+
+        if broker.name == "rabbitmq":
+            with pytest.raises(queues.QueueNotListable):
+                inspector.delete(queue, even)
+            return
+        assert inspector.delete(queue, even) == 5  # 2, 4, 6, 8 and 10; 0 was taken
+    assert len(taken) == 2 and all(message is not None for message in taken)
+    assert [m.run_id for m in queues.list(queue)] == [h.id for h in handles[3::2]]
+
+
+def test_messages_held_by_a_worker(broker: Broker, queue: str) -> None:
+    """A message taken but not acknowledged: Redis shows it, and deleting it cancels the run."""
+    handles = fill(queue)
+    with broker.app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        assert channel.basic_get(queue, no_ack=False) is not None  # handles[0], now held
+        found = queues.find("echo:payload")
+        deleted = queues.delete_run(handles[0].id)
+    if broker.name == "redis":
+        assert [m.run_id for m in found["held"]] == [handles[0].id]
+        assert found["held"][0].queue == queue and found["held"][0].payload == {"i": 0}
+    else:  # the embedded broker deletes the file it hands out; AMQP shows none of this
+        assert found["held"] == []
+    if broker.name == "filesystem":
+        assert deleted is False  # gone from the broker: nothing left to delete
+    else:
+        assert deleted is True
+        assert Cancellation.objects.filter(run_id=handles[0].id).exists()
+    assert [m.run_id for m in found["queued"]] == [h.id for h in handles[1:4]] or (
+        broker.name == "rabbitmq" and found["queued"] == []
+    )
+
+
+def test_the_queues_the_broker_reveals(broker: Broker, queue: str) -> None:
+    """Declared queues count even when empty; Celery's remote-control queues never do."""
+    broker.app.control.inspect(timeout=0.2).ping()  # declares Celery's reply queue
+    with broker.app.connection_for_write() as connection:
+        declared = Queue("declared-empty", Exchange("declared-empty"), "declared-empty")
+        declared.bind(connection.default_channel).declare()  # as Celery declares its queues
+        revealed = broker_for(connection).queues()
+    if broker.name == "redis":  # kombu's bindings
+        assert {queue, "declared-empty"} <= revealed
+    elif broker.name == "filesystem":  # only queues with a message file
+        assert "declared-empty" not in revealed
+    else:
+        assert revealed == set()  # AMQP cannot list queues
+    assert not [name for name in revealed if "pidbox" in name or name.startswith("celeryev")]
+
+
+def test_details_count_the_periodic_schedules(broker: Broker, queue: str) -> None:
+    """taskkit's schedules that are on; an operator's own Beat rows are not taskkit's."""
+    every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+    for name, enabled in (("a", True), ("b", True), ("c", False)):
+        PeriodicTask.objects.create(
+            name=f"{PREFIX}{name}", task="echo:payload", interval=every, enabled=enabled
+        )
+    PeriodicTask.objects.create(name="their own", task="echo:payload", interval=every)
+    assert queues.details().periodic == 2
+    PeriodicTask.objects.filter(name=f"{PREFIX}a").update(enabled=False)
+    assert queues.details().as_json()["periodic"] == 1
+
+
+def test_live_workers(broker: Broker, worker: Any) -> None:
+    """Celery's remote control, through taskkit: which workers answer, and what they run."""
+    found = queues.live_workers(timeout=3)
+    names = [w.name for w in found]
+    assert any(name.startswith(f"test-{broker.name}-") for name in names), names
+    assert all(isinstance(w.reserved, int) and isinstance(w.active, list) for w in found)
+    listed = taskqueue("workers", "--timeout", "3", "--json")
+    assert {w["name"] for w in listed} >= {n for n in names if n.startswith("test-")}
+    with pytest.raises(CommandError, match="more than 0") as caught:
+        taskqueue("workers", "--timeout", "0")
+    assert caught.value.returncode == 2

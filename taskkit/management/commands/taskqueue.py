@@ -101,6 +101,10 @@ class Command(BaseCommand):
             return command
 
         sub("details", "Every known queue with its length; delayed, running, failed counts.")
+        live = sub("workers", "Ask the running workers what they run (Celery's inspect).")
+        live.add_argument(
+            "--timeout", type=float, default=1.0, help="Seconds to wait for replies (1)."
+        )
         listing = sub("list", "Show messages of a queue without consuming them.")
         listing.add_argument("queue")
         listing.add_argument("--start", type=int, default=0, help="First position (0: next).")
@@ -143,6 +147,7 @@ class Command(BaseCommand):
         subcommand: str = options["subcommand"]
         actions: dict[str, Callable[[dict[str, Any]], Outcome]] = {
             "details": self.details,
+            "workers": self.workers,
             "list": self.list,
             "find": self.find,
             "del": self.delete,
@@ -186,9 +191,20 @@ class Command(BaseCommand):
         rows = [["QUEUE", "LENGTH"]] + [[q.name, str(q.length)] for q in found.queues]
         text = (
             f"{_table(rows)}\n\nbroker: {found.broker}; delayed: {found.delayed}, "
-            f"running: {found.running}, failed: {found.failed}"
+            f"running: {found.running}, failed: {found.failed}, periodic: {found.periodic}"
         )
         return found.as_json(), text
+
+    def workers(self, options: dict[str, Any]) -> Outcome:
+        if options["timeout"] <= 0:
+            raise ValueError(f"--timeout must be more than 0, not {options['timeout']}")
+        found = queues.live_workers(options["timeout"])
+        rows = [["WORKER", "RESERVED", "RUNNING"]] + [
+            [w.name, str(w.reserved), ", ".join(f"{a['name']} {a['run_id']}" for a in w.active)]
+            for w in found
+        ]
+        text = _table(rows) if found else "No worker answered."
+        return [w.as_json() for w in found], text
 
     def list(self, options: dict[str, Any]) -> Outcome:
         found = queues.list(options["queue"], options["start"], options["stop"], options["name"])
@@ -198,6 +214,7 @@ class Command(BaseCommand):
         found = queues.find(options["name"], self.payload(options))
         value = {
             "queued": [m.as_json() for m in found["queued"]],
+            "held": [m.as_json() for m in found["held"]],
             "delayed": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
                          "scheduled_for": r.scheduled_for.isoformat()} for r in found["delayed"]],
             "running": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
@@ -205,7 +222,8 @@ class Command(BaseCommand):
         }  # fmt: skip
         text = (
             f"queued:\n{_messages(found['queued'])}\n\n"
-            f"delayed: {len(value['delayed'])}, running: {len(value['running'])}"
+            f"held by workers: {len(value['held'])}, delayed: {len(value['delayed'])}, "
+            f"running: {len(value['running'])}"
         )
         return value, text
 
