@@ -1,4 +1,4 @@
-"""The six benchmarks. Each takes the run's :class:`Config` and returns its rows.
+"""The seven benchmarks. Each takes the run's :class:`Config` and returns its rows.
 
 Imported after ``django.setup()`` (it uses taskkit's models), with ``bench.celery_app``
 made Celery's current app, so taskkit publishes through the same app as raw Celery.
@@ -6,6 +6,8 @@ made Celery's current app, so taskkit publishes through the same app as raw Cele
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -65,6 +67,10 @@ class Config:
     @property
     def admin_n(self) -> int:
         return 100_000 if self.quick else 1_000_000
+
+    @property
+    def delete_n(self) -> int:
+        return 20_000 if self.quick else 100_000
 
     #: Seconds a worker sits before its RSS is read.
     settle: float = 10.0
@@ -506,6 +512,149 @@ def bench_admin(cfg: Config) -> list[Row]:
     return rows
 
 
+# -- 7. queue inspection and deletes ---------------------------------------------------------
+
+#: The payload ``delete`` looks for: one message in a hundred of the delete queue carries it.
+TARGET = {"user": "target", "n": -1}
+DELETE_QUEUE = "bench-delete"
+
+#: What the inspecting process does, in a process of its own so its peak RSS is its own.
+_INSPECTOR = """
+import re, sys
+sys.path.insert(0, {repo!r})
+import django
+django.setup()
+from bench.celery_app import app
+app.set_current()
+from taskkit import queues
+queues.find("echo:payload", {{"user": "nobody"}})  # every message of every queue, sieved
+queues.list({queue!r}, {tail}, {tail} + 49)
+status = open("/proc/self/status").read()  # VmHWM: this process's own peak (not ru_maxrss,
+print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024)  # which counts its parent's)
+"""
+
+
+def _fill(queue: str, payloads: Callable[[int], dict[str, Any]], n: int) -> None:
+    for start in range(0, n, 50_000):
+        taskkit.enqueue_many(
+            TASK, [payloads(i) for i in range(start, min(start + 50_000, n))], queue=queue
+        )
+
+
+def _full_scan(queue: str) -> None:
+    """What any look at every message costs at least: LRANGE through the list, 1,000 at a time."""
+    redis = broker_redis()
+    size = int(redis.llen(queue))
+    for start in range(0, size, 1_000):
+        redis.lrange(queue, start, start + 999)
+
+
+def _inspector_rss(tail: int) -> float:
+    code = _INSPECTOR.format(repo=str(Path(__file__).resolve().parents[1]), queue=QUEUE, tail=tail)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=900
+    )
+    if done.returncode:
+        raise BenchError(f"the inspecting process failed: {done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def bench_inspect(cfg: Config) -> list[Row]:
+    """``taskkit.queues`` over 1,000,000 queued messages, and a delete across 100,000 (Redis).
+
+    No Celery tool lists or deletes single messages; the raw side is the least
+    Redis work each answer needs, done with redis-py.
+    """
+    from taskkit import queues
+
+    n, m = cfg.admin_n, cfg.delete_n
+    _fill(QUEUE, payload, n)
+    expect_queued(n, "taskkit")
+    redis = broker_redis()
+    deepest = queues.list(QUEUE, n - 1, n - 1)[0].run_id  # the message a worker takes last
+    checks: list[tuple[str, Callable[[], object], Callable[[], object], str]] = [
+        ("details()", queues.details, lambda: redis.llen(QUEUE), "LLEN"),
+        (
+            "list, first page",
+            lambda: queues.list(QUEUE, 0, 49),
+            lambda: redis.lrange(QUEUE, -50, -1),
+            "LRANGE of 50",
+        ),
+        (
+            "list, last page",
+            lambda: queues.list(QUEUE, n - 50, n - 1),
+            lambda: redis.lrange(QUEUE, 0, 49),
+            "LRANGE of 50",
+        ),
+    ]
+    rows = []
+    for label, ours, raw, what in checks:
+        took, raw_took = _best_of(3, ours), _best_of(5, raw)
+        rows.append(
+            Row(
+                "7 inspect",
+                f"{label}, {n:,} queued",
+                "s",
+                raw_took,
+                took,
+                target="< 0.1 s",
+                passed=took < 0.1,
+                note=f"raw: {what} with redis-py; best of 3",
+            )
+        )
+    raw_took = timed(lambda: _full_scan(QUEUE))
+    took = timed(lambda: queues.delete_run(deepest))
+    if queued(redis) != n - 1:
+        raise BenchError("delete_run did not remove exactly one message")
+    rows.append(
+        Row(
+            "7 inspect",
+            f"delete_run of the last of {n:,}",
+            "s",
+            raw_took,
+            took,
+            note="raw: one full LRANGE scan, 1,000 at a time; the run id is sieved undecoded",
+        )
+    )
+    rss = _inspector_rss(n - 51)
+    rows.append(
+        Row(
+            "7 inspect",
+            f"inspecting process peak RSS, find() over {n:,}",
+            "MiB",
+            None,
+            rss,
+            target="< 200 MiB",
+            passed=rss < 200,
+            note="VmHWM of a fresh process: django.setup(), find() across every queue, a list",
+        )
+    )
+    redis.delete(QUEUE)
+
+    raw_took = took = float("inf")
+    for _ in range(cfg.rounds):  # interleaved, the best of each side kept
+        _fill(DELETE_QUEUE, lambda i: TARGET if i % 100 == 0 else payload(i), m)
+        raw_took = min(raw_took, timed(lambda: _full_scan(DELETE_QUEUE)))
+        took = min(took, timed(lambda: queues.delete(DELETE_QUEUE, TASK, TARGET)))
+        left = int(redis.llen(DELETE_QUEUE))
+        if left != m - m // 100:
+            raise BenchError(f"delete left {left:,} of {m:,} messages, not {m - m // 100:,}")
+        redis.delete(DELETE_QUEUE)
+    rows.append(
+        Row(
+            "7 inspect",
+            f"delete by name + payload, {m // 100:,} of {m:,}",
+            "s",
+            raw_took,
+            took,
+            target="<= 2x the scan",
+            passed=took <= 2 * raw_took,
+            note="raw: one full LRANGE scan, 1,000 at a time; best of interleaved rounds",
+        )
+    )
+    return rows
+
+
 BENCHMARKS: list[tuple[str, Callable[[Config], list[Row]]]] = [
     ("1 enqueue", bench_enqueue),
     ("2 bulk", bench_bulk),
@@ -513,4 +662,5 @@ BENCHMARKS: list[tuple[str, Callable[[Config], list[Row]]]] = [
     ("4 delayed", bench_delayed),
     ("5 memory", bench_rss),
     ("6 admin", bench_admin),
+    ("7 inspect", bench_inspect),
 ]
