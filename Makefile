@@ -11,7 +11,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install chromium run test lint types pytest pytest-postgres docs test-django52 bench clean
+.PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,10 +43,18 @@ chromium:  ## Debian's chromium for the browser tests, installed with apt when m
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 
-pytest: install chromium  ## The test suite with coverage.
+rabbitmq-management:  ## RabbitMQ's management plugin (the queue tests read its API), enabled when it does not answer.
+	@curl -fso /dev/null -u guest:guest http://127.0.0.1:15672/api/overview || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo rabbitmq-plugins enable --quiet rabbitmq_management; \
+		for _ in $$(seq 60); do \
+			curl -fso /dev/null -u guest:guest http://127.0.0.1:15672/api/overview && exit 0; sleep 1; \
+		done; echo "RabbitMQ's management API does not answer on 127.0.0.1:15672" >&2; exit 1; }
+
+pytest: install chromium rabbitmq-management  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-pytest-postgres: install chromium  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
+pytest-postgres: install chromium rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
 	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 docs: install  ## Build the Sphinx docs, warnings as errors.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import AppConfig
 from django.conf import settings as django_settings
@@ -75,6 +76,17 @@ def _settings_errors() -> list[CheckMessage]:
             Error(
                 f"TASKKIT['API_TOKEN'] must be a string of at least {MIN_TOKEN} characters.",
                 hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe())'",
+                id="taskkit.E001",
+            )
+        )
+    management = raw.get("RABBITMQ_MANAGEMENT_URL")
+    if management is not None and not (
+        isinstance(management, str)
+        and (management == "" or urlsplit(management).scheme in {"http", "https"})
+    ):
+        errors.append(
+            Error(
+                "TASKKIT['RABBITMQ_MANAGEMENT_URL'] must be an http(s) URL, '' or None.",
                 id="taskkit.E001",
             )
         )

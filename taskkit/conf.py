@@ -22,6 +22,7 @@ DEFAULTS: Mapping[str, Any] = {
     "OUTBOX_AFTER": 10.0,
     "SCHEDULE": {},
     "API_TOKEN": None,
+    "RABBITMQ_MANAGEMENT_URL": None,
 }
 
 
@@ -80,6 +81,12 @@ class Settings:
         """The bearer token the HTTP API takes besides a staff session (``None``: sessions only)."""
         value = self._get("API_TOKEN")
         return value if isinstance(value, str) and value else None
+
+    @property
+    def RABBITMQ_MANAGEMENT_URL(self) -> str | None:  # noqa: N802
+        """RabbitMQ's management API (``None``: the broker's host, port 15672; ``""``: off)."""
+        value = self._get("RABBITMQ_MANAGEMENT_URL")
+        return value if isinstance(value, str) else None
 
 
 settings = Settings()

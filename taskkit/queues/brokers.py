@@ -9,7 +9,8 @@
 - **Filesystem** (the embedded broker): a file per message, taken in the order
   of the file names; removing a message removes its file.
 - **RabbitMQ**: AMQP can count (a passive declare) and purge a queue, but not
-  show or remove one message; deletes there become cancellations.
+  show or remove one message; deletes there become cancellations. Its
+  management API, when reachable, names the queues of the virtual host.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kombu import Connection
 
 from ..exceptions import TaskkitError
 from .messages import QueuedMessage, decode, from_envelope
+from .rabbitmq_api import queue_names
 from .sieve import EVERYTHING, Sieve
 
 #: Messages read per Redis command while scanning a queue.
@@ -50,7 +52,7 @@ class Broker(Protocol):
     listable: bool
 
     def queues(self) -> set[str]:
-        """The queues the broker itself reveals (none for AMQP)."""
+        """The queues the broker itself reveals (for RabbitMQ, only through its management API)."""
 
     def length(self, queue: str) -> int:
         """How many messages wait in ``queue``."""
@@ -361,7 +363,8 @@ class AmqpBroker:
         self.connection = connection
 
     def queues(self) -> set[str]:
-        return set()
+        """What RabbitMQ's management API shows, when it is reachable (AMQP shows nothing)."""
+        return {queue for queue in queue_names(self.connection) if not _celery_own(queue)}
 
     def length(self, queue: str) -> int:
         channel: Any = self.connection.channel()

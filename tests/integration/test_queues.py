@@ -272,13 +272,38 @@ def test_the_queues_the_broker_reveals(broker: Broker, queue: str) -> None:
         declared = Queue("declared-empty", Exchange("declared-empty"), "declared-empty")
         declared.bind(connection.default_channel).declare()  # as Celery declares its queues
         revealed = broker_for(connection).queues()
+        declared.bind(connection.default_channel).delete()
     if broker.name == "redis":  # kombu's bindings
         assert {queue, "declared-empty"} <= revealed
     elif broker.name == "filesystem":  # only queues with a message file
         assert "declared-empty" not in revealed
-    else:
-        assert revealed == set()  # AMQP cannot list queues
+    else:  # RabbitMQ's management API (AMQP cannot list queues)
+        assert {queue, "declared-empty"} <= revealed
     assert not [name for name in revealed if "pidbox" in name or name.startswith("celeryev")]
+
+
+def test_rabbitmq_shows_shared_queues_only_and_only_through_a_reachable_api(
+    broker: Broker, queue: str, settings: Any
+) -> None:
+    """Queues of one connection are left out; a wrong address or password shows none."""
+    with broker.app.connection_for_write() as connection:
+        transient = Queue("transient", Exchange("transient"), "transient", auto_delete=True)
+        bound = transient.bind(connection.default_channel)
+        bound.declare()
+        try:
+            revealed = broker_for(connection).queues()
+            settings.TASKKIT = {"RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:9"}
+            refused = broker_for(connection).queues()
+            settings.TASKKIT = {"RABBITMQ_MANAGEMENT_URL": "http://guest:wrong@127.0.0.1:15672"}
+            wrong_password = broker_for(connection).queues()
+        finally:
+            bound.delete()
+    if broker.name == "rabbitmq":
+        assert queue in revealed
+        assert "transient" not in revealed
+        assert refused == wrong_password == set()
+    else:  # the setting is RabbitMQ's alone
+        assert refused == wrong_password == revealed
 
 
 def test_details_count_the_periodic_schedules(broker: Broker, queue: str) -> None:
