@@ -1,4 +1,5 @@
-"""The Django app. ``ready()`` discovers tasks and registers the checks, nothing else."""
+"""The Django app. ``ready()`` discovers tasks, registers the checks and the ``django.tasks``
+resolver, nothing else."""
 
 from __future__ import annotations
 
@@ -14,3 +15,8 @@ class TaskkitConfig(AppConfig):
         from . import bridge, checks, registry  # noqa: F401 - importing checks registers them
 
         bridge.register(registry.load())
+        try:
+            from .backends.celery import resolve
+        except ImportError:  # neither django.tasks nor the django-tasks backport
+            return
+        registry.add_resolver(resolve)

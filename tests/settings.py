@@ -96,6 +96,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
+# django.tasks (the backport on Django 5.2) on taskkit; QUEUES empty: any queue
+TASKS = {"default": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": []}}
+
 TASKKIT = {
     "OUTBOX_AFTER": 1.0,  # the outbox test waits for the scheduler's resend
     "TASKS": {

@@ -16,6 +16,7 @@ from django.utils import timezone
 from ..conf import settings
 from ..definition import Source, Task, Track, normalize_payload
 from ..exceptions import TaskNotImplemented
+from .carrier import is_carried
 
 
 def track_level(task: Task) -> Track:
@@ -54,6 +55,8 @@ class Prepared:
             context["scheduled_time"] = self.scheduled_time.isoformat()
         if self.stored:
             context["stored"] = True
+        if is_carried(self.task):
+            context["task"] = self.task.name
         return {"payload": self.payload, "context": context}
 
 

@@ -18,6 +18,7 @@ from ..exceptions import BrokerUnavailable
 from ..models import TaskRun
 from ..registry import get_task
 from . import broadcast, redis_batch
+from .carrier import celery_name, is_carried
 from .messages import Prepared, prepare
 
 
@@ -37,6 +38,8 @@ def resolve_queue(task: Task, override: str | None) -> str:
 def _options(run: Prepared) -> dict[str, Any]:
     """Where the message goes, and the argument reprs Celery would otherwise compute."""
     options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.canonical[:1024]}
+    if is_carried(run.task):
+        options["shadow"] = run.task.name
     if run.task.meta.scope is Scope.ALL:
         return {**options, **broadcast.publish_options()}
     return {**options, "queue": run.queue}
@@ -53,7 +56,7 @@ def publish(runs: Sequence[Prepared]) -> None:
             ):
                 return
             for run in runs:
-                current_app.tasks[run.task.name].apply_async(
+                current_app.tasks[celery_name(run.task)].apply_async(
                     kwargs=run.kwargs(),
                     producer=producer,
                     task_id=run.run_id,

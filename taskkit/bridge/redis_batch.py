@@ -32,6 +32,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps
 
 from ..definition import Scope
+from .carrier import is_carried
 from .messages import Prepared
 
 #: Messages per ``LPUSH`` command.
@@ -59,6 +60,7 @@ def usable(app: Celery, producer: Any, runs: Sequence[Prepared]) -> bool:
         and producer.connection.transport.driver_type == "redis"
         and len({(run.task.name, run.queue) for run in runs}) == 1
         and runs[0].task.meta.scope is Scope.ANY
+        and not is_carried(runs[0].task)  # its name travels in the context: one template fails
         and conf.task_protocol == 2
         and not conf.task_always_eager
         and not conf.task_send_sent_event

@@ -16,6 +16,7 @@ from celery.exceptions import TimeLimitExceeded
 
 from ..definition import Task
 from . import broadcast, recorder
+from .carrier import CARRIER
 
 
 def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
@@ -63,3 +64,7 @@ def register(tasks: Iterable[Task]) -> None:
     recorder.connect()
     for task in tasks:
         shared_task(**celery_options(task))(_body)
+    # the carried tasks' messages (django.tasks functions); their meta is taskkit's defaults
+    shared_task(name=CARRIER, base=BridgeTask, bind=True, ignore_result=True, serializer="json")(
+        _body
+    )

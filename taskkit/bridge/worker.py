@@ -36,6 +36,7 @@ from ..registry import get_task
 from ..runner import call
 from . import broadcast
 from .cancellations import cancelled
+from .carrier import task_name
 from .locks import acquire, lock_key, release
 from .messages import track_level
 from .recorder import recorder, upsert
@@ -209,7 +210,7 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     fields = context if isinstance(context, dict) else {}
     sent_id = message_id(fields, ctask.request.id)
     try:
-        task = get_task(ctask.name)
+        task = get_task(task_name(ctask.name, fields))
         plain = received_payload(payload, schema=task.meta.schema)
     except TaskkitError as exc:
         _unrunnable(sent_id, exc)
@@ -269,7 +270,7 @@ def record_killed(
     sent = kwargs.get("payload")
     payload: dict[str, Any] = sent if isinstance(sent, dict) else {}
     try:
-        task = get_task(ctask.name)
+        task = get_task(task_name(ctask.name, fields))
     except TaskkitError:
         return
     sent_id = message_id(fields, celery_id)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..bridge.carrier import task_name
+
 
 @dataclass(frozen=True, slots=True)
 class QueuedMessage:
@@ -71,20 +73,23 @@ def from_envelope(
         args, kwargs, _ = _body(envelope)
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    if "task" not in headers or "id" not in headers:
+    if not isinstance(headers, dict) or "task" not in headers or "id" not in headers:
         return None
-    context = kwargs.get("context") if isinstance(kwargs.get("context"), dict) else None
-    payload = kwargs.get("payload") if context is not None else kwargs
-    enqueued = context.get("enqueued_at") if context else None
-    return QueuedMessage(
-        run_id=str(context.get("run_id") or headers["id"]) if context else str(headers["id"]),
-        name=str(headers["task"]),
-        queue=queue,
-        payload=payload if isinstance(payload, dict) else {"args": args},
-        enqueued_at=datetime.fromisoformat(enqueued) if isinstance(enqueued, str) else None,
-        attempt=int(context.get("attempt", 1)) if context else 1,
-        source=str(context.get("source", "")) if context else "",
-        position=position,
-        raw=raw,
-        location=location,
-    )
+    try:  # a message some other producer wrote: its fields may be anything
+        context = kwargs.get("context") if isinstance(kwargs.get("context"), dict) else None
+        payload = kwargs.get("payload") if context is not None else kwargs
+        enqueued = context.get("enqueued_at") if context else None
+        return QueuedMessage(
+            run_id=str(context.get("run_id") or headers["id"]) if context else str(headers["id"]),
+            name=task_name(str(headers["task"]), context or {}),
+            queue=queue,
+            payload=payload if isinstance(payload, dict) else {"args": args},
+            enqueued_at=datetime.fromisoformat(enqueued) if isinstance(enqueued, str) else None,
+            attempt=int(context.get("attempt", 1)) if context else 1,
+            source=str(context.get("source", "")) if context else "",
+            position=position,
+            raw=raw,
+            location=location,
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None

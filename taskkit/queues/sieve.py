@@ -6,7 +6,8 @@ or one payload would spend nearly all its time decoding messages it then
 drops. A sieve looks for bytes that every matching message must hold:
 
 - the run id, as it stands in the envelope's headers;
-- ``"task": "<name>"``, as kombu writes the headers;
+- the task name as a JSON string, as the headers hold it (``"task"``, or
+  ``"shadow"`` for a task carried by another Celery task);
 - one top-level ``"key": value`` pair of the payload, in the base64 body,
   looked for in the three shapes base64 gives it (one per offset modulo 3), so
   the body is neither decoded nor parsed.
@@ -87,7 +88,7 @@ class Sieve:
         if run_id is not None:
             plain.append(run_id.encode())
         if name is not None:
-            plain.append(_pair("task", name))
+            plain.append(dumps(name).encode())  # as "task" or, for a carried task, "shadow"
         needle = _payload_needle(payload) if payload is not None else None
         return cls(tuple(plain), needle, _base64_shapes(needle) if needle else ())
 

@@ -6,16 +6,20 @@ rebuilds it (tests do, after changing ``INSTALLED_APPS`` or ``TASKKIT``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.apps import AppConfig, apps
 
 from ..conf import settings
 from ..definition import Task
+from ..exceptions import TaskNotFound
 from .discovery import Discovery, ImportProblem, discover
 from .registry import Conflict, SettingsProblem, TaskRegistry, build_registry
 
 _registry = TaskRegistry()
+#: Turn a name the registry does not hold into a task, or ``None`` (see :func:`add_resolver`).
+Resolver = Callable[[str], Task | None]
+_resolvers: list[Resolver] = []
 
 
 def load(app_configs: Iterable[AppConfig] | None = None) -> TaskRegistry:
@@ -31,9 +35,24 @@ def current() -> TaskRegistry:
     return _registry
 
 
+def add_resolver(resolver: Resolver) -> None:
+    """Let ``resolver`` name tasks that are not discovered (``django.tasks`` functions).
+
+    Asked, in order, for a name the registry does not hold; added once.
+    """
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
 def get_task(name: str) -> Task:
     """The task called ``name``; :class:`~taskkit.TaskNotFound` (with close matches) if none."""
-    return _registry.get(name)
+    try:
+        return _registry.get(name)
+    except TaskNotFound:
+        for resolver in _resolvers:
+            if (found := resolver(name)) is not None:
+                return found
+        raise
 
 
 def all_tasks() -> dict[str, Task]:
@@ -47,6 +66,7 @@ __all__ = [
     "ImportProblem",
     "SettingsProblem",
     "TaskRegistry",
+    "add_resolver",
     "all_tasks",
     "build_registry",
     "current",

@@ -1,0 +1,184 @@
+"""``CeleryBackend``: ``django.tasks`` functions run as taskkit tasks on Celery.
+
+A function is a taskkit task named by its module path, made on first use (see
+:func:`resolve`) and always tracked (``track="all"``), so ``get_result`` reads
+its run's row at once. Its messages travel as one shared Celery task
+(:mod:`taskkit.bridge.carrier`), which every worker knows without the function
+having been imported. Deferred runs are rows the scheduler promotes, never ETA
+messages.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from ..bridge import enqueue_task, enqueue_task_at
+from ..bridge.carrier import carry
+from ..definition import Task as TaskkitTask
+from ..definition import TaskEvent, make_task
+from ..models import TaskRun
+from .compat import (
+    BaseTaskBackend,
+    Task,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
+from .results import from_row, make_result
+
+
+class CeleryBackend(BaseTaskBackend):
+    """Runs ``django.tasks`` on Celery workers, with taskkit's run table for results."""
+
+    supports_defer = True  # a delayed row, promoted by taskkit's scheduler
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False  # not yet: every run has Django's default priority
+
+    def enqueue(
+        self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[Any, Any]:
+        self.validate_task(task)
+        carried = taskkit_task(task.module_path)
+        if carried is None:
+            raise TaskResultDoesNotExist(f"{task.module_path} is not importable by that path.")
+        payload = {"args": list(args), "kwargs": dict(kwargs)}
+        if task.run_after is not None:
+            handle = enqueue_task_at(carried, task.run_after, payload, task.queue_name)
+        else:
+            handle = enqueue_task(carried, payload, task.queue_name)
+        result = make_result(
+            task,
+            handle.id,
+            TaskResultStatus.READY,
+            payload,
+            self.alias,
+            enqueued_at=timezone.now(),
+        )
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult[Any, Any]:
+        try:
+            row = TaskRun.objects.get(pk=result_id)
+        except (TaskRun.DoesNotExist, ValidationError, ValueError):
+            raise TaskResultDoesNotExist(result_id) from None
+        task = django_task(row.name)
+        if task is None:
+            raise TaskResultDoesNotExist(result_id)
+        return from_row(task, row, self.alias)
+
+
+def django_task(path: str) -> Task[Any, Any] | None:
+    """The ``django.tasks`` task at ``path`` in an installed app, on a :class:`CeleryBackend`.
+
+    Only modules of installed apps are imported: a name from a message or a URL
+    never makes taskkit import an arbitrary module.
+    """
+    module = path.rpartition(".")[0]
+    if not module or apps.get_containing_app_config(module) is None:
+        return None
+    try:
+        target = import_string(path)
+        backend = target.get_backend() if isinstance(target, Task) else None
+    except Exception:  # ImportError, a module that fails, an unknown backend alias
+        return None
+    return target if isinstance(backend, CeleryBackend) else None
+
+
+@cache
+def taskkit_task(path: str) -> TaskkitTask | None:
+    """The taskkit task that runs the ``django.tasks`` function at ``path``."""
+    task = django_task(path)
+    if task is None:
+        return None
+    description = (task.func.__doc__ or "").strip().split("\n", 1)[0]
+    made = make_task(
+        _runner(path),
+        task.func.__module__,
+        name=path,
+        description=description,
+        queue=task.queue_name,
+        track="all",
+    )
+    carry(path)
+    return made
+
+
+def resolve(name: str) -> TaskkitTask | None:
+    """The registry's resolver (see :func:`taskkit.registry.add_resolver`)."""
+    return taskkit_task(name)
+
+
+def _runner(path: str) -> Any:
+    def run(event: TaskEvent) -> Any:
+        """Call the function with the run's args and kwargs, sending Django's task signals."""
+        task = django_task(path)
+        assert task is not None  # resolved before this run was made
+        backend = task.get_backend()
+        workers = [socket.gethostname()] * event.context.attempt  # Django counts attempts so
+        started = make_result(
+            task,
+            event.context.run_id,
+            TaskResultStatus.RUNNING,
+            dict(event.payload),
+            backend.alias,
+            started_at=timezone.now(),
+            workers=workers,
+        )
+        task_started.send(type(backend), task_result=started)
+        args, kwargs = started.args, started.kwargs
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=started), *args, **kwargs)
+            else:
+                value = task.call(*args, **kwargs)
+        except Exception as exc:
+            failed = _finished(started, TaskResultStatus.FAILED)
+            failed.errors.append(TaskError(exception_class_path=_name(exc), traceback=""))
+            task_finished.send(type(backend), task_result=failed)
+            raise
+        done = _finished(started, TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(done, "_return_value", value)
+        task_finished.send(type(backend), task_result=done)
+        return value
+
+    return run
+
+
+def _name(exc: BaseException) -> str:
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _finished(result: TaskResult[Any, Any], status: TaskResultStatus) -> TaskResult[Any, Any]:
+    return make_result(
+        result.task,
+        result.id,
+        status,
+        {"args": result.args, "kwargs": result.kwargs},
+        result.backend,
+        started_at=result.started_at,
+        finished_at=timezone.now(),
+        workers=list(result.worker_ids),
+    )
+
+
+__all__ = ["CeleryBackend", "django_task", "resolve", "taskkit_task"]

@@ -1,0 +1,166 @@
+"""taskkit's ``django.tasks`` backend in process: enqueue, results from the run table, checks.
+
+The runs themselves are run by a real worker in ``tests/integration/test_django_tasks.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from celery.app.task import Task as CeleryTask
+from django.utils import timezone
+
+import taskkit
+from taskkit.backends import CeleryBackend
+from taskkit.backends.celery import django_task
+from taskkit.backends.compat import (
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+)
+from taskkit.backends.results import exception_path
+from taskkit.bridge.carrier import CARRIER
+from taskkit.models import RunStatus, TaskRun
+from tests.apps.single import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ADD = "tests.apps.single.jobs.add"
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every message published: the Celery task, its kwargs and options."""
+    messages: list[dict[str, Any]] = []
+
+    def apply_async(
+        self: CeleryTask[Any, Any], args: Any = None, kwargs: Any = None, **options: Any
+    ) -> None:
+        messages.append({"celery": self.name, "kwargs": kwargs, **options})
+
+    monkeypatch.setattr(CeleryTask, "apply_async", apply_async)
+    return messages
+
+
+def test_the_backend_says_what_it_supports() -> None:
+    backend = jobs.add.get_backend()
+    assert isinstance(backend, CeleryBackend)
+    assert (backend.supports_defer, backend.supports_async_task) == (True, True)
+    assert (backend.supports_get_result, backend.supports_priority) == (True, False)
+
+
+def test_enqueue_sends_the_carrier_and_stores_the_run(sent: list[dict[str, Any]]) -> None:
+    seen: list[Any] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    task_enqueued.connect(receiver)
+    try:
+        result = jobs.add.enqueue(2, b=3)
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert result.status == TaskResultStatus.READY
+    assert (result.args, result.kwargs) == ([2], {"b": 3})
+    assert [r.id for r in seen] == [result.id]
+    (message,) = sent
+    assert message["celery"] == CARRIER and message["shadow"] == ADD
+    assert message["kwargs"]["payload"] == {"args": [2], "kwargs": {"b": 3}}
+    assert message["kwargs"]["context"]["task"] == ADD
+    row = TaskRun.objects.get(pk=result.id)  # track="all": the row is there at once
+    assert (row.name, row.status, row.queue) == (ADD, RunStatus.QUEUED, "default")
+    fetched = jobs.add.get_result(result.id)
+    assert fetched.status == TaskResultStatus.READY and fetched.args == [2]
+
+
+def test_a_deferred_run_is_a_delayed_row(sent: list[dict[str, Any]]) -> None:
+    when = timezone.now() + timedelta(hours=1)
+    result = jobs.add.using(run_after=when, queue_name="later").enqueue(1, 1)
+    assert sent == []  # no ETA message: the scheduler sends it when due
+    row = TaskRun.objects.get(pk=result.id)
+    assert (row.status, row.scheduled_for, row.queue) == (RunStatus.SCHEDULED, when, "later")
+    assert jobs.add.get_result(result.id).status == TaskResultStatus.READY
+
+
+def test_results_follow_the_run_table(sent: list[dict[str, Any]]) -> None:
+    result = jobs.add.enqueue(1, 2)
+    now = timezone.now()
+    TaskRun.objects.filter(pk=result.id).update(
+        status=RunStatus.RUNNING, started_at=now, worker="w1"
+    )
+    running = jobs.add.get_result(result.id)
+    assert running.status == TaskResultStatus.RUNNING
+    assert (running.started_at, running.worker_ids) == (now, ["w1"])
+    TaskRun.objects.filter(pk=result.id).update(
+        status=RunStatus.SUCCEEDED, finished_at=now, result=3
+    )
+    running.refresh()  # through the backend's get_result
+    refreshed: Any = running
+    assert refreshed.status == TaskResultStatus.SUCCESSFUL and refreshed.return_value == 3
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
+    TaskRun.objects.filter(pk=result.id).update(
+        status=RunStatus.FAILED,
+        error="ValueError: boom",
+        traceback=trace,
+        history=[{"attempt": 1, "error": "KeyError: 'k'"}, {"attempt": 2, "error": "x"}],
+    )
+    failed = jobs.add.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert [e.exception_class_path for e in failed.errors] == [
+        "builtins.KeyError",
+        "builtins.ValueError",
+    ]
+    assert failed.errors[-1].traceback == trace
+    TaskRun.objects.filter(pk=result.id).update(status=RunStatus.CANCELLED, error="Deleted.")
+    cancelled = jobs.add.get_result(result.id)
+    assert cancelled.status == TaskResultStatus.FAILED
+    assert cancelled.errors[-1].exception_class_path == "taskkit.exceptions.RunCancelled"
+
+
+@pytest.mark.parametrize("result_id", [str(uuid.uuid4()), "not-a-uuid", ""])
+def test_unknown_results(result_id: str) -> None:
+    with pytest.raises(TaskResultDoesNotExist):
+        jobs.add.get_result(result_id)
+
+
+def test_a_run_of_a_taskkit_task_is_no_django_result(sent: list[dict[str, Any]]) -> None:
+    handle = taskkit.enqueue("echo:payload", {"a": 1})
+    with pytest.raises(TaskResultDoesNotExist):
+        jobs.add.get_result(handle.id)
+
+
+def test_bad_input_is_refused_and_sends_nothing(sent: list[dict[str, Any]]) -> None:
+    with pytest.raises(InvalidTask):
+        jobs.add.using(priority=10).enqueue(1, 2)  # priorities are not supported yet
+    with pytest.raises(InvalidTask):
+        jobs.add.using(run_after=datetime(2030, 1, 1)).enqueue(1, 2)  # naive
+    not_json: Any = {1, 2}
+    with pytest.raises(taskkit.InvalidPayload):
+        jobs.add.enqueue(not_json, 3)
+    assert sent == [] and not TaskRun.objects.exists()
+
+
+def test_names_resolve_only_to_celery_backend_tasks_of_installed_apps() -> None:
+    assert django_task(ADD) is jobs.add
+    assert taskkit.get_task(ADD).name == ADD
+    assert taskkit.get_task(ADD).meta.track == "all"
+    for name in ("os.system", "tests.apps.single.jobs.missing", "tests.apps.custom.jobs.x", "x"):
+        assert django_task(name) is None
+        with pytest.raises(taskkit.TaskNotFound):
+            taskkit.get_task(name)
+
+
+@pytest.mark.parametrize(
+    ("traceback", "error", "path"),
+    [
+        ("Traceback …\n  File …\nValueError: boom", "", "builtins.ValueError"),
+        ("Traceback …\nmyapp.errors.Gone: away\n", "", "myapp.errors.Gone"),
+        ("", "KeyError: 'k'", "builtins.KeyError"),
+        ("", "", "builtins.Exception"),
+    ],
+)
+def test_exception_paths(traceback: str, error: str, path: str) -> None:
+    assert exception_path(traceback, error) == path
