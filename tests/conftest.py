@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from celery.app.task import Task
 from django.apps import AppConfig, apps
 from django.test import override_settings
 
@@ -36,3 +37,17 @@ def reload_registry() -> Iterator[Callable[..., TaskRegistry]]:
     for override in reversed(overrides):
         override.disable()
     registry.load(apps.get_app_configs())
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every message published, as (task name, kwargs, options)."""
+    messages: list[dict[str, Any]] = []
+
+    def apply_async(
+        self: Task[Any, Any], args: Any = None, kwargs: Any = None, **options: Any
+    ) -> None:
+        messages.append({"name": self.name, "kwargs": kwargs, **options})
+
+    monkeypatch.setattr(Task, "apply_async", apply_async)
+    return messages

@@ -26,21 +26,6 @@ def untyped(value: object) -> Any:
     return value
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every message published, as (task name, kwargs, options)."""
-    messages: list[dict[str, Any]] = []
-    from celery.app.task import Task
-
-    def apply_async(
-        self: Task[Any, Any], args: Any = None, kwargs: Any = None, **options: Any
-    ) -> None:
-        messages.append({"name": self.name, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(Task, "apply_async", apply_async)
-    return messages
-
-
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
