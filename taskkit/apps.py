@@ -16,7 +16,7 @@ class TaskkitConfig(AppConfig):
 
         bridge.register(registry.load())
         try:
-            from .backends.celery import resolve
+            from .backends.celery import taskkit_task
         except ImportError:  # neither django.tasks nor the django-tasks backport
             return
-        registry.add_resolver(resolve)
+        registry.add_resolver(taskkit_task)

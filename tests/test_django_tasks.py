@@ -128,11 +128,24 @@ def test_bad_input_is_refused_and_sends_nothing(sent: list[dict[str, Any]]) -> N
     assert sent == [] and not TaskRun.objects.exists()
 
 
+def test_a_task_outside_the_installed_apps_is_refused(sent: list[dict[str, Any]]) -> None:
+    from tests.apps.custom.outside import outside
+
+    with pytest.raises(InvalidTask, match="installed app"):
+        outside.enqueue()
+    assert sent == [] and not TaskRun.objects.exists()
+
+
 def test_names_resolve_only_to_celery_backend_tasks_of_installed_apps() -> None:
     assert django_task(ADD) is jobs.add
     assert taskkit.get_task(ADD).name == ADD
     assert taskkit.get_task(ADD).meta.track == "all"
-    for name in ("os.system", "tests.apps.single.jobs.missing", "tests.apps.custom.jobs.x", "x"):
+    for name in (
+        "os.system",
+        "tests.apps.single.jobs.missing",
+        "tests.apps.custom.outside.outside",
+        "x",
+    ):
         assert django_task(name) is None
         with pytest.raises(taskkit.TaskNotFound):
             taskkit.get_task(name)

@@ -1,17 +1,17 @@
 """``CeleryBackend``: ``django.tasks`` functions run as taskkit tasks on Celery.
 
-A function is a taskkit task named by its module path, made on first use (see
-:func:`resolve`) and always tracked (``track="all"``), so ``get_result`` reads
-its run's row at once. Its messages travel as one shared Celery task
-(:mod:`taskkit.bridge.carrier`), which every worker knows without the function
-having been imported. Deferred runs are rows the scheduler promotes, never ETA
-messages.
+A function is a taskkit task named by its module path, made on first use by
+:func:`taskkit_task` (the registry's resolver) and always tracked
+(``track="all"``), so ``get_result`` reads its run's row at once. Its messages
+travel as one shared Celery task (:mod:`taskkit.bridge.carrier`), which every
+worker knows without the function having been imported. Deferred runs are rows
+the scheduler promotes, never ETA messages.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..definition import TaskEvent, make_task
 from ..models import TaskRun
 from .compat import (
     BaseTaskBackend,
+    InvalidTask,
     Task,
     TaskContext,
     TaskError,
@@ -54,7 +55,10 @@ class CeleryBackend(BaseTaskBackend):
         self.validate_task(task)
         carried = taskkit_task(task.module_path)
         if carried is None:
-            raise TaskResultDoesNotExist(f"{task.module_path} is not importable by that path.")
+            raise InvalidTask(
+                f"{task.module_path} must be a module-level task of an installed app, "
+                "importable by that path, on a CeleryBackend."
+            )
         payload = {"args": list(args), "kwargs": dict(kwargs)}
         if task.run_after is not None:
             handle = enqueue_task_at(carried, task.run_after, payload, task.queue_name)
@@ -118,12 +122,7 @@ def taskkit_task(path: str) -> TaskkitTask | None:
     return made
 
 
-def resolve(name: str) -> TaskkitTask | None:
-    """The registry's resolver (see :func:`taskkit.registry.add_resolver`)."""
-    return taskkit_task(name)
-
-
-def _runner(path: str) -> Any:
+def _runner(path: str) -> Callable[[TaskEvent], Any]:
     def run(event: TaskEvent) -> Any:
         """Call the function with the run's args and kwargs, sending Django's task signals."""
         task = django_task(path)
@@ -181,4 +180,4 @@ def _finished(result: TaskResult[Any, Any], status: TaskResultStatus) -> TaskRes
     )
 
 
-__all__ = ["CeleryBackend", "django_task", "resolve", "taskkit_task"]
+__all__ = ["CeleryBackend", "django_task", "taskkit_task"]
