@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery import current_app
 from django.apps import AppConfig
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -171,9 +172,39 @@ def _schedule_errors(current: registry.TaskRegistry) -> list[CheckMessage]:
     return errors
 
 
+#: Content types whose loading runs code: a message on the broker would run it on workers.
+UNSAFE_CONTENT = frozenset({"pickle", "application/x-python-serialize"})
+#: The Celery settings that choose or accept serialisers.
+SERIALIZER_SETTINGS = (
+    "task_serializer",
+    "result_serializer",
+    "accept_content",
+    "result_accept_content",
+)
+
+
+def _serializer_errors() -> list[CheckMessage]:
+    """taskkit sends JSON only; a Celery app that accepts pickle lets the broker run code."""
+    errors: list[CheckMessage] = []
+    for key in SERIALIZER_SETTINGS:
+        value = current_app.conf.get(key)
+        values = [value] if isinstance(value, str) else list(value or ())
+        unsafe = sorted(UNSAFE_CONTENT & {str(item) for item in values})
+        if unsafe:
+            errors.append(
+                Error(
+                    f"Celery's {key} allows {', '.join(unsafe)}: anyone who can write to the "
+                    "broker could run code on every worker.",
+                    hint=f"taskkit's messages are JSON: set CELERY_{key.upper()} to JSON only.",
+                    id="taskkit.E007",
+                )
+            )
+    return errors
+
+
 @register(TAG)
 def check_taskkit(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Report malformed settings and every problem found while building the registry."""
-    return _settings_errors() + _registry_errors()
+    """Report malformed settings, unsafe serialisers and every problem found in the registry."""
+    return _settings_errors() + _serializer_errors() + _registry_errors()
