@@ -1,0 +1,127 @@
+"""Property tests: whatever arrives from outside gives an answer or a clear error, never a crash."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.test import RequestFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kombu.utils.json import dumps
+
+from taskkit.api.payloads import BadRequest, from_body, merged
+from taskkit.definition.cron import normalize_cron
+from taskkit.definition.names import MAX_NAME_LENGTH, validate_name
+from taskkit.queues.messages import decode
+from taskkit.queues.sieve import EVERYTHING, Sieve
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=10,
+)
+sieves = st.sampled_from(
+    [EVERYTHING, Sieve.for_(name="echo:payload", payload={"a": 1}), Sieve.for_(run_id="r")]
+)
+
+
+@given(st.binary(max_size=2000), sieves)
+def test_any_bytes_in_a_queue_decode_to_a_message_or_nothing(raw: bytes, sieve: Sieve) -> None:
+    sieve.passes(raw)  # never raises either
+    message = decode(raw, "default")
+    assert message is None or message.queue == "default"
+
+
+envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "body": json_values,
+        "headers": json_values | st.fixed_dictionaries({"task": json_values, "id": json_values}),
+        "properties": json_values | st.fixed_dictionaries({"body_encoding": json_values}),
+        "content-type": json_values,
+    },
+)
+
+
+@given(envelopes)
+def test_any_json_envelope_decodes_to_a_message_or_nothing(envelope: dict[str, Any]) -> None:
+    message = decode(dumps(envelope).encode(), "default")
+    assert message is None or isinstance(message.payload, dict)
+
+
+contexts = st.fixed_dictionaries(
+    {},
+    optional=dict.fromkeys(("run_id", "attempt", "enqueued_at", "task", "source"), json_values),
+)
+
+
+@given(json_values, json_values, contexts, json_values)
+def test_a_celery_message_with_any_fields_decodes_or_is_skipped(
+    args: Any, payload: Any, context: dict[str, Any], task: Any
+) -> None:
+    body = json.dumps([args, {"payload": payload, "context": context}, {}])
+    envelope = {
+        "body": base64.b64encode(body.encode()).decode(),
+        "headers": {"task": task, "id": "x"},
+        "properties": {"body_encoding": "base64"},
+    }
+    message = decode(dumps(envelope).encode(), "default")
+    assert message is None or isinstance(message.name, str)
+
+
+@given(st.text(max_size=60))
+def test_cron_expressions_normalise_or_raise_value_error(expression: str) -> None:
+    try:
+        normal = normalize_cron(expression)
+    except ValueError:
+        return
+    assert normalize_cron(normal) == normal  # a normal form is stable
+
+
+@given(st.text(max_size=MAX_NAME_LENGTH + 10))
+def test_names_are_valid_or_value_error(name: str) -> None:
+    try:
+        assert validate_name(name) == name
+    except ValueError:
+        return
+    assert 0 < len(name) <= MAX_NAME_LENGTH and name.isascii() and "/" not in name
+
+
+query = st.lists(
+    st.tuples(st.text(min_size=1, max_size=5), st.text(max_size=5)).filter(
+        lambda pair: pair[0] != "enqueue"
+    ),
+    max_size=6,
+)
+
+
+@settings(deadline=None)
+@given(query, st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_the_payload_merge_rule(pairs: list[tuple[str, str]], payload: dict[str, Any]) -> None:
+    """Query values stay strings; a repeated key is a list; the body's payload wins."""
+    request = RequestFactory().post(
+        "/?" + urlencode(pairs), json.dumps({"payload": payload}), content_type="application/json"
+    )
+    result = merged(request)
+    for key in {key for key, _ in pairs} - set(payload):
+        values = [value for k, value in pairs if k == key]
+        assert result[key] == (values[0] if len(values) == 1 else values)
+    for key, value in payload.items():
+        assert result[key] == value
+
+
+@given(st.binary(max_size=200))
+def test_any_body_is_a_payload_or_bad_request(body: bytes) -> None:
+    with contextlib.suppress(BadRequest):
+        assert isinstance(from_body(body), dict)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"payload": [1]}', b"\xff"])
+def test_bodies_that_are_no_payload(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        from_body(body)
