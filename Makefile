@@ -54,8 +54,8 @@ rabbitmq-management:  ## RabbitMQ's management plugin (the queue tests read its 
 pytest: install chromium rabbitmq-management  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-pytest-postgres: install chromium rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres).
-	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest $(PYTEST_ARGS)
+pytest-postgres: install chromium rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres), reliability tests aside.
+	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest -m "not reliability" $(PYTEST_ARGS)
 
 docs: install  ## Build the Sphinx docs, warnings as errors.
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
@@ -64,7 +64,7 @@ test: lint types pytest pytest-postgres docs  ## Install everything, run every c
 
 test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport).
 	$(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
-		EXTRAS="redis,rabbitmq,postgres,test,backport"
+		EXTRAS="redis,rabbitmq,postgres,test,backport" PYTEST_ARGS='-m "not reliability"'
 
 bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
 	$(PY) bench/run.py $(BENCH_ARGS)

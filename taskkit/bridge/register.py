@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Task as CeleryTask
-from celery import shared_task
+from celery import shared_task, signals
 from celery.exceptions import TimeLimitExceeded
 
 from ..definition import Task
@@ -40,6 +41,26 @@ class BridgeTask(CeleryTask[Any, Any]):
             record_killed(self, task_id, dict(kwargs or {}), exc, str(einfo))
 
 
+def _worker_lost(
+    sender: Any = None,
+    task_id: Any = None,
+    exception: BaseException | None = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """A pool process died during a run (killed, out of memory) and the run was not requeued.
+
+    Celery calls no ``on_failure`` then, only this signal, in the worker's main
+    process: the run is recorded as failed (or retried), never silently dropped.
+    An idempotent task's message is requeued instead, and runs again.
+    """
+    if isinstance(sender, BridgeTask) and isinstance(exception, WorkerLostError):
+        from .worker import record_killed
+
+        record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
+
+
 def celery_options(task: Task) -> dict[str, Any]:
     """The Celery task attributes that follow from a task's meta."""
     options: dict[str, Any] = {
@@ -62,6 +83,7 @@ def register(tasks: Iterable[Task]) -> None:
     """Make a Celery task for each taskkit task (a name already registered is kept)."""
     broadcast.connect()
     recorder.connect()
+    signals.task_failure.connect(_worker_lost, weak=False, dispatch_uid="taskkit.worker_lost")
     for task in tasks:
         shared_task(**celery_options(task))(_body)
     # the carried tasks' messages (django.tasks functions); their meta is taskkit's defaults

@@ -1,0 +1,89 @@
+"""A worker process killed with SIGKILL in the middle of a run.
+
+An idempotent task (``acks_late``, rejected on worker loss) runs again and
+completes; any other task's run is recorded as failed, never dropped in silence.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+import taskkit
+from taskkit.models import RunStatus, TaskRun
+from tests.apps.nested.tasks.echo.count import COUNTS_URL
+from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+
+from .conftest import PrivateRedis
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app(private_redis: PrivateRedis) -> Iterator[Celery]:
+    """A prefork worker (one pool process) on the private Redis, and its app made current."""
+    app = make_app("reliability-loss", private_redis.url)
+    worker = start_worker(Broker("redis", private_redis.url, {}, app), "loss", pool="prefork")
+    try:
+        with current(app):
+            yield app
+    finally:
+        stop(worker)
+        app.close()
+
+
+def records(key: str, wanted: int) -> list[str]:
+    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while counts.llen(key) < wanted:
+            assert time.monotonic() < deadline, counts.lrange(key, 0, -1)
+            time.sleep(0.05)
+        return [str(line) for line in counts.lrange(key, 0, -1)]
+    finally:
+        counts.close()
+
+
+def kill_the_run(name: str) -> tuple[str, str]:
+    """Start a run of ``name``, SIGKILL its pool process mid-run; return the run id and key."""
+    key = f"loss:{uuid.uuid4()}"
+    handle = taskkit.enqueue(name, {"key": key, "seconds": 3})
+    (started,) = records(key, 1)
+    os.kill(int(started.split()[2]), signal.SIGKILL)
+    return handle.id, key
+
+
+def test_an_idempotent_run_runs_again_after_its_process_is_killed(app: Celery) -> None:
+    run_id, key = kill_the_run("crash:idempotent")
+    lines = records(key, 3)  # started, started again, done
+    assert [line.split()[:2] for line in lines] == [
+        ["start", run_id],
+        ["start", run_id],
+        ["done", run_id],
+    ]
+    assert lines[0].split()[2] != lines[1].split()[2]  # in a new pool process
+    deadline = time.monotonic() + TIMEOUT
+    while TaskRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).count() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_another_run_is_recorded_as_lost(app: Celery) -> None:
+    run_id, key = kill_the_run("crash:plain")
+    deadline = time.monotonic() + TIMEOUT
+    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or (
+        row.status != RunStatus.FAILED
+    ):
+        assert time.monotonic() < deadline, row and row.status
+        time.sleep(0.1)
+    assert "WorkerLostError" in row.error
+    time.sleep(1)
+    assert [line.split()[0] for line in records(key, 1)] == ["start"]  # never run again
