@@ -31,7 +31,7 @@ def is_carried(task: Task) -> bool:
 
 def celery_name(task: Task) -> str:
     """The Celery task ``task``'s messages are sent as."""
-    return CARRIER if task.name in _carried else task.name
+    return CARRIER if is_carried(task) else task.name
 
 
 def task_name(celery_task: str, context: Mapping[str, Any]) -> str:

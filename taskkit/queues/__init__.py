@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
-from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -34,6 +33,7 @@ from ..scheduling.promote import promote_due
 from .brokers import Broker, Match, QueueNotListable, broker_for
 from .messages import QueuedMessage
 from .sieve import Sieve
+from .workers import LiveWorker, live_workers, workers
 
 __all__ = [
     "Details",
@@ -365,62 +365,6 @@ def run_delayed_now(run_id: str | uuid.UUID) -> bool:
         return False
     promote_due(now)
     return True
-
-
-def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
-    """The workers that started a recorded run within ``since``, with when they last did."""
-    seen = (
-        TaskRun.objects.filter(started_at__gte=timezone.now() - since)
-        .exclude(worker="")
-        .values_list("worker")
-        .annotate(last=Max("started_at"))
-    )
-    return dict(sorted(seen))
-
-
-@dataclass(frozen=True, slots=True)
-class LiveWorker:
-    """What one worker said it is doing."""
-
-    name: str
-    #: The runs it is running: ``run_id``, ``name``, ``payload``, ``started_at``.
-    active: builtins.list[dict[str, Any]]
-    #: How many messages it took ahead and holds unstarted (prefetched).
-    reserved: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "active": self.active, "reserved": self.reserved}
-
-
-def _active(entry: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs = entry.get("kwargs") or {}
-    context: dict[str, Any] = kwargs["context"] if isinstance(kwargs.get("context"), dict) else {}
-    started = entry.get("time_start")
-    return {
-        "run_id": str(context.get("run_id") or entry.get("id")),
-        "name": entry.get("name"),
-        "payload": kwargs.get("payload", kwargs) if context else kwargs,
-        "started_at": datetime.fromtimestamp(started, UTC).isoformat() if started else None,
-    }
-
-
-def live_workers(timeout: float = 1.0) -> builtins.list[LiveWorker]:
-    """Ask the running workers what they do; wait at most ``timeout`` seconds in all.
-
-    Celery's remote control (``celery inspect``): workers that do not answer in
-    time, or run without remote control, are missing from the answer.
-    """
-    inspector = current_app.control.inspect(timeout=timeout / 2)
-    active = inspector.active() or {}
-    reserved = inspector.reserved() or {}
-    return [
-        LiveWorker(
-            name,
-            [_active(entry) for entry in active.get(name) or []],
-            len(reserved.get(name) or []),
-        )
-        for name in sorted(set(active) | set(reserved))
-    ]
 
 
 def failed(name: str | None = None, limit: int = 50) -> builtins.list[TaskRun]:
