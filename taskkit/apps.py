@@ -16,7 +16,7 @@ class TaskkitConfig(AppConfig):
 
         bridge.register(registry.load())
         try:
-            from .backends.celery import taskkit_task
+            from .backends.celery import defined_paths, taskkit_task
         except ImportError:  # neither django.tasks nor the django-tasks backport
             return
-        registry.add_resolver(taskkit_task)
+        registry.add_resolver(taskkit_task, defined_paths)

@@ -43,6 +43,8 @@ class TaskRun(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     #: The token of the promotion that claimed the row, so concurrent schedulers tell claims apart.
     claimed_by = models.CharField(max_length=64, blank=True)
+    #: The Celery message priority the run is sent with (empty: the broker's default).
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)
     #: For ``scope="all"`` runs: the id the enqueue returned, shared by every worker's run.
     group_id = models.UUIDField(null=True, blank=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

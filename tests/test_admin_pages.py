@@ -197,6 +197,22 @@ def test_enqueue_validates_the_payload_before_sending(manager: Client) -> None:
     assert "Waiting in its queue" in waiting and 'http-equiv="refresh"' in waiting
 
 
+@pytest.mark.usefixtures("broker")
+def test_a_django_task_is_listed_and_enqueued_from_the_tasks_page(manager: Client) -> None:
+    from tests.apps.single import jobs  # its module imported: the task is listed
+
+    name = jobs.add.module_path
+    assert f"<strong>{name}</strong>" in text(manager.get(url("taskkit_tasks")))
+    target = url("taskkit_task_enqueue", name)
+    refused = text(manager.post(target, {"payload": '{"args": [1], "kwargs": {}}'}))
+    assert "missing a required argument: &#x27;b&#x27;" in refused
+    assert length() == 0
+    response = manager.post(target, {"payload": '{"args": [1, 2], "kwargs": {}}'})
+    assert response.status_code == 302
+    (message,) = queues.list("default")
+    assert (message.name, message.payload) == (name, {"args": [1, 2], "kwargs": {}})
+
+
 def test_enqueue_of_an_unknown_task_goes_back_to_the_tasks(manager: Client) -> None:
     response = manager.get(url("taskkit_task_enqueue", "no:such"))
     assert response.status_code == 302 and response["Location"] == url("taskkit_tasks")

@@ -115,8 +115,11 @@ def test_runtask_not_implemented_exits_1(reload_registry: Callable[..., TaskRegi
 
 
 def test_listtasks_json_lists_every_task() -> None:
+    from tests.apps.single import jobs  # a django.tasks module, imported: listed too
+
     rows = json.loads(call("listtasks", "--json"))
     assert [r["name"] for r in rows] == list(taskkit.all_tasks())
+    assert jobs.add.module_path in [r["name"] for r in rows]
     migrate = next(r for r in rows if r["name"] == "db:migrate")
     assert migrate == {
         "name": "db:migrate",
@@ -150,8 +153,11 @@ def test_listtasks_shows_schedules(reload_registry: Callable[..., TaskRegistry])
     assert rows["on:cron"]["schedule"] == "0 0 * * *"
 
 
-def test_listtasks_empty(reload_registry: Callable[..., TaskRegistry]) -> None:
+def test_listtasks_empty(
+    reload_registry: Callable[..., TaskRegistry], monkeypatch: pytest.MonkeyPatch
+) -> None:
     reload_registry("django.contrib.auth", TASKKIT={})
+    monkeypatch.setattr("taskkit.backends.celery._defined", set())  # no django.tasks either
     assert call("listtasks") == "No tasks registered.\n"
     assert json.loads(call("listtasks", "--json")) == []
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 import taskkit
 from taskkit.backends import CeleryBackend
-from taskkit.backends.celery import django_task
+from taskkit.backends.celery import defined_paths, django_task
 from taskkit.backends.compat import (
     InvalidTask,
     TaskResultDoesNotExist,
@@ -34,7 +34,7 @@ def test_the_backend_says_what_it_supports() -> None:
     backend = jobs.add.get_backend()
     assert isinstance(backend, CeleryBackend)
     assert (backend.supports_defer, backend.supports_async_task) == (True, True)
-    assert (backend.supports_get_result, backend.supports_priority) == (True, False)
+    assert (backend.supports_get_result, backend.supports_priority) == (True, True)
 
 
 def test_enqueue_sends_the_carrier_and_stores_the_run(sent: list[dict[str, Any]]) -> None:
@@ -119,7 +119,7 @@ def test_a_run_of_a_taskkit_task_is_no_django_result(sent: list[dict[str, Any]])
 
 def test_bad_input_is_refused_and_sends_nothing(sent: list[dict[str, Any]]) -> None:
     with pytest.raises(InvalidTask):
-        jobs.add.using(priority=10).enqueue(1, 2)  # priorities are not supported yet
+        jobs.add.using(priority=101).enqueue(1, 2)  # Django's range is -100 to 100
     with pytest.raises(InvalidTask):
         jobs.add.using(run_after=datetime(2030, 1, 1)).enqueue(1, 2)  # naive
     not_json: Any = {1, 2}
@@ -162,3 +162,41 @@ def test_names_resolve_only_to_celery_backend_tasks_of_installed_apps() -> None:
 )
 def test_exception_paths(traceback: str, error: str, path: str) -> None:
     assert exception_path(traceback, error) == path
+
+
+def test_defined_tasks_are_listed_with_taskkit_s_own() -> None:
+    listed = taskkit.all_tasks()
+    assert ADD in defined_paths()  # tests.apps.single.jobs is imported above
+    assert listed[ADD].description == "Add two numbers."
+    assert listed[ADD].meta.track == "all"
+    assert "echo:payload" in listed  # taskkit's own are still there
+    assert list(listed) == sorted(listed)
+
+
+def test_a_task_outside_the_installed_apps_is_not_listed() -> None:
+    from tests.apps.custom.outside import outside
+
+    assert outside.module_path in defined_paths()
+    assert outside.module_path not in taskkit.all_tasks()
+
+
+@pytest.mark.parametrize(
+    ("payload", "complaint"),
+    [
+        ({"args": [1]}, "payload is"),
+        ({"args": 1, "kwargs": {}}, "payload is"),
+        ({"args": [1], "kwargs": [], "x": 1}, "payload is"),
+        ({"args": [1], "kwargs": {}}, "missing a required argument: 'b'"),
+        ({"args": [1, 2], "kwargs": {"c": 3}}, "unexpected keyword argument 'c'"),
+    ],
+)
+def test_a_payload_that_cannot_call_the_function_is_refused(
+    sent: list[dict[str, Any]], payload: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(taskkit.InvalidPayload, match=complaint):
+        taskkit.enqueue(ADD, payload)
+    with pytest.raises(taskkit.InvalidPayload, match="missing a required argument"):
+        jobs.add.enqueue(1)  # type: ignore[call-arg]
+    assert sent == [] and not TaskRun.objects.exists()
+    taskkit.enqueue("tests.apps.single.jobs.where", {"args": [], "kwargs": {"label": "x"}})
+    assert len(sent) == 1  # the context argument is not the caller's

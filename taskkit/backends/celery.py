@@ -10,6 +10,7 @@ the scheduler promotes, never ETA messages.
 
 from __future__ import annotations
 
+import inspect
 import socket
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -38,6 +39,7 @@ from .compat import (
     task_finished,
     task_started,
 )
+from .priority import celery_priority
 from .results import from_row, make_result
 
 
@@ -47,7 +49,7 @@ class CeleryBackend(BaseTaskBackend):
     supports_defer = True  # a delayed row, promoted by taskkit's scheduler
     supports_async_task = True
     supports_get_result = True
-    supports_priority = False  # not yet: every run has Django's default priority
+    supports_priority = True  # mapped per broker by :func:`~.priority.celery_priority`
 
     def enqueue(
         self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
@@ -60,10 +62,13 @@ class CeleryBackend(BaseTaskBackend):
                 "importable by that path, on a CeleryBackend."
             )
         payload = {"args": list(args), "kwargs": dict(kwargs)}
+        priority = celery_priority(task.priority)
         if task.run_after is not None:
-            handle = enqueue_task_at(carried, task.run_after, payload, task.queue_name)
+            handle = enqueue_task_at(
+                carried, task.run_after, payload, task.queue_name, priority=priority
+            )
         else:
-            handle = enqueue_task(carried, payload, task.queue_name)
+            handle = enqueue_task(carried, payload, task.queue_name, priority=priority)
         result = make_result(
             task,
             handle.id,
@@ -75,6 +80,11 @@ class CeleryBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        """Django's checks; a valid task's path is remembered, so listings show it."""
+        super().validate_task(task)
+        _defined.add(task.module_path)
+
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         try:
             row = TaskRun.objects.get(pk=result_id)
@@ -84,6 +94,15 @@ class CeleryBackend(BaseTaskBackend):
         if task is None:
             raise TaskResultDoesNotExist(result_id)
         return from_row(task, row, self.alias)
+
+
+#: The paths of the tasks defined on a CeleryBackend in this process (their modules imported).
+_defined: set[str] = set()
+
+
+def defined_paths() -> list[str]:
+    """The paths of the ``django.tasks`` tasks defined so far on a :class:`CeleryBackend`."""
+    return sorted(_defined)
 
 
 def django_task(path: str) -> Task[Any, Any] | None:
@@ -117,9 +136,28 @@ def taskkit_task(path: str) -> TaskkitTask | None:
         description=description,
         queue=task.queue_name,
         track="all",
+        schema=_arguments(path),
     )
     carry(path)
     return made
+
+
+def _arguments(path: str) -> Callable[[dict[str, Any]], None]:
+    def check(payload: dict[str, Any]) -> None:
+        """``{"args": [...], "kwargs": {...}}`` that the function accepts (TypeError if not).
+
+        Checked where any payload is (the admin's Enqueue form, the HTTP API,
+        ``retry_failed``), so a call that cannot work is refused before it is sent.
+        """
+        args, kwargs = payload.get("args"), payload.get("kwargs")
+        if not (isinstance(args, list) and isinstance(kwargs, dict) and len(payload) == 2):
+            raise ValueError('a django.tasks payload is {"args": [...], "kwargs": {...}}')
+        task = django_task(path)
+        if task is not None:
+            context = [None] if task.takes_context else []
+            inspect.signature(task.func).bind(*context, *args, **kwargs)
+
+    return check
 
 
 def _runner(path: str) -> Callable[[TaskEvent], Any]:
@@ -180,4 +218,4 @@ def _finished(result: TaskResult[Any, Any], status: TaskResultStatus) -> TaskRes
     )
 
 
-__all__ = ["CeleryBackend", "django_task", "taskkit_task"]
+__all__ = ["CeleryBackend", "defined_paths", "django_task", "taskkit_task"]

@@ -50,6 +50,7 @@ def _row(run: Prepared, status: RunStatus, **fields: Any) -> TaskRun:
         status=status,
         attempt=run.attempt,
         source=str(run.source),
+        priority=run.priority,
         **fields,
     )
 
@@ -93,10 +94,17 @@ def enqueue_many_tasks(
     queue: str | None = None,
     *,
     scheduled_time: datetime | None = None,
+    priority: int | None = None,
 ) -> list[RunHandle]:
-    """Queue one run per payload over a single producer; all payloads are checked first."""
+    """Queue one run per payload over a single producer; all payloads are checked first.
+
+    ``priority`` is a Celery message priority, in the broker's own order.
+    """
     target = resolve_queue(task, queue)
-    runs = [prepare(task, payload, target, scheduled_time=scheduled_time) for payload in payloads]
+    runs = [
+        prepare(task, payload, target, scheduled_time=scheduled_time, priority=priority)
+        for payload in payloads
+    ]
     if (capture := active_capture()) is not None:
         return capture.record(runs)
     if queue is not None:
@@ -117,20 +125,28 @@ def enqueue_task(
     queue: str | None = None,
     *,
     scheduled_time: datetime | None = None,
+    priority: int | None = None,
 ) -> RunHandle:
     """Queue one run of ``task`` now (with ``track="all"``, its row joins this transaction)."""
-    return enqueue_many_tasks(task, [payload], queue, scheduled_time=scheduled_time)[0]
+    return enqueue_many_tasks(
+        task, [payload], queue, scheduled_time=scheduled_time, priority=priority
+    )[0]
 
 
 def enqueue_task_at(
-    task: Task, when: datetime, payload: Payload = None, queue: str | None = None
+    task: Task,
+    when: datetime,
+    payload: Payload = None,
+    queue: str | None = None,
+    *,
+    priority: int | None = None,
 ) -> RunHandle:
     """Store a run due at ``when`` (an aware datetime); the scheduler sends it then."""
     if not isinstance(when, datetime):
         raise TypeError(f"enqueue_at takes a datetime, not {type(when).__name__}")
     if timezone.is_naive(when):
         raise ValueError("enqueue_at needs an aware datetime (use django.utils.timezone)")
-    run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when)
+    run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when, priority=priority)
     if (capture := active_capture()) is not None:
         return capture.record([run], run_after=when)[0]
     if queue is not None:

@@ -41,6 +41,8 @@ class Prepared:
     stored: bool = False
     #: When the run entered its queue; ``taskqueue list`` shows it.
     enqueued_at: datetime = field(default_factory=timezone.now)
+    #: The Celery message priority (``None``: the broker's default), as the broker orders it.
+    priority: int | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""

@@ -38,6 +38,8 @@ def resolve_queue(task: Task, override: str | None) -> str:
 def _options(run: Prepared) -> dict[str, Any]:
     """Where the message goes, and the argument reprs Celery would otherwise compute."""
     options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.canonical[:1024]}
+    if run.priority is not None:
+        options["priority"] = run.priority
     if is_carried(run.task):
         options["shadow"] = run.task.name
     if run.task.meta.scope is Scope.ALL:
@@ -81,6 +83,7 @@ def stored_run(row: TaskRun) -> Prepared:
         scheduled_time=row.scheduled_for,
         source=Source(row.source) if row.source in {s.value for s in Source} else Source.WORKER,
         stored=True,
+        priority=row.priority,
     )
 
 

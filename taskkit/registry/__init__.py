@@ -19,7 +19,9 @@ from .registry import Conflict, SettingsProblem, TaskRegistry, build_registry
 _registry = TaskRegistry()
 #: Turn a name the registry does not hold into a task, or ``None`` (see :func:`add_resolver`).
 Resolver = Callable[[str], Task | None]
-_resolvers: list[Resolver] = []
+#: The names a resolver can turn into tasks now, for listings.
+Names = Callable[[], Iterable[str]]
+_resolvers: dict[Resolver, Names] = {}
 
 
 def load(app_configs: Iterable[AppConfig] | None = None) -> TaskRegistry:
@@ -35,13 +37,13 @@ def current() -> TaskRegistry:
     return _registry
 
 
-def add_resolver(resolver: Resolver) -> None:
+def add_resolver(resolver: Resolver, names: Names = tuple) -> None:
     """Let ``resolver`` name tasks that are not discovered (``django.tasks`` functions).
 
-    Asked, in order, for a name the registry does not hold; added once.
+    Asked, in order, for a name the registry does not hold; added once. ``names``
+    says which names it knows now, so :func:`all_tasks` lists their tasks too.
     """
-    if resolver not in _resolvers:
-        _resolvers.append(resolver)
+    _resolvers.setdefault(resolver, names)
 
 
 def get_task(name: str) -> Task:
@@ -56,8 +58,13 @@ def get_task(name: str) -> Task:
 
 
 def all_tasks() -> dict[str, Task]:
-    """Every registered task by name, sorted by name."""
-    return dict(_registry.tasks)
+    """Every task by name, sorted by name: the registry's, then those its resolvers know."""
+    found = dict(_registry.tasks)
+    for resolver, names in _resolvers.items():
+        for name in names():
+            if name not in found and (task := resolver(name)) is not None:
+                found[name] = task
+    return dict(sorted(found.items()))
 
 
 __all__ = [
