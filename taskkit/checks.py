@@ -9,7 +9,11 @@ E003     a tasks module raised while being imported
 E004     one module defines several tasks without their own names
 E005     a ``TASKKIT["TASKS"]`` entry is malformed
 E006     a ``TASKKIT["SCHEDULE"]`` entry has a bad cron or names no task
+E007     the Celery app chooses or accepts pickle
 W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
+W002     an idempotent task may outlast Redis' ``visibility_timeout``
+W003     with ``DEBUG`` off: the broker is reached over the network without TLS
+W004     with ``DEBUG`` off: the broker is the embedded (development) one
 ======== ==========================================================
 """
 
@@ -26,6 +30,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import registry
+from .bridge.register import celery_time_limit
 from .conf import DEFAULTS, settings
 from .definition import Track
 from .definition.cron import normalize_cron
@@ -202,9 +207,89 @@ def _serializer_errors() -> list[CheckMessage]:
     return errors
 
 
+#: kombu's Redis default: an unacknowledged message goes back to its queue after this long.
+REDIS_VISIBILITY_TIMEOUT = 3600.0
+#: Hosts that do not leave the machine.
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _broker_urls() -> list[str]:
+    """The broker URLs the project's Celery app sends to (a failover list gives several)."""
+    conf = current_app.conf
+    url = conf.broker_write_url or conf.broker_url or ""
+    return [part for part in str(url).split(";") if part.strip()] if isinstance(url, str) else []
+
+
+def _redelivery_warnings() -> list[CheckMessage]:
+    """An ``acks_late`` run that outlives Redis' visibility timeout is handed out twice."""
+    urls = _broker_urls()
+    if not urls or not all(urlsplit(url).scheme in ("redis", "rediss") for url in urls):
+        return []
+    options = current_app.conf.broker_transport_options or {}
+    visibility = float(options.get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT))
+    warnings: list[CheckMessage] = []
+    for task in registry.current():
+        timeout = task.meta.timeout
+        if not task.meta.idempotent:
+            continue
+        limit = celery_time_limit(timeout.total_seconds()) if timeout else None
+        if limit is None or limit >= visibility:
+            warnings.append(
+                Warning(
+                    f"Task {task.name!r} is idempotent (acknowledged when done) and may run "
+                    + (f"for up to {limit:.0f} s" if limit else "without a time limit")
+                    + f", but Redis gives an unacknowledged message to another worker after "
+                    f"{visibility:.0f} s (visibility_timeout): it would run twice at once.",
+                    hint="Give the task a timeout, or set CELERY_BROKER_TRANSPORT_OPTIONS"
+                    "['visibility_timeout'] above the longest run of an idempotent task.",
+                    id="taskkit.W002",
+                )
+            )
+    return warnings
+
+
+def _production_broker_warnings() -> list[CheckMessage]:
+    """With ``DEBUG`` off: a development broker, or broker traffic in clear over a network."""
+    if django_settings.DEBUG:
+        return []
+    conf = current_app.conf
+    warnings: list[CheckMessage] = []
+    if conf.broker_transport == "taskkit.embedded:Transport" or any(
+        urlsplit(url).scheme == "filesystem" for url in _broker_urls()
+    ):
+        warnings.append(
+            Warning(
+                "The broker is the embedded one (files in the project folder): it polls, "
+                "does not acknowledge, and serves one machine only.",
+                hint="Use Redis or RabbitMQ in production (see 'Workers and brokers').",
+                id="taskkit.W004",
+            )
+        )
+    for url in _broker_urls():
+        parts = urlsplit(url)
+        plain = parts.scheme in ("redis", "amqp", "pyamqp") and not conf.broker_use_ssl
+        if plain and (parts.hostname or "localhost") not in LOOPBACK:
+            warnings.append(
+                Warning(
+                    f"The broker at {parts.hostname} is reached without TLS: payloads and "
+                    "the broker's password cross the network in clear.",
+                    hint="Use rediss:// or amqps:// (or CELERY_BROKER_USE_SSL), or silence "
+                    "taskkit.W003 if that network is private.",
+                    id="taskkit.W003",
+                )
+            )
+    return warnings
+
+
 @register(TAG)
 def check_taskkit(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Report malformed settings, unsafe serialisers and every problem found in the registry."""
-    return _settings_errors() + _serializer_errors() + _registry_errors()
+    return (
+        _settings_errors()
+        + _serializer_errors()
+        + _registry_errors()
+        + _redelivery_warnings()
+        + _production_broker_warnings()
+    )

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import current_app
-from kombu.exceptions import OperationalError
 
 from ..definition import Scope, Source, Task
 from ..exceptions import BrokerUnavailable
@@ -20,6 +19,7 @@ from ..registry import get_task
 from . import broadcast, redis_batch
 from .carrier import celery_name, is_carried
 from .messages import Prepared, prepare
+from .unreachable import unreachable
 
 
 def resolve_queue(task: Task, override: str | None) -> str:
@@ -65,7 +65,9 @@ def publish(runs: Sequence[Prepared]) -> None:
                     serializer="json",
                     **_options(run),
                 )
-    except OperationalError as exc:
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
         name = runs[0].task.name
         raise BrokerUnavailable(
             f"Could not send {name!r}: the broker is unreachable ({exc})."

@@ -75,8 +75,13 @@ def celery_options(task: Task) -> dict[str, Any]:
     if task.meta.timeout is not None:
         seconds = task.meta.timeout.total_seconds()
         options["soft_time_limit"] = seconds
-        options["time_limit"] = seconds + max(5.0, seconds * 0.1)
+        options["time_limit"] = celery_time_limit(seconds)
     return options
+
+
+def celery_time_limit(timeout: float) -> float:
+    """The hard time limit for a task's ``timeout`` (its soft limit): a grace to clean up."""
+    return timeout + max(5.0, timeout * 0.1)
 
 
 def register(tasks: Iterable[Task]) -> None:

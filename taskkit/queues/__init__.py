@@ -24,8 +24,9 @@ from django_celery_beat.models import PeriodicTask
 
 from ..bridge.cancellations import cancel
 from ..bridge.queues import known_queues
+from ..bridge.unreachable import unreachable
 from ..definition import canonical_json
-from ..exceptions import RunNotFound, TaskkitError
+from ..exceptions import BrokerUnavailable, RunNotFound, TaskkitError
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..scheduling.periodic import PREFIX
@@ -109,8 +110,14 @@ class Details:
 
 @contextmanager
 def _broker() -> Iterator[Broker]:
-    with current_app.connection_for_read() as connection:
-        yield broker_for(connection)
+    """The broker's view; :class:`~taskkit.BrokerUnavailable` when it cannot be reached."""
+    try:
+        with current_app.connection_for_read() as connection:
+            yield broker_for(connection)
+    except Exception as exc:
+        if isinstance(exc, TaskkitError) or not unreachable(exc):
+            raise
+        raise BrokerUnavailable(f"The broker is unreachable ({exc}).") from exc
 
 
 def listable() -> bool:
