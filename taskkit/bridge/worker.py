@@ -164,7 +164,7 @@ def _skipped(
     return True
 
 
-def _run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
+def run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
     """The keys of the locks a run holds while it runs (``job_lock``, ``single_instance``)."""
     kinds = (Lock.JOB, Lock.SINGLE_INSTANCE)
     return [lock_key(kind, task, payload) for kind in kinds if kind in task.meta.locks]
@@ -179,7 +179,7 @@ def _take_locks(
         return []
     _release_queue_lock(task, payload, message_id)
     held: list[str] = []
-    for key in _run_lock_keys(task, payload):
+    for key in run_lock_keys(task, payload):
         if acquire(key, ctx.run_id, task.meta.lock_timeout) is not None:
             for taken in held:
                 release(taken, ctx.run_id)
@@ -275,6 +275,6 @@ def record_killed(
         return
     sent_id = message_id(fields, celery_id)
     ctx = _context(ctask, task, fields, sent_id)
-    for key in _run_lock_keys(task, payload):
+    for key in run_lock_keys(task, payload):
         release(key, ctx.run_id)
     _record_failure(task, ctx, _row(ctask, task, ctx, sent_id, payload), exc, trace)
