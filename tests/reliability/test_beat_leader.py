@@ -11,10 +11,7 @@ the rest. Every run counts itself
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,9 +26,9 @@ from django.utils import timezone
 import taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import REPO, Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import Broker, current, make_app, start_worker, stop
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, start_beat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 RUNS = 1_000
@@ -49,20 +46,6 @@ def app(private_redis: PrivateRedis) -> Iterator[Celery]:
     finally:
         stop(worker)
         app.close()
-
-
-def start_beat(url: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "TASKKIT_TEST_BROKER": url,
-        "PYTHONPATH": str(REPO),
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat",
-        "--scheduler", "taskkit.scheduler:Scheduler", "-s", os.devnull, "-l", "warning",
-    ]  # fmt: skip
-    return subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
 
 
 def leader_pid() -> int:
