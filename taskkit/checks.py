@@ -71,6 +71,11 @@ def _settings_errors() -> list[CheckMessage]:
     after = raw.get("OUTBOX_AFTER", DEFAULTS["OUTBOX_AFTER"])
     if isinstance(after, bool) or not isinstance(after, int | float) or not 0 < after < math.inf:
         errors.append(Error("TASKKIT['OUTBOX_AFTER'] must be positive seconds.", id="taskkit.E001"))
+    lost = raw.get("WORKER_LOST_AFTER", DEFAULTS["WORKER_LOST_AFTER"])
+    if isinstance(lost, bool) or not isinstance(lost, int | float) or not 0 < lost < math.inf:
+        errors.append(
+            Error("TASKKIT['WORKER_LOST_AFTER'] must be positive seconds.", id="taskkit.E001")
+        )
     cache = raw.get("LOCK_CACHE")
     if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
         errors.append(

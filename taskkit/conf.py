@@ -20,6 +20,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TRACK": "runs",
     "LOCK_CACHE": None,
     "OUTBOX_AFTER": 10.0,
+    "WORKER_LOST_AFTER": 60.0,
     "SCHEDULE": {},
     "API_TOKEN": None,
     "RABBITMQ_MANAGEMENT_URL": None,
@@ -69,6 +70,11 @@ class Settings:
     def OUTBOX_AFTER(self) -> float:  # noqa: N802
         """Seconds a committed ``track="all"`` row may stay unsent before the scheduler sends it."""
         return float(self._get("OUTBOX_AFTER"))
+
+    @property
+    def WORKER_LOST_AFTER(self) -> float:  # noqa: N802
+        """Seconds without a heartbeat after which a worker's ``running`` runs are lost."""
+        return float(self._get("WORKER_LOST_AFTER"))
 
     @property
     def SCHEDULE(self) -> Mapping[str, str | list[str]]:  # noqa: N802

@@ -174,3 +174,20 @@ class Dashboard(models.Model):
 
     def __str__(self) -> str:
         return "taskkit dashboard"
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker's last sign of life, so the runs of a worker that died outright are failed.
+
+    Written by the worker's main process every quarter of ``WORKER_LOST_AFTER``
+    (see :mod:`taskkit.bridge.heartbeat`); read by the leader Beat's sweep.
+    """
+
+    #: The Celery node name, as in ``TaskRun.worker``.
+    name = models.CharField(max_length=255, primary_key=True)
+    #: When this worker process started (by the worker's clock, as its runs' ``started_at``).
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"

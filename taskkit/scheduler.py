@@ -11,6 +11,7 @@ admin) plus:
 - every enabled crontab row loaded (see :meth:`Scheduler._get_crontab_exclude_query`);
 - promotion of due delayed runs and retries, and the outbox resend;
 - a leader lease, so two Beats can run and only one sends;
+- the sweep of workers that died outright (:mod:`taskkit.bridge.heartbeat`);
 - waking at least once a second, sooner when a delayed run falls due.
 """
 
@@ -20,6 +21,7 @@ import heapq
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from .bridge import heartbeat
 from .bridge.enqueue import enqueue_tick
 from .registry import get_task
 from .scheduling import lease, next_due, promote_due, resend_outbox
@@ -99,6 +102,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         self.cron_checked: dict[str, datetime] = {}  # cron minutes looked at, up to, per schedule
         self.cron_due: dict[str, datetime] = {}  # the cron tick is_due found, for apply_async
         self.leading_since = timezone.now()
+        self.swept_at = 0.0  # time.monotonic() of the last sweep of lost workers
         super().__init__(*args, **kwargs)
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
         self.sync_every_tasks = 1  # last_run_at reaches the database after every tick
@@ -231,11 +235,22 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         except Exception:
             logger.exception("Promoting delayed runs failed; trying again shortly")
             return MAX_SLEEP
+        self._sweep()
         if promoted:
             return 0.0
         if due is not None:
             delay = min(delay, max((due - timezone.now()).total_seconds(), 0.0))
         return min(delay, MAX_SLEEP)
+
+    def _sweep(self) -> None:
+        """Settle the runs of lost workers, every heartbeat interval."""
+        if time.monotonic() - self.swept_at < heartbeat.interval():
+            return
+        self.swept_at = time.monotonic()
+        try:
+            heartbeat.sweep()
+        except Exception:
+            logger.exception("Sweeping the runs of lost workers failed; trying again shortly")
 
     def close(self) -> None:
         try:

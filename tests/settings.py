@@ -109,6 +109,9 @@ TASKKIT = {
     },
 }
 
+if os.environ.get("TASKKIT_TEST_WORKER_LOST_AFTER"):  # the worker-kill tests' subprocesses
+    TASKKIT["WORKER_LOST_AFTER"] = float(os.environ["TASKKIT_TEST_WORKER_LOST_AFTER"])
+
 if os.environ.get("TASKKIT_TEST_PERIODIC"):  # the Beat tests' subprocesses: periodic tasks on
     TASKKIT["TASKS"]["periodic:second"] = {  # type: ignore[index]
         "handler": "tests.apps.nested.handlers.hello",

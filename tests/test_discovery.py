@@ -186,6 +186,7 @@ def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message
         ({"TRACK": "everything"}, "TRACK"),
         ({"OUTBOX_AFTER": 0}, "OUTBOX_AFTER"),
         ({"OUTBOX_AFTER": float("nan")}, "OUTBOX_AFTER"),
+        ({"WORKER_LOST_AFTER": -1}, "WORKER_LOST_AFTER"),
         ({"LOCK_CACHE": "nowhere"}, "names no cache in CACHES: 'nowhere'"),
         ({"API_TOKEN": "short"}, "API_TOKEN'] must be a string of at least 32"),
         ({"API_TOKEN": 12345}, "API_TOKEN'] must be a string"),

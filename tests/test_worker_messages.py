@@ -50,3 +50,18 @@ def test_a_run_runs_and_records_in_process() -> None:
         "q",
         "w1@host",
     )
+
+
+def test_a_second_delivery_of_a_finished_attempt_is_skipped() -> None:
+    ctask, run_id = message("echo:payload")
+    TaskRun.objects.create(id=run_id, name="echo:payload", status=RunStatus.QUEUED)
+    context = {"run_id": run_id, "stored": True, "attempt": 1}
+    run_message(ctask, {"a": 1}, context)
+    first = TaskRun.objects.get(pk=run_id)
+    assert first.status == RunStatus.SUCCEEDED
+    run_message(ctask, {"a": 2}, context)  # the same attempt sent twice
+    again = TaskRun.objects.get(pk=run_id)
+    assert (again.result, again.finished_at) == (first.result, first.finished_at)
+    TaskRun.objects.filter(pk=run_id).update(status=RunStatus.QUEUED, attempt=2)
+    run_message(ctask, {"a": 3}, {**context, "attempt": 2})  # a later attempt still runs
+    assert TaskRun.objects.get(pk=run_id).result == {"a": 3}

@@ -16,7 +16,7 @@ from celery import shared_task, signals
 from celery.exceptions import TimeLimitExceeded
 
 from ..definition import Task
-from . import broadcast, recorder
+from . import broadcast, heartbeat, recorder
 from .carrier import CARRIER
 
 
@@ -88,6 +88,7 @@ def register(tasks: Iterable[Task]) -> None:
     """Make a Celery task for each taskkit task (a name already registered is kept)."""
     broadcast.connect()
     recorder.connect()
+    heartbeat.connect()
     signals.task_failure.connect(_worker_lost, weak=False, dispatch_uid="taskkit.worker_lost")
     for task in tasks:
         shared_task(**celery_options(task))(_body)

@@ -31,7 +31,7 @@ from ..definition import (
     received_payload,
 )
 from ..exceptions import TaskkitError
-from ..models import RunStatus, TaskRun
+from ..models import FINISHED, RunStatus, TaskRun
 from ..registry import get_task
 from ..runner import call
 from . import broadcast
@@ -144,10 +144,22 @@ def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) ->
 def _skipped(
     task: Task, ctx: TaskContext, fields: dict[str, Any], row: dict[str, Any], *, stored: bool
 ) -> bool:
-    """Whether the run was cancelled while queued: its row says so, or a cancellation does."""
-    if stored and TaskRun.objects.filter(pk=ctx.run_id, status=RunStatus.CANCELLED).exists():
-        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
-        return True
+    """Whether to skip the run: cancelled while queued, or this attempt ran already.
+
+    A stored run's row tells both. A second delivery of one attempt (a scheduler
+    killed after the broker took its batch but before its claim committed sends
+    the batch again) finds the attempt finished and leaves it as it is.
+    """
+    if stored:
+        status, attempt = TaskRun.objects.filter(pk=ctx.run_id).values_list(
+            "status", "attempt"
+        ).first() or (None, None)
+        if status == RunStatus.CANCELLED:
+            logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
+            return True
+        if status in FINISHED and attempt == ctx.attempt:
+            logger.info("%s %s attempt %s ran already; skipped", task.name, ctx.run_id, attempt)
+            return True
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is None:
         return False
@@ -164,7 +176,7 @@ def _skipped(
     return True
 
 
-def _run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
+def run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
     """The keys of the locks a run holds while it runs (``job_lock``, ``single_instance``)."""
     kinds = (Lock.JOB, Lock.SINGLE_INSTANCE)
     return [lock_key(kind, task, payload) for kind in kinds if kind in task.meta.locks]
@@ -179,7 +191,7 @@ def _take_locks(
         return []
     _release_queue_lock(task, payload, message_id)
     held: list[str] = []
-    for key in _run_lock_keys(task, payload):
+    for key in run_lock_keys(task, payload):
         if acquire(key, ctx.run_id, task.meta.lock_timeout) is not None:
             for taken in held:
                 release(taken, ctx.run_id)
@@ -275,6 +287,6 @@ def record_killed(
         return
     sent_id = message_id(fields, celery_id)
     ctx = _context(ctask, task, fields, sent_id)
-    for key in _run_lock_keys(task, payload):
+    for key in run_lock_keys(task, payload):
         release(key, ctx.run_id)
     _record_failure(task, ctx, _row(ctask, task, ctx, sent_id, payload), exc, trace)

@@ -8,6 +8,13 @@ SKIP LOCKED``, so a second scheduler takes other rows instead of waiting).
 ``sent_at`` marks a row as handed to the publisher; a row the broker did not
 take is given back for the next tick. Claimed rows of one task and queue are
 published together (on Redis, :mod:`~taskkit.bridge.redis_batch`'s fast path).
+
+The claim commits only after the publish, in the same transaction: a
+scheduler killed between the two (``SIGKILL``, a lost host) leaves its rows
+as they were, for the next leader to send. Were the claim committed first,
+its rows would stay ``queued`` and never be sent. What remains is a kill
+between the broker taking the messages and the ``COMMIT``: those runs are
+sent again (at least once, never lost).
 """
 
 from __future__ import annotations
@@ -84,8 +91,9 @@ def promote_due(now: datetime | None = None, limit: int = 500) -> int:
     due = TaskRun.objects.filter(
         status=RunStatus.SCHEDULED, scheduled_for__lte=now or timezone.now()
     ).order_by("scheduled_for")
-    rows = _claim(due, limit, status=RunStatus.SCHEDULED)
-    return _send(rows, {"status": RunStatus.SCHEDULED}) if rows else 0
+    with transaction.atomic():  # the claim commits with the publish, or not at all
+        rows = _claim(due, limit, status=RunStatus.SCHEDULED)
+        return _send(rows, {"status": RunStatus.SCHEDULED}) if rows else 0
 
 
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
@@ -94,8 +102,9 @@ def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
     unsent = TaskRun.objects.filter(
         status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff
     ).order_by("created_at")
-    rows = _claim(unsent, limit, status=RunStatus.QUEUED, sent_at__isnull=True)
-    return _send(rows, {}) if rows else 0
+    with transaction.atomic():  # the claim commits with the publish, or not at all
+        rows = _claim(unsent, limit, status=RunStatus.QUEUED, sent_at__isnull=True)
+        return _send(rows, {}) if rows else 0
 
 
 def next_due() -> datetime | None:

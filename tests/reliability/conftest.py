@@ -7,8 +7,10 @@ for taskkit's promises (see the Guarantees page).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.integration.conftest import REPO
 
 
 def free_port() -> int:
@@ -69,3 +73,18 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     finally:
         if server.process is not None and server.process.poll() is None:
             server.kill()
+
+
+def start_beat(broker_url: str) -> subprocess.Popen[str]:
+    """A ``celery beat`` with taskkit's scheduler, on the test database; stop it with ``stop``."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TASKKIT_TEST_BROKER": broker_url,
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat",
+        "--scheduler", "taskkit.scheduler:Scheduler", "-s", os.devnull, "-l", "warning",
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)

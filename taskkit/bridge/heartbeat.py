@@ -1,0 +1,175 @@
+"""Worker heartbeats, and the sweep that settles the runs of a worker that died outright.
+
+A pool process that dies is reported by the worker's main process
+(``WorkerLostError``, see :mod:`~taskkit.bridge.register`). When the main
+process itself dies (``SIGKILL``, the out-of-memory killer, a lost host),
+nobody is left to say so, and its runs would stay ``running`` for ever. So:
+
+- each worker's main process writes a :class:`~taskkit.models.WorkerHeartbeat`
+  row (its node name, when it started, when it was last seen) every quarter of
+  :ref:`WORKER_LOST_AFTER <setting-WORKER_LOST_AFTER>`, from a thread of its own;
+- the leader Beat runs :func:`sweep` as often: a worker not seen for
+  ``WORKER_LOST_AFTER`` seconds is lost, and so is the previous life of a
+  worker that started again under the same name. Their ``running`` runs are
+  failed with ``WorkerLost`` (or their retry scheduled, as the task's retry
+  policy says), their run locks released; a lost worker's row is then deleted.
+
+The runs of an ``idempotent`` task are left alone: their message goes back to
+the queue (at once on RabbitMQ, after ``visibility_timeout`` on Redis) and the
+run runs again. A worker without a heartbeat row (stopped cleanly long ago, or
+of an older taskkit) is never swept. Only runs that have a ``running`` row are
+seen: with ``track="runs"``, a run killed in its first 0.2 s has none (see
+:mod:`~taskkit.bridge.recorder`). ``seen_at`` is written by the worker's clock
+and compared with the Beat's: keep the clocks in sync, well within
+``WORKER_LOST_AFTER``. A worker only cut off from the database for that long
+is taken as lost too; the runs it still finishes write their end over the
+sweep's failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from ..conf import settings
+from ..exceptions import TaskkitError
+from ..models import RunStatus, TaskRun, WorkerHeartbeat
+from .locks import release
+
+logger = logging.getLogger("taskkit.worker")
+
+
+class WorkerLost(Exception):
+    """The worker running a run stopped answering: the run's outcome is unknown."""
+
+
+def interval() -> float:
+    """Seconds between two heartbeats, and between two sweeps."""
+    return max(settings.WORKER_LOST_AFTER / 4, 0.1)
+
+
+def beat(name: str, started_at: datetime) -> None:
+    """Say that worker ``name``, started at ``started_at``, is alive now."""
+    WorkerHeartbeat.objects.update_or_create(
+        name=name, defaults={"started_at": started_at, "seen_at": timezone.now()}
+    )
+
+
+class Heart:
+    """The thread of a worker's main process that writes its heartbeat."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str) -> None:
+        if self._thread is not None:
+            return
+        started_at = timezone.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(name, started_at), name="taskkit-heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, name: str, started_at: datetime) -> None:
+        try:
+            while True:
+                try:
+                    beat(name, started_at)
+                except Exception:  # the database may be away for a moment
+                    logger.exception("could not write the heartbeat of %s", name)
+                    close_old_connections()
+                if self._stop.wait(interval()):
+                    return
+        finally:
+            connections.close_all()  # this thread's connections
+
+    def stop(self) -> None:
+        """Stop beating (a warm shutdown): the row goes stale, and is swept once lost."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._thread = None
+
+
+heart = Heart()
+
+
+def _start(sender: Any = None, **kwargs: Any) -> None:
+    name = getattr(sender, "hostname", None)
+    if name:
+        heart.start(str(name))
+
+
+def _stop(**kwargs: Any) -> None:
+    heart.stop()
+
+
+def connect() -> None:
+    """Beat in every worker started in this process (its main process: ``worker_ready``)."""
+    from celery import signals
+
+    signals.worker_ready.connect(_start, weak=False, dispatch_uid="taskkit.heartbeat")
+    signals.worker_shutdown.connect(_stop, weak=False, dispatch_uid="taskkit.heartbeat_stop")
+
+
+def _lose(row: TaskRun, why: str, now: datetime) -> bool:
+    """Fail ``row`` (or schedule its retry) if it is still ``running`` on its worker."""
+    from ..registry import get_task  # imported late, as the worker side does
+    from .worker import run_lock_keys
+
+    try:
+        task = get_task(row.name)
+    except TaskkitError:
+        task = None
+    if task is not None and task.meta.idempotent:
+        return False  # its message comes back to the queue and runs again
+    error = WorkerLost(f"worker {row.worker} {why}; the run's outcome is unknown")
+    text = f"{type(error).__name__}: {error}"
+    history = [
+        *(row.history or []),
+        {"attempt": row.attempt, "error": text, "finished_at": now.isoformat()},
+    ]
+    fields: dict[str, Any] = {"error": text, "traceback": "", "history": history}
+    if task is not None and task.meta.retry.should_retry(row.attempt, error):
+        due = now + timedelta(seconds=task.meta.retry.delay(row.attempt))
+        fields.update(
+            status=RunStatus.SCHEDULED, attempt=row.attempt + 1, scheduled_for=due, sent_at=None
+        )
+    else:
+        fields.update(status=RunStatus.FAILED, finished_at=now)
+    changed = TaskRun.objects.filter(pk=row.pk, status=RunStatus.RUNNING, worker=row.worker).update(
+        **fields
+    )
+    if changed and task is not None:
+        for key in run_lock_keys(task, row.payload if isinstance(row.payload, dict) else {}):
+            release(key, str(row.pk))
+    if changed:
+        logger.warning("%s %s: %s", row.name, row.pk, text)
+    return bool(changed)
+
+
+def sweep(now: datetime | None = None) -> int:
+    """Settle the ``running`` runs of lost workers; return how many were failed or retried."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    settled = 0
+    for heartbeat in WorkerHeartbeat.objects.all():
+        runs = TaskRun.objects.filter(status=RunStatus.RUNNING, worker=heartbeat.name)
+        lost = heartbeat.seen_at < cutoff
+        if lost:
+            why = f"not seen since {heartbeat.seen_at.isoformat()}"
+        else:  # alive, but started again: what its last life ran is lost
+            runs = runs.filter(started_at__lt=heartbeat.started_at)
+            why = f"restarted at {heartbeat.started_at.isoformat()}"
+        settled += sum(_lose(row, why, now) for row in runs)
+        if lost:  # unless it came back meanwhile
+            WorkerHeartbeat.objects.filter(name=heartbeat.name, seen_at=heartbeat.seen_at).delete()
+    return settled

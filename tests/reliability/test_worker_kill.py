@@ -1,0 +1,143 @@
+"""The whole worker SIGKILLed mid-run: its main process and its pool processes at once.
+
+No process is left to report the run. An idempotent task's message was never
+acknowledged: Redis gives it back once it is older than the transport's
+``visibility_timeout`` (a few seconds here; an hour by default), and a new
+worker runs it to the end. Any other task's run is settled by the leader Beat's
+sweep once the dead worker's heartbeat is older than ``WORKER_LOST_AFTER``:
+failed with ``WorkerLost``, never left ``running`` for ever, never run again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+import taskkit
+from taskkit.models import RunStatus, TaskRun
+from tests.apps.nested.tasks.echo.count import COUNTS_URL
+from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+
+from .conftest import PrivateRedis, start_beat
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
+TIMEOUT = 30
+#: Redis gives an unacknowledged message back after this; each worker looks every second.
+OPTIONS: dict[str, Any] = {
+    "broker_transport_options": {
+        "visibility_timeout": 4,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+}
+
+
+@pytest.fixture
+def broker(private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
+    """The private Redis, its app made current, and a Beat that sweeps lost workers."""
+    monkeypatch.setenv("TASKKIT_TEST_WORKER_LOST_AFTER", "2")  # the subprocesses' setting
+    app: Celery = make_app("reliability-kill", private_redis.url, **OPTIONS)
+    beat = start_beat(private_redis.url)
+    try:
+        with current(app):
+            yield Broker("redis", private_redis.url, OPTIONS, app)
+    finally:
+        stop(beat)
+        app.close()
+
+
+def lines(key: str, wanted: int) -> list[str]:
+    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while counts.llen(key) < wanted:
+            assert time.monotonic() < deadline, counts.lrange(key, 0, -1)
+            time.sleep(0.05)
+        return [str(line) for line in counts.lrange(key, 0, -1)]
+    finally:
+        counts.close()
+
+
+def status(run_id: str, wanted: RunStatus) -> TaskRun:
+    deadline = time.monotonic() + TIMEOUT
+    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or row.status != wanted:
+        assert time.monotonic() < deadline, row and row.status
+        time.sleep(0.05)
+    return row
+
+
+def forget(key: str) -> None:
+    counts = redis.Redis.from_url(COUNTS_URL)
+    try:
+        counts.delete(key)
+    finally:
+        counts.close()
+
+
+def kill_worker(worker: subprocess.Popen[str]) -> None:
+    """SIGKILL the worker's whole process group: main process and pool processes."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+
+
+def start_and_kill(broker: Broker, name: str, seconds: float) -> tuple[str, str]:
+    """Run ``name`` on a prefork worker, kill the worker once the run shows ``running``."""
+    key = f"kill:{uuid.uuid4()}"
+    worker = start_worker(broker, "doomed", pool="prefork")
+    try:
+        run_id = taskkit.enqueue(name, {"key": key, "seconds": seconds}).id
+        lines(key, 1)
+        status(run_id, RunStatus.RUNNING)  # written 0.2 s into the run
+    finally:
+        kill_worker(worker)
+        stop(worker)  # nothing left; waits for the group to be gone
+    return run_id, key
+
+
+def test_an_idempotent_run_comes_back_after_the_visibility_timeout(broker: Broker) -> None:
+    started = time.monotonic()
+    run_id, key = start_and_kill(broker, "crash:idempotent", 1.5)
+    worker = start_worker(broker, "next", pool="prefork")
+    try:
+        found = lines(key, 3)  # started, started again, done
+        assert [line.split()[:2] for line in found] == [
+            ["start", run_id],
+            ["start", run_id],
+            ["done", run_id],
+        ]
+        assert found[0].split()[2] != found[1].split()[2]  # in the new worker
+        status(run_id, RunStatus.SUCCEEDED)
+        time.sleep(1)
+        assert len(lines(key, 3)) == 3  # once again, not twice
+    finally:
+        stop(worker)
+        forget(key)
+    print(f"idempotent run back and done in {time.monotonic() - started:.1f}s")
+
+
+def test_another_run_is_failed_once_its_worker_is_lost(broker: Broker) -> None:
+    started = time.monotonic()
+    run_id, key = start_and_kill(broker, "crash:plain", 3)
+    killed = time.monotonic()
+    row = status(run_id, RunStatus.FAILED)
+    print(f"run failed {time.monotonic() - killed:.1f}s after its worker was killed")
+    assert row.error.startswith("WorkerLost: worker doomed-redis-"), row.error
+    assert row.finished_at is not None
+    worker = start_worker(broker, "next", pool="prefork")
+    try:
+        time.sleep(2)
+        assert [line.split()[0] for line in lines(key, 1)] == ["start"]  # never run again
+    finally:
+        stop(worker)
+        forget(key)
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.FAILED
+    print(f"whole test {time.monotonic() - started:.1f}s")

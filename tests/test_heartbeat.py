@@ -1,0 +1,149 @@
+"""Worker heartbeats, and the sweep that settles the ``running`` runs of lost workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from taskkit.bridge import heartbeat
+from taskkit.bridge.locks import acquire, lock_key
+from taskkit.definition import Lock
+from taskkit.models import RunStatus, TaskLock, TaskRun, WorkerHeartbeat
+from taskkit.registry import get_task
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the heartbeat thread has its own connection
+
+NOW = timezone.now()
+
+
+def running(name: str, worker: str, started: datetime, **fields: object) -> TaskRun:
+    return TaskRun.objects.create(
+        name=name,
+        status=RunStatus.RUNNING,
+        worker=worker,
+        started_at=started,
+        payload={"key": "k", "seconds": 1},
+        **fields,
+    )
+
+
+def seen(worker: str, ago: float, started_ago: float = 3600) -> None:
+    WorkerHeartbeat.objects.create(
+        name=worker,
+        started_at=NOW - timedelta(seconds=started_ago),
+        seen_at=NOW - timedelta(seconds=ago),
+    )
+
+
+def test_the_runs_of_a_worker_not_seen_for_long_are_failed() -> None:
+    seen("dead@host", ago=61)
+    seen("alive@host", ago=10)
+    lost = running("crash:plain", "dead@host", NOW - timedelta(seconds=100))
+    alive = running("crash:plain", "alive@host", NOW - timedelta(seconds=100))
+    done = TaskRun.objects.create(
+        name="crash:plain", status=RunStatus.SUCCEEDED, worker="dead@host"
+    )
+    assert heartbeat.sweep(NOW) == 1
+    lost.refresh_from_db()
+    assert lost.status == RunStatus.FAILED
+    assert lost.error.startswith("WorkerLost: worker dead@host not seen since")
+    assert lost.finished_at == NOW
+    assert [entry["attempt"] for entry in lost.history] == [1]
+    assert TaskRun.objects.get(pk=alive.pk).status == RunStatus.RUNNING
+    assert TaskRun.objects.get(pk=done.pk).status == RunStatus.SUCCEEDED
+    # the lost worker's row is gone; sweeping again changes nothing
+    assert list(WorkerHeartbeat.objects.values_list("name", flat=True)) == ["alive@host"]
+    assert heartbeat.sweep(NOW) == 0
+
+
+def test_a_worker_started_again_under_its_name_loses_what_it_ran_before() -> None:
+    seen("same@host", ago=1, started_ago=30)
+    before = running("crash:plain", "same@host", NOW - timedelta(seconds=60))
+    after = running("crash:plain", "same@host", NOW - timedelta(seconds=5))
+    assert heartbeat.sweep(NOW) == 1
+    before.refresh_from_db()
+    assert before.status == RunStatus.FAILED and "restarted at" in before.error
+    assert TaskRun.objects.get(pk=after.pk).status == RunStatus.RUNNING
+    assert WorkerHeartbeat.objects.filter(name="same@host").exists()
+
+
+def test_idempotent_runs_are_left_to_the_broker_and_unknown_tasks_fail() -> None:
+    seen("dead@host", ago=120)
+    idempotent = running("crash:idempotent", "dead@host", NOW - timedelta(seconds=200))
+    gone = running("gone:task", "dead@host", NOW - timedelta(seconds=200))
+    assert heartbeat.sweep(NOW) == 1
+    assert TaskRun.objects.get(pk=idempotent.pk).status == RunStatus.RUNNING
+    assert TaskRun.objects.get(pk=gone.pk).status == RunStatus.FAILED
+
+
+def test_a_lost_run_is_retried_as_its_policy_says() -> None:
+    seen("dead@host", ago=120)
+    first = running("flaky:retry", "dead@host", NOW - timedelta(seconds=200), attempt=1)
+    last = running("flaky:retry", "dead@host", NOW - timedelta(seconds=200), attempt=3)
+    assert heartbeat.sweep(NOW) == 2
+    first.refresh_from_db()
+    assert (first.status, first.attempt, first.sent_at) == (RunStatus.SCHEDULED, 2, None)
+    assert first.scheduled_for == NOW + timedelta(seconds=0.2)
+    assert first.finished_at is None
+    assert TaskRun.objects.get(pk=last.pk).status == RunStatus.FAILED
+
+
+def test_a_run_finished_meanwhile_is_not_overwritten(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen("dead@host", ago=120)
+    row = running("crash:plain", "dead@host", NOW - timedelta(seconds=200))
+    real = heartbeat._lose
+
+    def finish_first(run: TaskRun, why: str, now: datetime) -> bool:
+        TaskRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+        return real(run, why, now)
+
+    monkeypatch.setattr(heartbeat, "_lose", finish_first)
+    assert heartbeat.sweep(NOW) == 0
+    assert TaskRun.objects.get(pk=row.pk).status == RunStatus.SUCCEEDED
+
+
+def test_the_locks_of_a_lost_run_are_released() -> None:
+    seen("dead@host", ago=120)
+    row = running("locks:single", "dead@host", NOW - timedelta(seconds=200))
+    key = lock_key(Lock.SINGLE_INSTANCE, get_task("locks:single"), {})
+    assert acquire(key, str(row.pk), timedelta(minutes=10)) is None
+    assert acquire("other", str(uuid.uuid4()), timedelta(minutes=10)) is None
+    assert heartbeat.sweep(NOW) == 1
+    assert TaskRun.objects.get(pk=row.pk).status == RunStatus.FAILED
+    assert list(TaskLock.objects.values_list("key", flat=True)) == ["other"]
+
+
+@override_settings(TASKKIT={"WORKER_LOST_AFTER": 0.4})
+def test_a_worker_beats_until_it_stops() -> None:
+    assert heartbeat.interval() == pytest.approx(0.1)
+    heart = heartbeat.Heart()
+    heart.start("beating@host")
+    try:
+        deadline = time.monotonic() + 10
+        while not WorkerHeartbeat.objects.filter(name="beating@host").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        first = WorkerHeartbeat.objects.get(name="beating@host")
+        time.sleep(0.3)
+        later = WorkerHeartbeat.objects.get(name="beating@host")
+        assert later.seen_at > first.seen_at
+        assert later.started_at == first.started_at
+    finally:
+        heart.stop()
+    stopped = WorkerHeartbeat.objects.get(name="beating@host").seen_at
+    time.sleep(0.3)
+    assert WorkerHeartbeat.objects.get(name="beating@host").seen_at == stopped
+
+
+def test_the_worker_ready_signal_starts_the_heart(monkeypatch: pytest.MonkeyPatch) -> None:
+    names: list[str] = []
+    monkeypatch.setattr(heartbeat.heart, "start", names.append)
+    heartbeat._start(sender=SimpleNamespace(hostname="w1@host"))
+    heartbeat._start(sender=object())  # no node name: nothing to beat for
+    assert names == ["w1@host"]
