@@ -99,11 +99,26 @@ def broker(
 
 
 def start_worker(
-    broker: Broker, label: str, queues: tuple[str, ...] = QUEUES, pool: str = "threads"
+    broker: Broker,
+    label: str,
+    queues: tuple[str, ...] = QUEUES,
+    pool: str = "threads",
+    *,
+    measured: bool = True,
 ) -> subprocess.Popen[str]:
-    """A worker subprocess on ``broker`` consuming ``queues`` (and broadcasts)."""
+    """A worker subprocess on ``broker`` consuming ``queues`` (and broadcasts).
+
+    ``measured=False``: coverage does not follow it, for a worker that runs
+    thousands of runs whose lines other tests measure (tracing slows it down
+    several times).
+    """
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if measured or key != "COVERAGE_PROCESS_CONFIG"
+    }
     env = {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "TASKKIT_TEST_BROKER": broker.url,
         "TASKKIT_TEST_BROKER_SETTINGS": repr(broker.options),

@@ -1,4 +1,5 @@
 import os
+from functools import cache
 
 import redis
 
@@ -8,10 +9,12 @@ from taskkit import TaskEvent, task
 COUNTS_URL = os.environ.get("TASKKIT_TEST_COUNTS", "redis://127.0.0.1:6379/12")
 
 
+@cache
+def _counts() -> redis.Redis:
+    """One client per process (its pool is thread-safe and starts afresh after a fork)."""
+    return redis.Redis.from_url(COUNTS_URL)
+
+
 @task(description="Counts itself: pushes its run id to the Redis list named in the payload")
 def run(event: TaskEvent) -> None:
-    client = redis.Redis.from_url(COUNTS_URL)
-    try:
-        client.rpush(str(event.payload["key"]), event.context.run_id)
-    finally:
-        client.close()
+    _counts().rpush(str(event.payload["key"]), event.context.run_id)
