@@ -1,4 +1,5 @@
-"""Faults on servers of the tests' own: a private ``redis-server`` to kill and restart.
+"""Faults on servers of the tests' own: a private ``redis-server`` to kill and restart,
+a private RabbitMQ vhost behind a proxy whose connections the test cuts.
 
 The machine's shared servers are never stopped. Each private server keeps an
 append-only file fsynced on every write, as an operator must configure Redis
@@ -10,12 +11,15 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
+
+from .proxy import Proxy
 
 
 def free_port() -> int:
@@ -69,3 +73,29 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     finally:
         if server.process is not None and server.process.poll() is None:
             server.kill()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbitmq_vhost() -> Iterator[str]:
+    """A private vhost on the shared RabbitMQ (guest may use it), deleted afterwards."""
+    name = f"taskkit_rel_{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture
+def rabbitmq_proxy() -> Iterator[Proxy]:
+    """A proxy to the shared RabbitMQ."""
+    proxy = Proxy("127.0.0.1", 5672)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
