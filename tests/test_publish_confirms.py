@@ -13,7 +13,7 @@ def test_an_amqp_app_gets_publisher_confirms() -> None:
     confirm_publishes(app)
     assert app.conf.broker_transport_options == {"max_retries": 2, "confirm_publish": True}
     with app.connection_for_write() as connection:  # not connected: the options only
-        assert connection.transport_options["confirm_publish"] is True
+        assert (connection.transport_options or {}).get("confirm_publish") is True
     app.close()
 
 
