@@ -38,6 +38,7 @@ class Proxy:
         self.host = host
         self.target_port = target_port
         self.refusing = False
+        self.refused = 0  # connections reset at once while down
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
@@ -65,6 +66,7 @@ class Proxy:
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             _reset(writer)
             return
         try:
