@@ -65,7 +65,7 @@ if os.environ.get("TASKKIT_TEST_DATABASE") == "postgres":
             "TEST": {"NAME": _PG_NAME},
             "USER": "postgres",
             "HOST": "127.0.0.1",
-            "PORT": "5432",
+            "PORT": os.environ.get("TASKKIT_TEST_PG_PORT", "5432"),  # a proxy's, in fault tests
         }
     }
 else:
@@ -111,6 +111,8 @@ TASKKIT = {
 
 if os.environ.get("TASKKIT_TEST_WORKER_LOST_AFTER"):  # the worker-kill tests' subprocesses
     TASKKIT["WORKER_LOST_AFTER"] = float(os.environ["TASKKIT_TEST_WORKER_LOST_AFTER"])
+if os.environ.get("TASKKIT_TEST_TRACK"):  # the fault tests' subprocesses: another track level
+    TASKKIT["TRACK"] = os.environ["TASKKIT_TEST_TRACK"]
 
 if os.environ.get("TASKKIT_TEST_PERIODIC"):  # the Beat tests' subprocesses: periodic tasks on
     TASKKIT["TASKS"]["periodic:second"] = {  # type: ignore[index]

@@ -3,14 +3,23 @@
 ``apply_async`` keeps routers, queue declaration and signals in force. A queue
 given at enqueue time wins; otherwise the project's ``task_routes`` decide, and
 the task's meta queue applies where no route matches.
+
+On RabbitMQ (py-amqp) a ``basic.publish`` returns before the broker has the
+message: a connection lost right after it loses the message, and the enqueue
+that "succeeded" never runs. taskkit turns publisher confirms on
+(``confirm_publish``) for the apps it publishes through, unless the project set
+the option itself: each publish then waits for the broker's ack, and one cut
+off before its ack is sent again (at least once).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
+from weakref import WeakSet
 
-from celery import current_app
+from celery import Celery, current_app
 
 from ..definition import Scope, Source, Task
 from ..exceptions import BrokerUnavailable
@@ -20,6 +29,32 @@ from . import broadcast, redis_batch
 from .carrier import celery_name, is_carried
 from .messages import Prepared, prepare
 from .unreachable import unreachable
+
+logger = logging.getLogger("taskkit")
+
+#: The apps whose publishes ``confirm_publishes`` has seen to.
+_confirming: WeakSet[Celery] = WeakSet()
+
+
+def confirm_publishes(app: Celery) -> None:
+    """Turn py-amqp publisher confirms on for ``app``, unless its settings say otherwise.
+
+    The broker connection pools are keyed by the transport options: pools made
+    before (their connections do not confirm) are left to the producers that hold
+    them, and the app's next publish takes a pool of confirming connections.
+    """
+    if app in _confirming:
+        return
+    options = dict(app.conf.broker_transport_options or {})
+    if "confirm_publish" not in options:
+        with app.connection_for_write() as probe:
+            pyamqp = probe.transport.driver_name == "py-amqp"
+        if pyamqp:
+            app.conf.broker_transport_options = {**options, "confirm_publish": True}
+            app._pool = None  # type: ignore[attr-defined]  # not in the stubs
+            app.amqp._producer_pool = None  # type: ignore[attr-defined]
+            logger.debug("publisher confirms on for %s", app.main)
+    _confirming.add(app)
 
 
 def resolve_queue(task: Task, override: str | None) -> str:
@@ -52,6 +87,7 @@ def publish(runs: Sequence[Prepared]) -> None:
     if not runs:
         return
     try:
+        confirm_publishes(cast(Any, current_app)._get_current_object())
         with current_app.producer_or_acquire() as producer:
             if redis_batch.usable(current_app, producer, runs) and redis_batch.publish(
                 current_app, producer, runs, _options

@@ -10,14 +10,18 @@ backoff), so every attempt stays visible.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
+import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task as CeleryTask
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from ..definition import (
@@ -45,6 +49,33 @@ logger = logging.getLogger("taskkit.worker")
 
 #: How long a run whose job or single-instance lock is held waits before it tries again.
 LOCK_RETRY_DELAY = timedelta(seconds=0.5)
+
+#: How long a run waits for an unreachable database (a restart, a failover) before it fails.
+DATABASE_WAIT = 30.0
+
+T = TypeVar("T")
+
+
+def with_database(step: Callable[[], T]) -> T:
+    """``step()``, tried again while the database is unreachable, for up to ``DATABASE_WAIT``.
+
+    The message of a run is acknowledged when the run starts: a run that raised
+    because the database was away before its handler ran (reading the
+    cancellations, writing its RUNNING row) would be dropped without a trace. It
+    waits instead; a broken connection is closed, and the next try opens another.
+    """
+    deadline = time.monotonic() + DATABASE_WAIT
+    pause = 0.1
+    while True:
+        try:
+            return step()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("the database is unreachable (%s); trying again in %.1f s", exc, pause)
+            close_old_connections()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
@@ -232,7 +263,8 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
     row = _row(ctask, task, ctx, sent_id, plain)
-    if _skipped(task, ctx, fields, row, stored=bool(fields.get("stored")) or level is Track.ALL):
+    stored = bool(fields.get("stored")) or level is Track.ALL
+    if with_database(lambda: _skipped(task, ctx, fields, row, stored=stored)):
         _release_queue_lock(task, plain, sent_id)
         return
     held = _take_locks(task, ctx, plain, sent_id)
@@ -245,28 +277,26 @@ def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None
     )
     row["started_at"] = timezone.now()
     if record:
-        started(ctx.run_id, {**row, "status": RunStatus.RUNNING})
+        with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:
-        if not _record_failure(task, ctx, row, exc):
+        if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
             raise
         return
     finally:
         for key in held:
             release(key, ctx.run_id)
     if record:
-        finished(
-            ctx.run_id,
-            {
-                **row,
-                "status": RunStatus.SUCCEEDED,
-                "finished_at": timezone.now(),
-                "result": result,
-                "error": "",
-                "traceback": "",
-            },
-        )
+        final = {
+            **row,
+            "status": RunStatus.SUCCEEDED,
+            "finished_at": timezone.now(),
+            "result": result,
+            "error": "",
+            "traceback": "",
+        }
+        with_database(lambda: finished(ctx.run_id, final))
 
 
 def record_killed(

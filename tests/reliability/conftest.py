@@ -1,4 +1,5 @@
-"""Faults on servers of the tests' own: a private ``redis-server`` to kill and restart.
+"""Faults on servers of the tests' own: a private ``redis-server`` to kill and restart,
+a private RabbitMQ vhost behind a proxy whose connections the test cuts.
 
 The machine's shared servers are never stopped. Each private server keeps an
 append-only file fsynced on every write, as an operator must configure Redis
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 import redis
 
 from tests.integration.conftest import REPO
+
+from .proxy import Proxy
 
 
 def free_port() -> int:
@@ -88,3 +92,29 @@ def start_beat(broker_url: str) -> subprocess.Popen[str]:
         "--scheduler", "taskkit.scheduler:Scheduler", "-s", os.devnull, "-l", "warning",
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbitmq_vhost() -> Iterator[str]:
+    """A private vhost on the shared RabbitMQ (guest may use it), deleted afterwards."""
+    name = f"taskkit_rel_{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture
+def rabbitmq_proxy() -> Iterator[Proxy]:
+    """A proxy to the shared RabbitMQ."""
+    proxy = Proxy("127.0.0.1", 5672)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
