@@ -54,16 +54,16 @@ rabbitmq-management:  ## RabbitMQ's management plugin (the queue tests read its 
 pytest: install chromium rabbitmq-management  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-pytest-postgres: install chromium rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres), reliability tests aside.
-	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest -m "not reliability" $(PYTEST_ARGS)
+pytest-postgres: install rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres), reliability and browser tests aside.
+	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest -m "not reliability" --ignore=tests/browser $(PYTEST_ARGS)
 
 docs: install  ## Build the Sphinx docs, warnings as errors.
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 test: lint types pytest pytest-postgres docs  ## Install everything, run every check: ruff, mypy, pytest on SQLite and PostgreSQL, Sphinx.
 
-test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport).
-	$(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
+test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport), on Redis.
+	TASKKIT_TEST_BROKERS=redis $(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
 		EXTRAS="redis,rabbitmq,postgres,test,backport" PYTEST_ARGS='-m "not reliability"'
 
 bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
