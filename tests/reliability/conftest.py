@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import REPO
 
 from .proxy import Proxy
@@ -118,3 +119,16 @@ def rabbitmq_proxy() -> Iterator[Proxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+def recorded(key: str, wanted: int, timeout: float = 60) -> list[str]:
+    """The lines the crash tasks pushed to ``key``, once there are ``wanted`` of them."""
+    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while counts.llen(key) < wanted:
+            assert time.monotonic() < deadline, counts.lrange(key, 0, -1)
+            time.sleep(0.05)
+        return [str(line) for line in counts.lrange(key, 0, -1)]
+    finally:
+        counts.close()

@@ -27,7 +27,7 @@ from taskkit.models import RunStatus, TaskRun
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import Broker, current, make_app, start_worker, stop
 
-from .conftest import PrivateRedis, start_beat
+from .conftest import PrivateRedis, recorded, start_beat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
@@ -53,18 +53,6 @@ def broker(private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> Iter
     finally:
         stop(beat)
         app.close()
-
-
-def lines(key: str, wanted: int) -> list[str]:
-    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while counts.llen(key) < wanted:
-            assert time.monotonic() < deadline, counts.lrange(key, 0, -1)
-            time.sleep(0.05)
-        return [str(line) for line in counts.lrange(key, 0, -1)]
-    finally:
-        counts.close()
 
 
 def status(run_id: str, wanted: RunStatus) -> TaskRun:
@@ -95,7 +83,7 @@ def start_and_kill(broker: Broker, name: str, seconds: float) -> tuple[str, str]
     worker = start_worker(broker, "doomed", pool="prefork")
     try:
         run_id = taskkit.enqueue(name, {"key": key, "seconds": seconds}).id
-        lines(key, 1)
+        recorded(key, 1, TIMEOUT)
         status(run_id, RunStatus.RUNNING)  # written 0.2 s into the run
     finally:
         kill_worker(worker)
@@ -108,7 +96,7 @@ def test_an_idempotent_run_comes_back_after_the_visibility_timeout(broker: Broke
     run_id, key = start_and_kill(broker, "crash:idempotent", 1.5)
     worker = start_worker(broker, "next", pool="prefork")
     try:
-        found = lines(key, 3)  # started, started again, done
+        found = recorded(key, 3, TIMEOUT)  # started, started again, done
         assert [line.split()[:2] for line in found] == [
             ["start", run_id],
             ["start", run_id],
@@ -117,7 +105,7 @@ def test_an_idempotent_run_comes_back_after_the_visibility_timeout(broker: Broke
         assert found[0].split()[2] != found[1].split()[2]  # in the new worker
         status(run_id, RunStatus.SUCCEEDED)
         time.sleep(1)
-        assert len(lines(key, 3)) == 3  # once again, not twice
+        assert len(recorded(key, 3, TIMEOUT)) == 3  # once again, not twice
     finally:
         stop(worker)
         forget(key)
@@ -135,7 +123,9 @@ def test_another_run_is_failed_once_its_worker_is_lost(broker: Broker) -> None:
     worker = start_worker(broker, "next", pool="prefork")
     try:
         time.sleep(2)
-        assert [line.split()[0] for line in lines(key, 1)] == ["start"]  # never run again
+        assert [line.split()[0] for line in recorded(key, 1, TIMEOUT)] == [
+            "start"
+        ]  # never run again
     finally:
         stop(worker)
         forget(key)

@@ -13,15 +13,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 from celery import Celery
 
 import taskkit
 from taskkit.models import RunStatus, TaskRun
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import Broker, current, make_app, start_worker, stop
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, recorded
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 60
@@ -40,30 +38,18 @@ def app(private_redis: PrivateRedis) -> Iterator[Celery]:
         app.close()
 
 
-def records(key: str, wanted: int) -> list[str]:
-    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while counts.llen(key) < wanted:
-            assert time.monotonic() < deadline, counts.lrange(key, 0, -1)
-            time.sleep(0.05)
-        return [str(line) for line in counts.lrange(key, 0, -1)]
-    finally:
-        counts.close()
-
-
 def kill_the_run(name: str) -> tuple[str, str]:
     """Start a run of ``name``, SIGKILL its pool process mid-run; return the run id and key."""
     key = f"loss:{uuid.uuid4()}"
     handle = taskkit.enqueue(name, {"key": key, "seconds": 3})
-    (started,) = records(key, 1)
+    (started,) = recorded(key, 1, TIMEOUT)
     os.kill(int(started.split()[2]), signal.SIGKILL)
     return handle.id, key
 
 
 def test_an_idempotent_run_runs_again_after_its_process_is_killed(app: Celery) -> None:
     run_id, key = kill_the_run("crash:idempotent")
-    lines = records(key, 3)  # started, started again, done
+    lines = recorded(key, 3, TIMEOUT)  # started, started again, done
     assert [line.split()[:2] for line in lines] == [
         ["start", run_id],
         ["start", run_id],
@@ -86,4 +72,4 @@ def test_another_run_is_recorded_as_lost(app: Celery) -> None:
         time.sleep(0.1)
     assert "WorkerLostError" in row.error
     time.sleep(1)
-    assert [line.split()[0] for line in records(key, 1)] == ["start"]  # never run again
+    assert [line.split()[0] for line in recorded(key, 1, TIMEOUT)] == ["start"]  # never run again
