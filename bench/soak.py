@@ -642,6 +642,7 @@ def soak(args: argparse.Namespace, env: Env, report: Report) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="taskkit-soak-"))
     server = PrivateRedis(tmp, persistent=False)
