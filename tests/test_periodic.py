@@ -272,6 +272,25 @@ def test_a_sync_that_collides_with_another_beats_sync_tries_again(
     assert set(owned()) == {periodic.key for periodic in wanted()}
 
 
+def test_a_sync_that_finds_the_other_beats_row_on_save_tries_again(
+    periodic: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """django-celery-beat's ``save()`` checks uniqueness itself: the loser gets a
+    ``ValidationError``, not an ``IntegrityError`` (two Beats started together)."""
+    real = PeriodicTask.objects.create
+    collisions = iter([True])
+
+    def create(**fields: Any) -> PeriodicTask:
+        if next(collisions, False):  # the other Beat's row appears between read and create
+            PeriodicTask.objects.bulk_create([PeriodicTask(**fields)])  # no save(): no check
+        return real(**fields)
+
+    monkeypatch.setattr(PeriodicTask.objects, "create", create)
+    result = sync_periodic()  # the first attempt is rolled back, the second goes through
+    assert result.created == len(wanted())
+    assert set(owned()) == {periodic.key for periodic in wanted()}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_only_a_hand_over_owes_the_ticks_of_the_gap(reload_registry: Any) -> None:
     from taskkit.scheduler import CATCH_UP
