@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-timeout",
         type=float,
-        default=600.0,
-        help="seconds to wait after the window for every run to finish (default 600)",
+        default=1200.0,
+        help="seconds to wait after the window for every run to finish (default 1200)",
     )
     parser.add_argument(
         "--rss-pct",
@@ -159,7 +159,8 @@ class SoakProcess(Worker):
         if self.role == "beat":
             return [
                 *base, "beat", "--scheduler", "taskkit.scheduler:Scheduler",
-                "-s", str(self.log_dir / f"beat-schedule-{self.label}"), "-l", "warning",
+                # info: the log shows each tick sent and each change of leader
+                "-s", str(self.log_dir / f"beat-schedule-{self.label}"), "-l", "info",
             ]  # fmt: skip
         return [
             *base, "worker", "-Q", QUEUE, "-P", self.pool, "-c", str(self.concurrency),
@@ -454,7 +455,8 @@ def check_ticks(report: Report, counts: redis.Redis) -> None:
             )
         )
         if missing:
-            report.fail(f"{missing} ticks of {name} missing between the first and the last")
+            gaps = ", ".join(t.strftime("%H:%M:%S") for t in sorted(owed - set(ticks))[:10])
+            report.fail(f"{missing} ticks of {name} missing between the first and the last: {gaps}")
         if duplicated:
             report.fail(f"{duplicated} ticks of {name} ran twice")
         if off_grid:
@@ -619,11 +621,20 @@ def soak(args: argparse.Namespace, env: Env, report: Report) -> None:
         print("-- draining ...", flush=True)
         drained = time.monotonic()
         drain(counts, ledger, workers, beats, args.drain_timeout)
-        print(f"   done in {time.monotonic() - drained:.1f} s", flush=True)
+        drained = time.monotonic() - drained
+        print(f"   done in {drained:.1f} s", flush=True)
     finally:
         sampler.stop()
     calls = ", ".join(f"{name} {n:,}" for name, n in sorted(ledger.calls.items()))
-    report.lines.append(f"Enqueue calls: {calls}")
+    report.lines.append(f"Enqueue calls: {calls}; at most {ledger.max_lag:.1f} s behind the pace")
+    total = args.n + sum(
+        int(counts.llen(ran_key(name))) for name in (PERIODIC_SECOND, PERIODIC_MINUTE)
+    )
+    busy = time.monotonic() - began
+    report.lines.append(
+        f"Workers: {total:,} runs in {busy:.0f} s from the first enqueue ({total / busy:,.0f} /s); "
+        f"drained {drained:.0f} s after the window (the Beats' stop and a 3 s wait included)"
+    )
     check_runs(report, counts, ledger)
     check_ticks(report, counts)
     check_table(report)
