@@ -70,6 +70,8 @@ DELAYED_PER_10 = 3
 #: Of normal runs, one in this many is a single ``enqueue``; the others go in batches.
 SINGLE_EVERY = 4
 BATCH = 200
+#: Seconds between two rounds of enqueues (what is due in the next step).
+STEP = 1.0
 RSS_EVERY = 10.0  # seconds between RSS samples
 
 
@@ -295,30 +297,24 @@ class Ledger:
 def enqueue_paced(
     n: int, window: float, rng: random.Random, workers: list[SoakProcess], ledger: Ledger
 ) -> None:
-    """Enqueue ``n`` runs at an even pace over ``window`` seconds."""
+    """Enqueue ``n`` runs at an even pace over ``window`` seconds, in steps of ``STEP``."""
     from django.utils import timezone
 
     import taskkit
 
     started = time.monotonic()
-    done = 0
-    next_check = started
+    done = steps = 0
     last_report = started
     while done < n:
-        now = time.monotonic()
-        elapsed = now - started
-        target = min(n, int(n * elapsed / window) + 1)
-        if target <= done:
-            time.sleep(min(0.05, (done + 1) * window / n - elapsed))
-            continue
-        ledger.max_lag = max(ledger.max_lag, elapsed - done * window / n)
-        step = range(done, min(target, done + 2 * BATCH))
+        elapsed = time.monotonic() - started
+        ledger.max_lag = max(ledger.max_lag, elapsed - steps * STEP)
+        steps += 1
+        target = n if steps * STEP >= window else min(n, round(n * steps * STEP / window))
         batch: list[dict[str, Any]] = []
-        for i in step:
+        for i in range(done, target):
             payload = {"i": i}
             if i % 10 < DELAYED_PER_10:
-                remaining = max(window - elapsed, 1.0)
-                delay = rng.uniform(0, remaining)
+                delay = rng.uniform(0, max(window - elapsed, 1.0))  # due within the window
                 if (i // 10) % 2:
                     handle = taskkit.enqueue_in(DELAYED, delay, payload)
                     ledger.calls["enqueue_in"] += 1
@@ -335,14 +331,14 @@ def enqueue_paced(
             if len(batch) >= BATCH:
                 flush(batch, ledger)
         flush(batch, ledger)
-        done = step.stop
-        if now >= next_check:
-            for worker in workers:
-                worker.check()
-            next_check = now + 2
+        done = target
+        for worker in workers:
+            worker.check()
+        now = time.monotonic()
         if now - last_report >= 30:
-            print(f"   {done:,} of {n:,} enqueued after {elapsed:.0f} s", flush=True)
+            print(f"   {done:,} of {n:,} enqueued after {now - started:.0f} s", flush=True)
             last_report = now
+        time.sleep(max(started + steps * STEP - time.monotonic(), 0))
 
 
 def flush(batch: list[dict[str, Any]], ledger: Ledger) -> None:
