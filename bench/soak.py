@@ -262,7 +262,7 @@ class RssVerdict:
 
     @property
     def growth(self) -> float:
-        """From the middle sample to the median of the last three (two fewer at the end)."""
+        """From the sample nearest the middle of the run to the median of the last three."""
         return self.end - self.mid
 
 
