@@ -11,7 +11,7 @@ DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 bench clean
+.PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 bench soak clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -68,6 +68,9 @@ test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-t
 
 bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+soak: install  ## Soak (not in CI): 100,000 runs over 5 min, 2 workers, 2 Beats, private redis-server and PostgreSQL database; SOAK_ARGS=--quick.
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:  ## Remove virtualenvs and build output.
 	rm -rf .venv .venv-django52 docs/_build .coverage htmlcov .mypy_cache .ruff_cache .pytest_cache

@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import redis
 
@@ -70,6 +70,22 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.3g} {unit}"
 
 
+def render_grid(
+    header: Sequence[str], lines: Sequence[Sequence[str]], right: Collection[int] = ()
+) -> list[str]:
+    """``lines`` under ``header`` in aligned columns, those in ``right`` right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(header), line(["-" * width for width in widths]), *map(line, lines)]
+
+
 def render_table(rows: Sequence[Row]) -> str:
     """The results as a plain-text table, notes below it."""
     header = ("benchmark", "metric", "raw Celery", "taskkit", "taskkit/raw", "target", "result")
@@ -88,18 +104,7 @@ def render_table(rows: Sequence[Row]) -> str:
                 verdict,
             )
         )
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
-    right = {2, 3, 4}  # numbers line up on the right
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(header), line(["-" * width for width in widths])]
-    out += [line(cells) for cells in lines]
+    out = render_grid(header, lines, right={2, 3, 4})  # numbers line up on the right
     notes = [f"  [{row.bench} / {row.metric}] {row.note}" for row in rows if row.note]
     if notes:
         out += ["", "Notes:", *notes]
@@ -320,7 +325,8 @@ class Worker:
             ]  # fmt: skip
         return command
 
-    def start(self) -> Worker:
+    def environment(self) -> dict[str, str]:
+        """The subprocess's environment."""
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -332,12 +338,15 @@ class Worker:
             **self.extra_env,
         }
         env.pop("TASKKIT_TEST_DATABASE", None)  # always the SQLite file of this run
+        return env
+
+    def start(self) -> Self:
         self.log_path = self.log_dir / f"worker-{self.label}.log"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(),
             cwd=REPO,
-            env=env,
+            env=self.environment(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -346,7 +355,7 @@ class Worker:
         _LIVE.add(self)
         return self
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

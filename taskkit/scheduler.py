@@ -102,6 +102,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         self.cron_checked: dict[str, datetime] = {}  # cron minutes looked at, up to, per schedule
         self.cron_due: dict[str, datetime] = {}  # the cron tick is_due found, for apply_async
         self.leading_since = timezone.now()
+        self.took_over = False  # from a dead leader: the ticks of the gap are owed
         self.swept_at = 0.0  # time.monotonic() of the last sweep of lost workers
         super().__init__(*args, **kwargs)
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
@@ -125,15 +126,22 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         super().setup_schedule()
 
     def last_sent(self, entry: Any, now: datetime) -> datetime | None:
-        """The last tick of ``entry`` sent: by this process, or just before by a dead leader."""
+        """The last tick of ``entry`` sent: by this process, or just before by a dead leader.
+
+        A Beat that took over from a dead leader owes the ticks of the gap even
+        when the leader died before saving its last ticks: it looks back from
+        :attr:`leading_since` (the take-over, less :data:`CATCH_UP`); ticks the
+        leader did send are skipped by their run ids.
+        """
         if entry.name in self.sent:
             return self.sent[entry.name]
+        fallback = self.leading_since if self.took_over else None
         if not getattr(entry, "total_run_count", 0):  # never ran: last_run_at is Beat's "now"
-            return None
+            return fallback
         last: datetime | None = entry.last_run_at
         if last is not None and timezone.is_naive(last):
             last = timezone.make_aware(last, UTC)
-        return last if last is not None and now - last <= CATCH_UP else None
+        return last if last is not None and now - last <= CATCH_UP else fallback
 
     def _cron_start(self, entry: Any, now: datetime) -> datetime:
         """Where this process starts looking for a cron schedule's fired minutes."""
@@ -214,6 +222,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
             self.cron_checked.clear()  # the last leader's sends are in last_run_at
             # taking over from a dead leader: the ticks of the gap are still owed
             handover = previous is not None and previous != self.identity
+            self.took_over = handover
             self.leading_since = timezone.now() - (CATCH_UP if handover else timedelta(0))
         self.leading = leading
         return leading

@@ -272,6 +272,25 @@ def test_a_sync_that_collides_with_another_beats_sync_tries_again(
     assert set(owned()) == {periodic.key for periodic in wanted()}
 
 
+def test_a_sync_that_finds_the_other_beats_row_on_save_tries_again(
+    periodic: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """django-celery-beat's ``save()`` checks uniqueness itself: the loser gets a
+    ``ValidationError``, not an ``IntegrityError`` (two Beats started together)."""
+    real = PeriodicTask.objects.create
+    collisions = iter([True])
+
+    def create(**fields: Any) -> PeriodicTask:
+        if next(collisions, False):  # the other Beat's row appears between read and create
+            PeriodicTask.objects.bulk_create([PeriodicTask(**fields)])  # no save(): no check
+        return real(**fields)
+
+    monkeypatch.setattr(PeriodicTask.objects, "create", create)
+    result = sync_periodic()  # the first attempt is rolled back, the second goes through
+    assert result.created == len(wanted())
+    assert set(owned()) == {periodic.key for periodic in wanted()}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_only_a_hand_over_owes_the_ticks_of_the_gap(reload_registry: Any) -> None:
     from taskkit.scheduler import CATCH_UP
@@ -283,3 +302,25 @@ def test_only_a_hand_over_owes_the_ticks_of_the_gap(reload_registry: Any) -> Non
     heir = Scheduler(app=current_app, lazy=True)
     assert heir._take_lead()
     assert timezone.now() - heir.leading_since >= CATCH_UP  # the gap's ticks are still owed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_heir_owes_the_gap_even_if_the_leader_saved_no_tick(reload_registry: Any) -> None:
+    """A leader killed before saving its ticks (``total_run_count`` 0 in the database):
+    the heir still sends every interval tick of the last ``CATCH_UP``, not only the latest."""
+    from types import SimpleNamespace
+
+    from taskkit.scheduler import CATCH_UP
+
+    never_saved = SimpleNamespace(name="taskkit: x", total_run_count=0, last_run_at=None)
+    cold = Scheduler(app=current_app, lazy=True)
+    assert cold._take_lead()
+    now = timezone.now()
+    assert cold.last_sent(never_saved, now) is None  # a first start: the latest tick only
+    SchedulerLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # it died
+    heir = Scheduler(app=current_app, lazy=True)
+    assert heir._take_lead()
+    since = heir.last_sent(never_saved, timezone.now())
+    assert since is not None and timezone.now() - since >= CATCH_UP
+    ticks = interval_ticks(timedelta(seconds=1), timezone.now(), since)
+    assert len(ticks) >= CATCH_UP.total_seconds() - 1  # the whole gap, one tick a second

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django_celery_beat.models import (
     CrontabSchedule,
@@ -127,13 +128,16 @@ def sync_periodic(periodics: Sequence[Periodic] | None = None) -> SyncResult:
     """Make Beat's taskkit-owned rows match the code; see the module docstring.
 
     Two Beats starting together sync at the same moment; on PostgreSQL both may
-    try to create a row, and one fails. It then syncs again, and finds the row.
+    try to create a row, and one fails: with an ``IntegrityError`` from the
+    database, or with a ``ValidationError`` when django-celery-beat's ``save()``
+    (which checks uniqueness itself) already sees the other's committed row. It
+    then syncs again, and finds the row.
     """
     periodics = list(wanted()) if periodics is None else periodics
     for attempt in range(1, SYNC_ATTEMPTS + 1):
         try:
             return _sync(periodics)
-        except IntegrityError:
+        except (IntegrityError, ValidationError):
             if attempt == SYNC_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")  # the loop returns or raises

@@ -1,21 +1,17 @@
 """Faults on servers of the tests' own: a private ``redis-server`` to kill and restart,
 a private RabbitMQ vhost behind a proxy whose connections the test cuts.
 
-The machine's shared servers are never stopped. Each private server keeps an
-append-only file fsynced on every write, as an operator must configure Redis
-for taskkit's promises (see the Guarantees page).
+The machine's shared servers are never stopped (see :mod:`.servers`).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,48 +21,9 @@ from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import REPO
 
 from .proxy import Proxy
+from .servers import PrivateRedis, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class PrivateRedis:
-    """One ``redis-server`` of the test's, with its data in ``folder``."""
-
-    folder: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-            "--dir", str(self.folder),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except redis.exceptions.ConnectionError:
-                # redis answers LOADING while it reads its file back: wait for it
-                assert time.monotonic() < deadline, "the private redis-server did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no last save; what the append-only file holds survives."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
+__all__ = ["PrivateRedis", "free_port", "private_redis", "recorded", "start_beat"]
 
 
 @pytest.fixture
