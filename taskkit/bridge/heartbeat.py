@@ -123,7 +123,7 @@ def connect() -> None:
 def _lose(row: TaskRun, why: str, now: datetime) -> bool:
     """Fail ``row`` (or schedule its retry) if it is still ``running`` on its worker."""
     from ..registry import get_task  # imported late, as the worker side does
-    from .worker import run_lock_keys
+    from .worker import failed_attempt, run_lock_keys
 
     try:
         task = get_task(row.name)
@@ -132,19 +132,7 @@ def _lose(row: TaskRun, why: str, now: datetime) -> bool:
     if task is not None and task.meta.idempotent:
         return False  # its message comes back to the queue and runs again
     error = WorkerLost(f"worker {row.worker} {why}; the run's outcome is unknown")
-    text = f"{type(error).__name__}: {error}"
-    history = [
-        *(row.history or []),
-        {"attempt": row.attempt, "error": text, "finished_at": now.isoformat()},
-    ]
-    fields: dict[str, Any] = {"error": text, "traceback": "", "history": history}
-    if task is not None and task.meta.retry.should_retry(row.attempt, error):
-        due = now + timedelta(seconds=task.meta.retry.delay(row.attempt))
-        fields.update(
-            status=RunStatus.SCHEDULED, attempt=row.attempt + 1, scheduled_for=due, sent_at=None
-        )
-    else:
-        fields.update(status=RunStatus.FAILED, finished_at=now)
+    fields = {"traceback": "", **failed_attempt(task, row.attempt, error, row.history or [], now)}
     changed = TaskRun.objects.filter(pk=row.pk, status=RunStatus.RUNNING, worker=row.worker).update(
         **fields
     )
@@ -152,7 +140,7 @@ def _lose(row: TaskRun, why: str, now: datetime) -> bool:
         for key in run_lock_keys(task, row.payload if isinstance(row.payload, dict) else {}):
             release(key, str(row.pk))
     if changed:
-        logger.warning("%s %s: %s", row.name, row.pk, text)
+        logger.warning("%s %s: %s", row.name, row.pk, fields["error"])
     return bool(changed)
 
 

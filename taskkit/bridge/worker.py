@@ -128,42 +128,49 @@ def _context(
     )
 
 
+def failed_attempt(
+    task: Task | None, attempt: int, exc: BaseException, history: list[Any], now: datetime
+) -> dict[str, Any]:
+    """A run's fields once ``attempt`` failed with ``exc``: the attempt added to its
+    ``history``, then its retry scheduled (as the task's policy says) or the run failed."""
+    error = f"{type(exc).__name__}: {exc}"
+    fields: dict[str, Any] = {
+        "error": error,
+        "history": [*history, {"attempt": attempt, "error": error, "finished_at": now.isoformat()}],
+    }
+    if task is not None and task.meta.retry.should_retry(attempt, exc):
+        due = now + timedelta(seconds=task.meta.retry.delay(attempt))
+        fields.update(
+            status=RunStatus.SCHEDULED, attempt=attempt + 1, scheduled_for=due, sent_at=None
+        )
+    else:
+        fields.update(status=RunStatus.FAILED, finished_at=now)
+    return fields
+
+
 def _record_failure(
     task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception, trace: str | None = None
 ) -> bool:
     """Record a failed attempt; return whether a retry was scheduled."""
     recorder.written(ctx.run_id)  # a pending RUNNING row must not land after this one
-    now = timezone.now()
-    error = f"{type(exc).__name__}: {exc}"
-    history = list(
-        TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first() or []
-    )
-    history.append({"attempt": ctx.attempt, "error": error, "finished_at": now.isoformat()})
+    history = TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first()
     fields = {
         **row,
-        "error": error,
         "traceback": trace or traceback.format_exc(),
-        "history": history,
+        **failed_attempt(task, ctx.attempt, exc, list(history or []), timezone.now()),
     }
-    policy = task.meta.retry
-    if policy.should_retry(ctx.attempt, exc):
-        due = now + timedelta(seconds=policy.delay(ctx.attempt))
-        fields.update(
-            status=RunStatus.SCHEDULED, attempt=ctx.attempt + 1, scheduled_for=due, sent_at=None
-        )
-        upsert(ctx.run_id, fields)
-        logger.warning(
-            "%s %s failed (%s); attempt %s at %s",
-            task.name,
-            ctx.run_id,
-            error,
-            ctx.attempt + 1,
-            due,
-        )
-        return True
-    fields.update(status=RunStatus.FAILED, finished_at=now)
     upsert(ctx.run_id, fields)
-    return False
+    if fields["status"] != RunStatus.SCHEDULED:
+        return False
+    logger.warning(
+        "%s %s failed (%s); attempt %s at %s",
+        task.name,
+        ctx.run_id,
+        fields["error"],
+        fields["attempt"],
+        fields["scheduled_for"],
+    )
+    return True
 
 
 def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) -> None:
