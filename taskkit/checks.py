@@ -30,7 +30,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import registry
-from .bridge.register import celery_time_limit
+from .bridge.work.register import celery_time_limit
 from .conf import DEFAULTS, settings
 from .definition import Track
 from .definition.cron import normalize_cron

@@ -25,13 +25,15 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+from .upstream import FilesystemChannel
+
 _sequence = itertools.count()
 
 
-class Channel(filesystem.Channel):
+class Channel(FilesystemChannel):
     """A filesystem channel whose writes are atomic and keep their order."""
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def put_message(self, queue: str, message: Any) -> None:
         folder = Path(self.data_folder_out)
         order = f"{time.time_ns():020d}_{next(_sequence):012d}"
         final = folder / f"{order}_{uuid.uuid4()}.{queue}.msg"

@@ -180,7 +180,7 @@ class WorkerHeartbeat(models.Model):
     """A worker's last sign of life, so the runs of a worker that died outright are failed.
 
     Written by the worker's main process every quarter of ``WORKER_LOST_AFTER``
-    (see :mod:`taskkit.bridge.heartbeat`); read by the leader Beat's sweep.
+    (see :mod:`taskkit.bridge.work.heartbeat`); read by the leader Beat's sweep.
     """
 
     #: The Celery node name, as in ``TaskRun.worker``.

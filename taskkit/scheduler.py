@@ -8,10 +8,10 @@ admin) plus:
   sends it, with ``scheduledTime`` = the tick's time; interval ticks are aligned
   to the clock (multiples of the interval), so they never drift; cron ticks are
   decided by :mod:`taskkit.scheduling.cron` (its DST rules), not Celery's crontab;
-- every enabled crontab row loaded (see :meth:`Scheduler._get_crontab_exclude_query`);
+- every enabled crontab row loaded (see :meth:`Scheduler.crontab_exclude_query`);
 - promotion of due delayed runs and retries, and the outbox resend;
 - a leader lease, so two Beats can run and only one sends;
-- the sweep of workers that died outright (:mod:`taskkit.bridge.heartbeat`);
+- the sweep of workers that died outright (:mod:`taskkit.bridge.work.heartbeat`);
 - waking at least once a second, sooner when a delayed run falls due.
 """
 
@@ -33,12 +33,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from .bridge import heartbeat
-from .bridge.enqueue import enqueue_tick
+from .bridge.send.enqueue import enqueue_tick
+from .bridge.work import heartbeat
 from .registry import get_task
 from .scheduling import lease, next_due, promote_due, resend_outbox
 from .scheduling.cron import fire_times, floor_minute
 from .scheduling.periodic import PREFIX, sync_periodic
+from .upstream import BeatHooks
 
 logger = logging.getLogger("taskkit.scheduler")
 
@@ -55,7 +56,7 @@ def interval_ticks(every: timedelta, now: datetime, last_sent: datetime | None) 
     Ticks are the multiples of the interval since the Unix epoch (a 60 s task ticks
     on whole minutes). Sent are the ticks after ``last_sent``, as far back as
     :data:`CATCH_UP` (what a leader's hand-over can miss); a tick another scheduler
-    sent already is skipped by :func:`~taskkit.bridge.enqueue.enqueue_tick`. With
+    sent already is skipped by :func:`~taskkit.bridge.send.enqueue.enqueue_tick`. With
     nothing sent before (a cold start), only the latest tick is sent, as Beat would.
     """
     step = max(1, round(every.total_seconds()))
@@ -90,10 +91,8 @@ def owned_cron(entry: Any) -> bool:
     return str(entry.name).startswith(PREFIX) and isinstance(entry.schedule, crontab)
 
 
-class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
+class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
     """Beat's database scheduler with taskkit's periodic ticks, delayed runs and lease."""
-
-    _heap: list[Any] | None  # Beat's: (when, priority, entry) events
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -108,7 +107,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         self.max_interval = min(float(getattr(self, "max_interval", MAX_SLEEP)), MAX_SLEEP)
         self.sync_every_tasks = 1  # last_run_at reaches the database after every tick
 
-    def _get_crontab_exclude_query(self) -> Q:
+    def crontab_exclude_query(self) -> Q:
         """Load every enabled crontab schedule.
 
         django-celery-beat 2.9 leaves out crontab rows whose hour is more than two
@@ -171,13 +170,13 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         """
         super().populate_heap(*args, **kwargs)
         heap: list[Any] = [
-            event_t(self._when(event[2], 0), event[1], event[2])
+            event_t(self.when(event[2], 0), event[1], event[2])
             if str(event[2].name).startswith(PREFIX)
             else event
-            for event in self._heap or []
+            for event in self.heap
         ]
         heapq.heapify(heap)
-        self._heap = heap
+        self.heap = heap
 
     def is_due(self, entry: Any) -> Any:
         """taskkit's schedules: interval ones on clock-aligned ticks, cron ones per minute."""
@@ -207,7 +206,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         handles = [enqueue_tick(task, entry.name, tick) for tick in ticks]
         if ticks:
             self.sent[entry.name] = ticks[-1]
-        self._tasks_since_sync += 1  # with sync_every_tasks = 1: last_run_at is saved now
+        self.count_sent()  # with sync_every_tasks = 1: last_run_at is saved now
         sent = [handle for handle in handles if handle is not None]
         logger.debug("%s: ticks %s, %s sent from here", entry.name, ticks, len(sent))
         return sent[-1] if sent else None
@@ -217,8 +216,7 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
         leading = lease.hold(LEASE_NAME, self.identity)
         if leading and not self.leading:  # new leader: read the schedule state afresh
             logger.info("Scheduler %s leads", self.identity)
-            self._initial_read = True
-            self._heap = None
+            self.reread_schedule()
             self.cron_checked.clear()  # the last leader's sends are in last_run_at
             # taking over from a dead leader: the ticks of the gap are still owed
             handover = previous is not None and previous != self.identity

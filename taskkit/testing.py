@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .bridge.capture import Capture, CapturedRun, capturing
+from .bridge.send.capture import Capture, CapturedRun, capturing
 from .definition import Source
 from .registry import get_task
 from .runner import execute

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from taskkit.bridge import cancellations
-from taskkit.bridge.cancellations import cancel
-from taskkit.bridge.worker import run_message
+from taskkit.bridge.work import cancellations
+from taskkit.bridge.work.cancellations import cancel
+from taskkit.bridge.work.run import run_message
 from taskkit.models import Cancellation, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

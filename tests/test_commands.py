@@ -285,7 +285,7 @@ def test_runtask_unreachable_broker_exits_1(monkeypatch: pytest.MonkeyPatch) -> 
     def down(*args: Any, **kwargs: Any) -> None:
         raise taskkit.BrokerUnavailable("the broker is unreachable (test)")
 
-    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", down)
+    monkeypatch.setattr(sys.modules["taskkit.bridge.send.enqueue"], "publish", down)
     with pytest.raises(CommandError, match="unreachable") as caught:
         call("runtask", "echo:payload", "--enqueue")
     assert caught.value.returncode == 1

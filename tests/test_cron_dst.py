@@ -95,7 +95,7 @@ def test_the_scheduler_follows_the_rules_with_a_real_beat_entry(
     reload_registry("tests.apps.nested")
     schedule = CrontabSchedule.objects.create(minute="30", hour="2", timezone="Europe/Paris")
     PeriodicTask.objects.create(name="taskkit: db:migrate@dst", task="db:migrate", crontab=schedule)
-    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", lambda runs: None)
+    monkeypatch.setattr(sys.modules["taskkit.bridge.send.enqueue"], "publish", lambda runs: None)
     clock = [start.astimezone(UTC)]  # UTC: arithmetic on Paris wall times would skip the change
     monkeypatch.setattr("django.utils.timezone.now", lambda: clock[0])
     beat = Scheduler(app=current_app, lazy=True)

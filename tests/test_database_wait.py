@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError
 
-from taskkit.bridge import worker
+from taskkit.bridge.work import run as worker
 
 
 def test_a_step_is_tried_again_while_the_database_is_away(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("taskkit.bridge.worker.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("taskkit.bridge.work.run.time.sleep", lambda seconds: None)
     failures = [OperationalError("connection reset"), OperationalError("connection refused")]
 
     def step() -> str:

@@ -266,7 +266,7 @@ def test_a_broker_outage_gives_the_rest_of_the_batch_back(monkeypatch: pytest.Mo
 
 
 def test_celery_options_follow_the_meta() -> None:
-    from taskkit.bridge.register import celery_options
+    from taskkit.bridge.work.register import celery_options
 
     plain = celery_options(taskkit.get_task("echo:payload"))
     assert plain["name"] == "echo:payload" and plain["serializer"] == "json"
@@ -281,7 +281,7 @@ def test_celery_options_follow_the_meta() -> None:
 
 
 def test_a_queue_named_at_enqueue_becomes_known(sent: list[dict[str, Any]]) -> None:
-    from taskkit.bridge.queues import known_queues
+    from taskkit.bridge.send.known_queues import known_queues
 
     queue = f"adhoc-{uuid.uuid4().hex[:8]}"
     assert queue not in known_queues()

@@ -11,8 +11,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from taskkit.bridge import heartbeat
 from taskkit.bridge.locks import acquire, lock_key
+from taskkit.bridge.work import heartbeat
 from taskkit.definition import Lock
 from taskkit.models import RunStatus, TaskLock, TaskRun, WorkerHeartbeat
 from taskkit.registry import get_task

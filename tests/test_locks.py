@@ -82,7 +82,7 @@ def test_a_failed_send_releases_the_queue_lock(monkeypatch: pytest.MonkeyPatch) 
     def down(runs: Any) -> None:
         raise taskkit.BrokerUnavailable("down")
 
-    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", down)
+    monkeypatch.setattr(sys.modules["taskkit.bridge.send.enqueue"], "publish", down)
     with pytest.raises(taskkit.BrokerUnavailable):
         taskkit.enqueue("locks:queued", {"x": 1})
     assert not TaskLock.objects.exists()

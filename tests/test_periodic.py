@@ -167,7 +167,7 @@ def test_a_tick_is_sent_once_whoever_sends_it(
     reload_registry("tests.apps.nested", TASKKIT=PERIODIC)
     sent: list[Any] = []
     monkeypatch.setattr(
-        sys.modules["taskkit.bridge.enqueue"],
+        sys.modules["taskkit.bridge.send.enqueue"],
         "publish",
         lambda runs: sent.extend(runs),
     )
@@ -235,7 +235,7 @@ def test_frequency_is_whole_seconds() -> None:
 
 
 def test_a_resent_tick_keeps_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    from taskkit.bridge import publish as publish_module
+    from taskkit.bridge.send import publish as publish_module
 
     sent: list[Any] = []
     monkeypatch.setattr(publish_module, "publish", lambda runs: sent.extend(runs))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskkit.bridge.publish import confirm_publishes
+from taskkit.bridge.send.publish import confirm_publishes
 from tests.integration.conftest import make_app
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"

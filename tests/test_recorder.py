@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from taskkit.bridge import recorder as recorder_module
-from taskkit.bridge.recorder import Recorder
+from taskkit.bridge.work import recorder as recorder_module
+from taskkit.bridge.work.recorder import Recorder
 from taskkit.models import RunStatus, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection

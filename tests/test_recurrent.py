@@ -16,9 +16,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 import taskkit
-from taskkit.bridge.enqueue import enqueue_tick
-from taskkit.bridge.messages import Prepared
-from taskkit.bridge.worker import run_message
+from taskkit.bridge.send.enqueue import enqueue_tick
+from taskkit.bridge.send.messages import Prepared
+from taskkit.bridge.work.run import run_message
 from taskkit.models import RunStatus, TaskLock, TaskRun
 from taskkit.scheduling.periodic import PREFIX
 
@@ -41,7 +41,7 @@ def sent(reload_registry: Any, monkeypatch: pytest.MonkeyPatch) -> list[Prepared
     reload_registry("tests.apps.nested", TASKKIT=SETTINGS)
     taskkit.sync_periodic()
     runs: list[Prepared] = []
-    monkeypatch.setattr(sys.modules["taskkit.bridge.enqueue"], "publish", runs.extend)
+    monkeypatch.setattr(sys.modules["taskkit.bridge.send.enqueue"], "publish", runs.extend)
     return runs
 
 

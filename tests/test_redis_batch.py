@@ -18,9 +18,9 @@ from celery.signals import before_task_publish
 from kombu import Queue
 
 import taskkit
-from taskkit.bridge import redis_batch
-from taskkit.bridge.messages import Prepared, prepare
-from taskkit.bridge.publish import publish
+from taskkit.bridge.send import redis_batch
+from taskkit.bridge.send.messages import Prepared, prepare
+from taskkit.bridge.send.publish import publish
 from taskkit.registry import get_task
 
 from .integration.conftest import current, make_app
@@ -92,7 +92,9 @@ def test_project_routes_are_honoured(client: redis.Redis) -> None:
     app = make_app("taskkit-redis-routes", URL, task_routes={"echo:payload": {"queue": "special"}})
     with current(app):
         batch = runs(
-            "echo:payload", 3, taskkit.bridge.publish.resolve_queue(get_task("echo:payload"), None)
+            "echo:payload",
+            3,
+            taskkit.bridge.send.celery_message.resolve_queue(get_task("echo:payload"), None),
         )
         publish(batch)
         fast = queued(client, "special")
@@ -160,9 +162,8 @@ def test_what_the_copy_would_not_reproduce_takes_celerys_path(
     assert not redis_batch.usable(app, producer, mixed)
     app.conf.task_default_priority = 5
     batch = runs("echo:payload", 3)
-    assert not redis_batch.publish(
-        app, producer, batch, lambda run: {"queue": run.queue, "argsrepr": "()", "kwargsrepr": ""}
-    )
+    options = [{"queue": run.queue, "argsrepr": "()", "kwargsrepr": ""} for run in batch]
+    assert not redis_batch.publish(app, producer, batch, options)
     assert not client.exists("default")  # nothing was sent by the refused fast path
     publish(batch)
     # sent one by one, into the list kombu keeps for that priority (steps 0, 3, 6, 9)

@@ -66,6 +66,6 @@ def test_run_all_stops_at_a_failure(taskkit_enqueues: Captured) -> None:
 def test_outside_capture_enqueues_really_happen() -> None:
     with capture_enqueues():
         pass
-    from taskkit.bridge.capture import active
+    from taskkit.bridge.send.capture import active
 
     assert active() is None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import taskkit
-from taskkit.bridge.worker import run_message
+from taskkit.bridge.work.run import run_message
 from taskkit.models import RunStatus, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections

@@ -1,10 +1,16 @@
 """The Celery bridge: taskkit tasks as Celery tasks, the enqueue family, run records.
 
+Two sides, each a sub-package: :mod:`.send` (enqueue, messages, publish) and
+:mod:`.work` (the Celery task body, run records, heartbeats, cancellations).
+The modules beside them serve both: :mod:`.carrier`, :mod:`.broadcast`,
+:mod:`.locks` and :mod:`.track`; neither side imports the other.
+
 Importing it needs the app registry ready (it uses the models); ``taskkit``
 re-exports its public names lazily.
 """
 
-from .enqueue import (
+from .failures import remove_failed, retry_failed
+from .send.enqueue import (
     aenqueue,
     aenqueue_at,
     aenqueue_in,
@@ -18,9 +24,8 @@ from .enqueue import (
     enqueue_task,
     enqueue_task_at,
 )
-from .failures import remove_failed, retry_failed
-from .handle import RunHandle, get_run
-from .register import register
+from .send.handle import RunHandle, get_run
+from .work.register import register
 
 __all__ = [
     "RunHandle",

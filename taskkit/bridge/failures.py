@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
-from .handle import RunHandle, get_run
-from .publish import publish_run
+from .send.handle import RunHandle, get_run
+from .send.publish import publish_run
 
 
 def _failed(run_id: object | None, name: str | None) -> QuerySet[TaskRun]:

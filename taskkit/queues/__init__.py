@@ -22,9 +22,9 @@ from celery import current_app
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from ..bridge.cancellations import cancel
-from ..bridge.queues import known_queues
-from ..bridge.unreachable import unreachable
+from ..bridge.send.known_queues import known_queues
+from ..bridge.send.unreachable import unreachable
+from ..bridge.work.cancellations import cancel
 from ..definition import canonical_json
 from ..exceptions import BrokerUnavailable, RunNotFound, TaskkitError
 from ..models import RunStatus, TaskRun

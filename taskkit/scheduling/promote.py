@@ -7,7 +7,7 @@ twice, on SQLite and PostgreSQL alike (where the rows are picked ``FOR UPDATE
 SKIP LOCKED``, so a second scheduler takes other rows instead of waiting).
 ``sent_at`` marks a row as handed to the publisher; a row the broker did not
 take is given back for the next tick. Claimed rows of one task and queue are
-published together (on Redis, :mod:`~taskkit.bridge.redis_batch`'s fast path).
+published together (on Redis, :mod:`~taskkit.bridge.send.redis_batch`'s fast path).
 
 The claim commits only after the publish, in the same transaction: a
 scheduler killed between the two (``SIGKILL``, a lost host) leaves its rows
@@ -28,8 +28,8 @@ from django.db import connection, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from ..bridge.messages import Prepared
-from ..bridge.publish import publish, stored_run
+from ..bridge.send.messages import Prepared
+from ..bridge.send.publish import publish, stored_run
 from ..conf import settings
 from ..exceptions import BrokerUnavailable, TaskkitError
 from ..models import RunStatus, TaskRun

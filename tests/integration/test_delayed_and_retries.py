@@ -166,7 +166,7 @@ import os, signal, sys
 import django
 django.setup()
 import taskkit
-sys.modules["taskkit.bridge.enqueue"].publish = lambda runs: os.kill(os.getpid(), signal.SIGKILL)
+sys.modules["taskkit.bridge.send.enqueue"].publish = lambda runs: os.kill(os.getpid(), signal.SIGKILL)
 taskkit.enqueue("track:outbox", {"survived": sys.argv[1]})  # dies right after the commit
 """
 

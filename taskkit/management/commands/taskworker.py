@@ -13,7 +13,7 @@ from typing import Any
 from celery import current_app
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from taskkit.bridge.queues import known_queues
+from taskkit.bridge.send.known_queues import known_queues
 
 SCHEDULER = "taskkit.scheduler:Scheduler"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
-from ..models import KnownQueue
-from ..registry import all_tasks
-from .broadcast import NAME as BROADCAST
+from ...models import KnownQueue
+from ...registry import all_tasks
+from ..broadcast import NAME as BROADCAST
 
 
 def known_queues() -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import close_old_connections, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..models import TaskRun
+from ...models import TaskRun
 
 logger = logging.getLogger("taskkit.worker")
 

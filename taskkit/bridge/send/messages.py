@@ -13,15 +13,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from ..conf import settings
-from ..definition import Source, Task, Track, normalize_payload
-from ..exceptions import TaskNotImplemented
-from .carrier import is_carried
-
-
-def track_level(task: Task) -> Track:
-    """The task's track level, or the project's default."""
-    return task.meta.track or Track(settings.TRACK)
+from ...conf import settings
+from ...definition import Source, Task, normalize_payload
+from ...exceptions import TaskNotImplemented
+from ..carrier import is_carried
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,14 @@ from celery import Task as CeleryTask
 from celery import shared_task, signals
 from celery.exceptions import TimeLimitExceeded
 
-from ..definition import Task
-from . import broadcast, heartbeat, recorder
-from .carrier import CARRIER
+from ...definition import Task
+from .. import broadcast
+from ..carrier import CARRIER
+from . import heartbeat, recorder
 
 
 def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
-    from .worker import run_message  # imported late: the worker side needs the models
+    from .run import run_message  # imported late: the worker side needs the models
 
     run_message(self, payload, context)
 
@@ -36,7 +37,7 @@ class BridgeTask(CeleryTask[Any, Any]):
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TimeLimitExceeded):
-            from .worker import record_killed
+            from .run import record_killed
 
             record_killed(self, task_id, dict(kwargs or {}), exc, str(einfo))
 
@@ -56,7 +57,7 @@ def _worker_lost(
     An idempotent task's message is requeued instead, and runs again.
     """
     if isinstance(sender, BridgeTask) and isinstance(exception, WorkerLostError):
-        from .worker import record_killed
+        from .run import record_killed
 
         record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
 

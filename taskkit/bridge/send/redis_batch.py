@@ -19,10 +19,10 @@ on the fallback path).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from celery import Celery, signals
 from celery.result import AsyncResult
@@ -31,8 +31,10 @@ from kombu.entity import maybe_delivery_mode
 from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps
 
-from ..definition import Scope
-from .carrier import is_carried
+from ... import upstream
+from ...definition import Scope
+from ..carrier import is_carried
+from .celery_message import apply
 from .messages import Prepared
 
 #: Messages per ``LPUSH`` command.
@@ -71,13 +73,8 @@ def usable(app: Celery, producer: Any, runs: Sequence[Prepared]) -> bool:
 def _template(app: Celery, producer: Any, first: Prepared, options: dict[str, Any]) -> Any:
     """Celery's message for ``first``, as ``(body, publish kwargs)``, or None if unsupported."""
     recorder = _Recorder(producer.connection)
-    app.tasks[first.task.name].apply_async(
-        kwargs=first.kwargs(),
-        producer=cast(Any, recorder),  # duck-typed: only publish() and connection are used
-        task_id=first.run_id,
-        add_to_parent=False,
-        **options,
-    )
+    # duck-typed: only publish() and connection are used
+    apply(app, recorder, first, options, add_to_parent=False)
     ((body, kwargs),) = recorder.calls
     unsupported = (
         kwargs.get("exchange") != ""
@@ -95,14 +92,14 @@ def publish(
     app: Celery,
     producer: Any,
     runs: Sequence[Prepared],
-    options: Callable[[Prepared], dict[str, Any]],
+    options: Sequence[dict[str, Any]],
 ) -> bool:
     """Push ``runs`` in chunks; False (nothing sent) when they need Celery's own path.
 
-    ``options(run)`` gives a run's ``apply_async`` options; from one run to the next
-    they differ only in the argument reprs, the only ones copied per run.
+    ``options`` are the runs' ``apply_async`` options, in order; from one run to the
+    next they differ only in the argument reprs, the only ones copied per run.
     """
-    template = _template(app, producer, runs[0], options(runs[0]))
+    template = _template(app, producer, runs[0], options[0])
     if template is None:
         return False
     (args, _, embed), kwargs = template
@@ -111,7 +108,7 @@ def publish(
     with _broker_errors(producer.connection):
         for entity in kwargs.get("declare") or ():
             producer.maybe_declare(entity)
-    if queue in (getattr(channel, "_expires", None) or {}):  # known once declared
+    if upstream.declared_with_expiry(channel, queue):  # known once declared
         return False
     headers: dict[str, Any] = kwargs["headers"]
     fixed = {
@@ -124,8 +121,7 @@ def publish(
     )
     parent_root = headers["root_id"] if headers["parent_id"] else None
     envelopes = []
-    for run in runs:
-        run_options = options(run)
+    for run, run_options in zip(runs, options, strict=True):
         reprs = {key: run_options[key] for key in _REPRS}
         content_type, content_encoding, body = serialization.dumps(
             (args, run.kwargs(), embed), serializer="json"
@@ -138,7 +134,7 @@ def publish(
             {**headers, "id": run.run_id, "root_id": parent_root or run.run_id, **reprs},
             {**fixed, "correlation_id": run.run_id, **reprs},
         )
-        channel._inplace_augment_message(message, "", queue)
+        upstream.augment_message(channel, message, queue)
         envelopes.append(dumps(message))
     with (
         _broker_errors(producer.connection),

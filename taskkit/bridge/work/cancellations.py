@@ -21,8 +21,8 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from ..definition import canonical_json
-from ..models import Cancellation
+from ...definition import canonical_json
+from ...models import Cancellation
 
 #: How often a worker process reads the cancellations again.
 REFRESH = 1.0

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import RunCancelled, RunFailed, RunNotFound, RunTimeout
-from ..models import RunStatus, TaskRun
+from ...exceptions import RunCancelled, RunFailed, RunNotFound, RunTimeout
+from ...models import RunStatus, TaskRun
 
 
 def get_run(run_id: object) -> TaskRun:

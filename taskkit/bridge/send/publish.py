@@ -1,8 +1,7 @@
 """Sending messages through Celery's own publish path.
 
-``apply_async`` keeps routers, queue declaration and signals in force. A queue
-given at enqueue time wins; otherwise the project's ``task_routes`` decide, and
-the task's meta queue applies where no route matches.
+``apply_async`` keeps routers, queue declaration and signals in force (see
+:mod:`.celery_message`); a batch on Redis takes :mod:`.redis_batch`'s fast path.
 
 On RabbitMQ (py-amqp) a ``basic.publish`` returns before the broker has the
 message: a connection lost right after it loses the message, and the enqueue
@@ -16,17 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
 from weakref import WeakSet
 
 from celery import Celery, current_app
 
-from ..definition import Scope, Source, Task
-from ..exceptions import BrokerUnavailable
-from ..models import TaskRun
-from ..registry import get_task
-from . import broadcast, redis_batch
-from .carrier import celery_name, is_carried
+from ... import upstream
+from ...definition import Source
+from ...exceptions import BrokerUnavailable
+from ...models import TaskRun
+from ...registry import get_task
+from . import redis_batch
+from .celery_message import apply, message_options
 from .messages import Prepared, prepare
 from .unreachable import unreachable
 
@@ -51,35 +50,9 @@ def confirm_publishes(app: Celery) -> None:
             pyamqp = probe.transport.driver_name == "py-amqp"
         if pyamqp:
             app.conf.broker_transport_options = {**options, "confirm_publish": True}
-            app._pool = None  # type: ignore[attr-defined]  # not in the stubs
-            app.amqp._producer_pool = None  # type: ignore[attr-defined]
+            upstream.drop_connection_pools(app)
             logger.debug("publisher confirms on for %s", app.main)
     _confirming.add(app)
-
-
-def resolve_queue(task: Task, override: str | None) -> str:
-    """The queue a run goes to: the override, else the project's ``task_routes``, else meta."""
-    if override is not None:
-        return override
-    router = current_app.amqp.router
-    if getattr(router, "routes", ()):  # not in the stubs
-        route = router.lookup_route(task.name, (), {}, {}, None)
-        if route:
-            queue = router.expand_destination(route).get("queue")
-            return str(getattr(queue, "name", queue))
-    return task.meta.queue
-
-
-def _options(run: Prepared) -> dict[str, Any]:
-    """Where the message goes, and the argument reprs Celery would otherwise compute."""
-    options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.canonical[:1024]}
-    if run.priority is not None:
-        options["priority"] = run.priority
-    if is_carried(run.task):
-        options["shadow"] = run.task.name
-    if run.task.meta.scope is Scope.ALL:
-        return {**options, **broadcast.publish_options()}
-    return {**options, "queue": run.queue}
 
 
 def publish(runs: Sequence[Prepared]) -> None:
@@ -87,20 +60,15 @@ def publish(runs: Sequence[Prepared]) -> None:
     if not runs:
         return
     try:
-        confirm_publishes(cast(Any, current_app)._get_current_object())
+        confirm_publishes(upstream.current_object(current_app))
         with current_app.producer_or_acquire() as producer:
+            options = [message_options(run) for run in runs]
             if redis_batch.usable(current_app, producer, runs) and redis_batch.publish(
-                current_app, producer, runs, _options
+                current_app, producer, runs, options
             ):
                 return
-            for run in runs:
-                current_app.tasks[celery_name(run.task)].apply_async(
-                    kwargs=run.kwargs(),
-                    producer=producer,
-                    task_id=run.run_id,
-                    serializer="json",
-                    **_options(run),
-                )
+            for run, run_options in zip(runs, options, strict=True):
+                apply(current_app, producer, run, run_options)
     except Exception as exc:
         if not unreachable(exc):
             raise

@@ -17,16 +17,18 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..definition import Lock, Source, Task, Track
-from ..exceptions import BrokerUnavailable
-from ..models import RunStatus, TaskRun
-from ..registry import get_task
+from ...definition import Lock, Source, Task, Track
+from ...exceptions import BrokerUnavailable
+from ...models import RunStatus, TaskRun
+from ...registry import get_task
+from ..locks import acquire, lock_key, release
+from ..track import track_level
 from .capture import active as active_capture
+from .celery_message import resolve_queue
 from .handle import RunHandle
-from .locks import acquire, lock_key, release
-from .messages import Prepared, prepare, track_level
-from .publish import publish, resolve_queue
-from .queues import remember
+from .known_queues import remember
+from .messages import Prepared, prepare
+from .publish import publish
 
 Payload = Mapping[str, Any] | None
 

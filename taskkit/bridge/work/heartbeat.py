@@ -1,7 +1,7 @@
 """Worker heartbeats, and the sweep that settles the runs of a worker that died outright.
 
 A pool process that dies is reported by the worker's main process
-(``WorkerLostError``, see :mod:`~taskkit.bridge.register`). When the main
+(``WorkerLostError``, see :mod:`~taskkit.bridge.work.register`). When the main
 process itself dies (``SIGKILL``, the out-of-memory killer, a lost host),
 nobody is left to say so, and its runs would stay ``running`` for ever. So:
 
@@ -19,7 +19,7 @@ the queue (at once on RabbitMQ, after ``visibility_timeout`` on Redis) and the
 run runs again. A worker without a heartbeat row (stopped cleanly long ago, or
 of an older taskkit) is never swept. Only runs that have a ``running`` row are
 seen: with ``track="runs"``, a run killed in its first 0.2 s has none (see
-:mod:`~taskkit.bridge.recorder`). ``seen_at`` is written by the worker's clock
+:mod:`~taskkit.bridge.work.recorder`). ``seen_at`` is written by the worker's clock
 and compared with the Beat's: keep the clocks in sync, well within
 ``WORKER_LOST_AFTER``. A worker only cut off from the database for that long
 is taken as lost too; the runs it still finishes write their end over the
@@ -36,10 +36,10 @@ from typing import Any
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from ..conf import settings
-from ..exceptions import TaskkitError
-from ..models import RunStatus, TaskRun, WorkerHeartbeat
-from .locks import release
+from ...conf import settings
+from ...exceptions import TaskkitError
+from ...models import RunStatus, TaskRun, WorkerHeartbeat
+from ..locks import release
 
 logger = logging.getLogger("taskkit.worker")
 
@@ -122,8 +122,8 @@ def connect() -> None:
 
 def _lose(row: TaskRun, why: str, now: datetime) -> bool:
     """Fail ``row`` (or schedule its retry) if it is still ``running`` on its worker."""
-    from ..registry import get_task  # imported late, as the worker side does
-    from .worker import failed_attempt, run_lock_keys
+    from ...registry import get_task  # imported late, as the worker side does
+    from .run import failed_attempt, run_lock_keys
 
     try:
         task = get_task(row.name)

@@ -2,7 +2,7 @@
 
 How much is written follows the task's ``track`` level: ``all`` and ``runs``
 write the row when the run starts and when it ends (``runs`` through the
-:mod:`recorder <taskkit.bridge.recorder>`, which skips the start of short runs
+:mod:`recorder <taskkit.bridge.work.recorder>`, which skips the start of short runs
 and batches the ends); ``failures`` only when it fails. A failure the retry
 policy covers becomes a delayed run (a row the scheduler promotes after the
 backoff), so every attempt stays visible.
@@ -24,7 +24,7 @@ from celery import Task as CeleryTask
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from ..definition import (
+from ...definition import (
     Lock,
     Scope,
     Source,
@@ -34,15 +34,15 @@ from ..definition import (
     Track,
     received_payload,
 )
-from ..exceptions import TaskkitError
-from ..models import FINISHED, RunStatus, TaskRun
-from ..registry import get_task
-from ..runner import call
-from . import broadcast
+from ...exceptions import TaskkitError
+from ...models import FINISHED, RunStatus, TaskRun
+from ...registry import get_task
+from ...runner import call
+from .. import broadcast
+from ..carrier import task_name
+from ..locks import acquire, lock_key, release
+from ..track import track_level
 from .cancellations import cancelled
-from .carrier import task_name
-from .locks import acquire, lock_key, release
-from .messages import track_level
 from .recorder import recorder, upsert
 
 logger = logging.getLogger("taskkit.worker")

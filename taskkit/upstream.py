@@ -1,0 +1,104 @@
+"""Every private name of Celery, kombu and django-celery-beat that taskkit uses, in one place.
+
+Each one is something upstream does not offer publicly and taskkit needs; each
+has a test in ``tests/test_upstream.py`` that fails when upstream renames or
+reshapes it, and ``pyproject.toml`` caps these packages below their next
+untested minor release. Nothing else in taskkit touches an upstream ``_name``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from celery import Celery
+from django.db.models import Q
+from kombu.transport import filesystem
+
+# --- Celery ---------------------------------------------------------------------------
+
+
+def current_object(proxy: Any) -> Any:
+    """The object behind one of Celery's proxies (``current_app``), to key or compare it."""
+    return proxy._get_current_object()
+
+
+def drop_connection_pools(app: Celery) -> None:
+    """Make ``app`` open new broker connections, with its transport options as they are now.
+
+    Celery builds its connection and producer pools once; after a change of
+    ``broker_transport_options`` (publisher confirms) they must be built again.
+    """
+    app._pool = None  # type: ignore[attr-defined]  # not in the stubs
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
+# --- kombu ------------------------------------------------------------------------------
+
+
+def declared_with_expiry(channel: Any, queue: str) -> bool:
+    """Whether a Redis channel declared ``queue`` with ``x-expires`` (its publish differs then)."""
+    return queue in (getattr(channel, "_expires", None) or {})
+
+
+def augment_message(channel: Any, message: dict[str, Any], routing_key: str) -> None:
+    """Add the delivery info kombu's virtual channels add to a message before they store it."""
+    channel._inplace_augment_message(message, "", routing_key)
+
+
+def priority_queue(channel: Any, queue: str, step: int) -> str:
+    """The Redis list that holds ``queue``'s messages of priority ``step``."""
+    return str(channel._q_for_pri(queue, step))
+
+
+class FilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel with its message write behind :meth:`put_message`."""
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.put_message(queue, message)
+
+    def put_message(self, queue: str, message: Any) -> None:
+        """Store ``message`` in ``queue``; a subclass decides how."""
+        super()._put(queue, message)
+
+
+# --- django-celery-beat and Celery's Beat ------------------------------------------------
+
+
+class BeatHooks:
+    """Mixed in before django-celery-beat's ``DatabaseScheduler``: its private parts, named.
+
+    A mixin, not a subclass, so importing this module needs no Django models.
+    """
+
+    _heap: list[Any] | None
+    _initial_read: bool
+    _tasks_since_sync: int
+
+    def _get_crontab_exclude_query(self) -> Q:
+        return self.crontab_exclude_query()
+
+    def crontab_exclude_query(self) -> Q:
+        """The crontab rows *not* loaded; a subclass may load more."""
+        return cast(Q, cast(Any, super())._get_crontab_exclude_query())
+
+    @property
+    def heap(self) -> list[Any]:
+        """Beat's heap of ``(when, priority, entry)`` events, as ``populate_heap`` left it."""
+        return list(self._heap or [])
+
+    @heap.setter
+    def heap(self, events: list[Any]) -> None:
+        self._heap = events
+
+    def when(self, entry: Any, next_time_to_run: float) -> float:
+        """The heap time of an entry due in ``next_time_to_run`` seconds."""
+        return float(cast(Any, self)._when(entry, next_time_to_run))
+
+    def reread_schedule(self) -> None:
+        """Read the schedule from the database afresh, and rebuild the heap, on the next tick."""
+        self._initial_read = True
+        self._heap = None
+
+    def count_sent(self) -> None:
+        """Count one sent tick towards ``sync_every_tasks`` (saving ``last_run_at``)."""
+        self._tasks_since_sync += 1

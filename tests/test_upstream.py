@@ -1,0 +1,141 @@
+"""One test per private upstream name in :mod:`taskkit.upstream`: each fails when upstream renames it.
+
+They test what taskkit relies on (a pool rebuilt, a message augmented, a row
+loaded), not merely that an attribute exists, so a name kept but no longer read
+by upstream fails too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery, current_app
+from django.db.models import Q
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from kombu import Connection, Exchange, Producer, Queue
+
+from taskkit import upstream
+from taskkit.embedded import celery_settings
+from taskkit.scheduler import Scheduler
+
+REDIS = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture
+def channel() -> Iterator[Any]:
+    with Connection(REDIS) as connection:
+        yield connection.default_channel
+    redis.Redis.from_url(REDIS).flushdb()
+
+
+def test_current_object_is_the_app_behind_the_proxy() -> None:
+    app = Celery("upstream-test", set_as_current=False)
+    previous = upstream.current_object(current_app)
+    app.set_current()
+    try:
+        assert upstream.current_object(current_app) is app
+    finally:
+        previous.set_current()
+
+
+def test_dropping_the_pools_makes_new_ones() -> None:
+    app = Celery("upstream-test", broker="memory://", set_as_current=False)
+    pool, producers = app.pool, app.amqp.producer_pool
+    app.conf.broker_transport_options = {"confirm_publish": True}
+    assert app.pool is pool  # kept until dropped
+    upstream.drop_connection_pools(app)
+    assert app.pool is not pool
+    assert app.amqp.producer_pool is not producers
+
+
+def test_a_queue_declared_with_x_expires_is_seen(channel: Any) -> None:
+    name = f"expiring-{uuid.uuid4().hex}"
+    Queue(name, queue_arguments={"x-expires": 60_000})(channel).declare()
+    Queue("plain")(channel).declare()
+    assert upstream.declared_with_expiry(channel, name)
+    assert not upstream.declared_with_expiry(channel, "plain")
+
+
+def test_augmenting_adds_kombus_delivery_info(channel: Any) -> None:
+    message = channel.prepare_message(b"{}", 0, "application/json", "utf-8", {}, {})
+    upstream.augment_message(channel, message, "default")
+    assert message["properties"]["delivery_info"]["routing_key"] == "default"
+    assert message["properties"]["delivery_tag"]
+
+
+def test_priority_queue_names_the_list_kombu_publishes_to(channel: Any) -> None:
+    name = f"prio-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), routing_key=name)
+    Producer(channel).publish(
+        {}, exchange=queue.exchange, routing_key=name, declare=[queue], priority=3
+    )
+    client = redis.Redis.from_url(REDIS)
+    assert client.llen(upstream.priority_queue(channel, name, 3)) == 1
+    assert upstream.priority_queue(channel, name, 0) == name
+
+
+def test_the_filesystem_channel_writes_through_put_message(tmp_path: Path) -> None:
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection(
+        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+    ) as connection:
+        connection.SimpleQueue("default").put({"a": 1})
+    (written,) = (tmp_path / "queue").iterdir()
+    assert re.fullmatch(r"\d{20}_\d{12}_[0-9a-f-]{36}\.default\.msg", written.name)
+    assert json.loads(written.read_text())["body"]
+
+
+def _interval_row(name: str) -> PeriodicTask:
+    every, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
+    return PeriodicTask(name=name, task="echo:payload", interval=every)
+
+
+@pytest.mark.django_db
+def test_beat_asks_crontab_exclude_query() -> None:
+    asked: list[bool] = []
+
+    class Asking(Scheduler):
+        def crontab_exclude_query(self) -> Q:
+            asked.append(True)
+            return super().crontab_exclude_query()
+
+    Asking(app=current_app, lazy=True).all_as_schedule()
+    assert asked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heap_and_when_are_beats() -> None:
+    _interval_row("upstream heap").save()
+    scheduler = Scheduler(app=current_app, lazy=True)
+    scheduler.populate_heap()
+    assert "upstream heap" in {event[2].name for event in scheduler.heap}
+    scheduler.heap = []
+    assert scheduler.heap == []
+    assert abs(scheduler.when(next(iter(scheduler.schedule.values())), 0) - time.time()) < 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reread_schedule_reads_rows_no_change_signal_announced() -> None:
+    scheduler = Scheduler(app=current_app, lazy=True)
+    assert "upstream quiet" not in scheduler.schedule
+    PeriodicTask.objects.bulk_create([_interval_row("upstream quiet")])  # sends no signal
+    assert "upstream quiet" not in scheduler.schedule
+    scheduler.reread_schedule()
+    assert "upstream quiet" in scheduler.schedule
+
+
+@pytest.mark.django_db
+def test_count_sent_makes_beat_save_after_sync_every_tasks() -> None:
+    scheduler = Scheduler(app=current_app, lazy=True)
+    scheduler._last_sync = time.monotonic()  # just saved; sync_every (3 min) is far
+    assert not scheduler.should_sync()
+    scheduler.count_sent()
+    assert scheduler.should_sync()
