@@ -57,3 +57,17 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(Task, "apply_async", apply_async)
     return messages
+
+
+@pytest.fixture(autouse=True)
+def _forget_remembered_queues() -> Iterator[None]:
+    """Each test starts with no queue remembered by the process.
+
+    ``remember`` writes a queue's row once per process; a test database emptied
+    between tests (``transaction=True``) would otherwise lose the row for good,
+    and a later test's queue would be unknown.
+    """
+    yield
+    from taskkit.bridge.send import known_queues
+
+    known_queues._remembered.clear()
