@@ -63,6 +63,11 @@ class InvalidPayload(TaskkitError, ValueError):
     status_code = 400
 
 
+class InvalidMessage(TaskkitError, ValueError):
+    """A Celery message for a taskkit task does not carry a taskkit run (``celery call`` with
+    the task's own arguments, say); its run is recorded as failed."""
+
+
 class ResultNotSerializable(TaskkitError, TypeError):
     """A task returned a value that cannot be stored as JSON."""
 

@@ -10,6 +10,7 @@ import pytest
 
 import taskkit
 from taskkit.bridge.work.run import run_message
+from taskkit.exceptions import InvalidMessage
 from taskkit.models import RunStatus, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections
@@ -65,3 +66,35 @@ def test_a_second_delivery_of_a_finished_attempt_is_skipped() -> None:
     TaskRun.objects.filter(pk=run_id).update(status=RunStatus.QUEUED, attempt=2)
     run_message(ctask, {"a": 3}, {**context, "attempt": 2})  # a later attempt still runs
     assert TaskRun.objects.get(pk=run_id).result == {"a": 3}
+
+
+def test_a_message_with_other_arguments_is_recorded_as_failed_with_a_clear_error() -> None:
+    """``celery call echo:payload --kwargs '{"a": 1}'``: no TypeError naming an internal function."""
+    ctask, run_id = message("echo:payload")
+    with pytest.raises(InvalidMessage, match="carries a payload and a context, not a"):
+        run_message(ctask, a=1)
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.name, row.status, row.payload) == ("echo:payload", RunStatus.FAILED, {"a": 1})
+    assert '--kwargs \'{"payload"' in row.error
+
+
+def test_positional_arguments_beyond_payload_and_context_are_refused() -> None:
+    ctask, run_id = message("echo:payload")
+    with pytest.raises(InvalidMessage, match="3 positional argument"):
+        run_message(ctask, {}, {}, "extra")
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.FAILED
+
+
+def test_celery_call_with_a_payload_keyword_runs() -> None:
+    ctask, run_id = message("echo:payload")
+    run_message(ctask, payload={"a": 2})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.result) == (RunStatus.SUCCEEDED, {"a": 2})
+
+
+def test_an_unknown_task_without_a_row_is_recorded_as_failed() -> None:
+    ctask, run_id = message("never:existed")
+    with pytest.raises(taskkit.TaskNotFound):
+        run_message(ctask, {"x": 1}, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.name, row.status, row.payload) == ("never:existed", RunStatus.FAILED, {"x": 1})

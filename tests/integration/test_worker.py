@@ -102,6 +102,16 @@ def test_bad_payload_sends_nothing(broker: Broker) -> None:
     assert TaskRun.objects.count() == before
 
 
+def test_celery_call_with_the_wrong_arguments_is_a_failed_run(broker: Broker) -> None:
+    """``celery call echo:payload --kwargs '{"a": 1}'`` sends what ``send_task`` sends."""
+    result = broker.app.send_task("echo:payload", kwargs={"a": 1})
+    handle = taskkit.RunHandle(result.id, "echo:payload", "default")
+    with pytest.raises(taskkit.RunFailed) as caught:
+        handle.result(timeout=TIMEOUT)
+    assert caught.value.error.startswith("InvalidMessage: A taskkit message carries a payload")
+    assert TaskRun.objects.get(pk=result.id).payload == {"a": 1}
+
+
 def test_messages_are_json(broker: Broker, worker: subprocess.Popen[str]) -> None:
     sent: list[dict[str, Any]] = []
     from celery.signals import before_task_publish

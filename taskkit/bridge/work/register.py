@@ -21,10 +21,11 @@ from ..carrier import CARRIER
 from . import heartbeat, recorder
 
 
-def _body(self: CeleryTask[Any, Any], payload: Any = None, context: Any = None) -> None:
+def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
+    """Any arguments: a message of another shape is recorded as failed, not a ``TypeError``."""
     from .run import run_message  # imported late: the worker side needs the models
 
-    run_message(self, payload, context)
+    run_message(self, *args, **kwargs)
 
 
 class BridgeTask(CeleryTask[Any, Any]):

@@ -34,7 +34,7 @@ from ...definition import (
     Track,
     received_payload,
 )
-from ...exceptions import TaskkitError
+from ...exceptions import InvalidMessage, TaskkitError
 from ...models import FINISHED, RunStatus, TaskRun
 from ...registry import get_task
 from ...runner import call
@@ -247,23 +247,59 @@ def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
     logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
 
 
-def _unrunnable(run_id: str, exc: Exception) -> None:
-    """Fail the stored row of a message whose task is gone or whose payload no longer fits."""
-    TaskRun.objects.filter(pk=run_id).update(
-        status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-    )
+#: The arguments of a taskkit message, in order.
+MESSAGE_ARGUMENTS = ("payload", "context")
 
 
-def run_message(ctask: CeleryTask[Any, Any], payload: Any, context: Any) -> None:
-    """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it."""
+def check_shape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """:class:`InvalidMessage` unless the arguments are a taskkit message's (payload, context)."""
+    extra = sorted(set(kwargs) - set(MESSAGE_ARGUMENTS))
+    twice = set(MESSAGE_ARGUMENTS[: len(args)]) & set(kwargs)
+    if len(args) > len(MESSAGE_ARGUMENTS) or extra or twice:
+        got = ", ".join([f"{len(args)} positional argument(s)"] * bool(args) + extra)
+        raise InvalidMessage(
+            f"A taskkit message carries a payload and a context, not {got}. "
+            "Enqueue with taskkit (enqueue, runtask --enqueue), or send "
+            """--kwargs '{"payload": {...}}' with celery call."""
+        )
+
+
+def _unrunnable(
+    ctask: CeleryTask[Any, Any], run_id: str, name: str, payload: Any, exc: Exception
+) -> None:
+    """Record the run of a message that cannot run (task gone, payload or message malformed)."""
+    row = {
+        "name": name,
+        "queue": str((getattr(ctask.request, "delivery_info", None) or {}).get("routing_key", "")),
+        "payload": payload if isinstance(payload, dict) else {},
+        "worker": worker_name(ctask),
+        "status": RunStatus.FAILED,
+        "error": f"{type(exc).__name__}: {exc}",
+        "finished_at": timezone.now(),
+    }
+    stored = TaskRun.objects.filter(pk=run_id)
+    if not stored.update(status=row["status"], error=row["error"], finished_at=row["finished_at"]):
+        upsert(run_id, row)
+
+
+def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
+    """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it.
+
+    A message that cannot run (its task unknown here, its payload or its shape
+    wrong) is recorded as a failed run, so an operator sees it, and raises.
+    """
     # Celery's Django fixup closes stale database connections around every task
+    values = {**dict(zip(MESSAGE_ARGUMENTS, args, strict=False)), **kwargs}
+    context, payload = values.get("context"), values.get("payload", kwargs)
     fields = context if isinstance(context, dict) else {}
     sent_id = message_id(fields, ctask.request.id)
+    name = task_name(ctask.name, fields)
     try:
-        task = get_task(task_name(ctask.name, fields))
+        check_shape(args, kwargs)
+        task = get_task(name)
         plain = received_payload(payload, schema=task.meta.schema)
     except TaskkitError as exc:
-        _unrunnable(sent_id, exc)
+        with_database(functools.partial(_unrunnable, ctask, sent_id, name, payload, exc))
         raise
     ctx = _context(ctask, task, fields, sent_id)
     # rows are written per the track level, and always where one exists already
