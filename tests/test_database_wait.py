@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any, NoReturn, cast
+
 import pytest
 from django.db import OperationalError
 
@@ -23,11 +26,59 @@ def test_a_step_is_tried_again_while_the_database_is_away(
     assert not failures
 
 
-def test_it_gives_up_after_database_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+class HandedBack(Exception):
+    pass
+
+
+def test_before_the_handler_it_hands_the_message_back_after_database_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(worker, "DATABASE_WAIT", 0.0)
 
     def step() -> None:
         raise OperationalError("still away")
 
-    with pytest.raises(OperationalError, match="still away"):
-        worker.with_database(step)
+    def hand_back(exc: Exception) -> NoReturn:
+        raise HandedBack(str(exc))
+
+    with pytest.raises(HandedBack, match="still away"):
+        worker.with_database(step, hand_back)
+
+
+def test_after_the_handler_it_goes_on_trying_past_database_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's outcome must be written: no hand-back (that would run it twice), no giving up."""
+    monkeypatch.setattr(worker, "DATABASE_WAIT", 0.0)
+    monkeypatch.setattr("taskkit.bridge.work.run.time.sleep", lambda seconds: None)
+    failures = [OperationalError("away")] * 50
+
+    def step() -> str:
+        if failures:
+            raise failures.pop()
+        return "recorded"
+
+    assert worker.with_database(step) == "recorded"
+
+
+def test_hand_back_sends_the_same_message_again_through_celerys_retry() -> None:
+    asked: dict[str, Any] = {}
+
+    class Task:
+        name = "echo:payload"
+        request = SimpleNamespace(id="r1")
+
+        def retry(self, **options: Any) -> Exception:
+            asked.update(options)
+            return HandedBack()
+
+    exc = OperationalError("away")
+    with pytest.raises(HandedBack):
+        worker.hand_back(cast(Any, Task()), exc)
+    assert asked == {"exc": exc, "countdown": worker.HAND_BACK_AFTER}
+
+
+def test_celery_retries_a_handed_back_message_without_limit() -> None:
+    from celery import current_app
+
+    assert current_app.tasks["echo:payload"].max_retries is None

@@ -7,7 +7,9 @@ then the database comes back. A ledger keeps the run ids whose enqueue returned
 (``echo:count``). Afterwards every run has run, and its row says ``succeeded``:
 none is left ``queued`` or ``running``, none is missing. Once with the default
 ``track="runs"`` (rows written by the worker's recorder thread), once with
-``track="all"`` (rows written at enqueue, updated by the run itself).
+``track="all"`` (rows written at enqueue, updated by the run itself), and once
+away for longer than the worker waits for it (``DATABASE_WAIT``, shortened to
+2 s): the runs that could not start hand their messages back to the broker.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .proxy import Proxy
 pytestmark = [pytest.mark.reliability]
 RUNS = 200
 OUTAGE = 3.0  # seconds without the database
-TIMEOUT = 30
+TIMEOUT = 45
 
 ENQUEUE = """
 import sys
@@ -69,7 +71,9 @@ def database() -> Iterator[str]:
             server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def environment(database: str, port: int, broker: str, track: str) -> dict[str, str]:
+def environment(
+    database: str, port: int, broker: str, track: str, wait: float = 30.0
+) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -78,6 +82,7 @@ def environment(database: str, port: int, broker: str, track: str) -> dict[str, 
         "TASKKIT_TEST_PG_PORT": str(port),
         "TASKKIT_TEST_BROKER": broker,
         "TASKKIT_TEST_TRACK": track,
+        "TASKKIT_TEST_DATABASE_WAIT": str(wait),
         "PYTHONPATH": str(REPO),
     }
 
@@ -99,9 +104,18 @@ def statuses(database: str, run_ids: list[str]) -> dict[str, str]:
     return {str(run_id): str(status) for run_id, status in rows}
 
 
-@pytest.mark.parametrize("track", ["runs", "all"])
+@pytest.mark.parametrize(
+    ("track", "outage", "wait"),
+    [("runs", OUTAGE, 30.0), ("all", OUTAGE, 30.0), ("all", 8.0, 2.0)],
+    ids=["runs", "all", "all-longer-than-the-wait"],
+)
 def test_the_database_away_mid_run_loses_no_run_and_no_row(
-    track: str, database: str, private_redis: PrivateRedis, tmp_path: Path
+    track: str,
+    outage: float,
+    wait: float,
+    database: str,
+    private_redis: PrivateRedis,
+    tmp_path: Path,
 ) -> None:
     key = f"counts:{uuid.uuid4()}"
     proxy = Proxy("127.0.0.1", 5432)
@@ -114,7 +128,7 @@ def test_the_database_away_mid_run_loses_no_run_and_no_row(
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"away-{uuid.uuid4().hex[:6]}@%h",
         ],
-        cwd=REPO, env=environment(database, proxy.port, private_redis.url, track), text=True,
+        cwd=REPO, env=environment(database, proxy.port, private_redis.url, track, wait), text=True,
         start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
@@ -128,7 +142,7 @@ def test_the_database_away_mid_run_loses_no_run_and_no_row(
         proxy.down()
         cut = proxy.cut()
         sent += enqueue(direct, key, RUNS // 2, RUNS)  # in flight while the database is away
-        time.sleep(max(0.0, OUTAGE))
+        time.sleep(outage)
         proxy.up()
         deadline = time.monotonic() + TIMEOUT
         while True:

@@ -63,14 +63,21 @@ def _worker_lost(
         record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
 
 
+#: The Celery task attributes of every taskkit task.
+COMMON_OPTIONS: dict[str, Any] = {
+    "base": BridgeTask,
+    "bind": True,
+    "ignore_result": True,  # taskkit's run table holds results
+    "serializer": "json",
+    "max_retries": None,  # Celery's retry only hands a message back (the database away)
+}
+
+
 def celery_options(task: Task) -> dict[str, Any]:
     """The Celery task attributes that follow from a task's meta."""
     options: dict[str, Any] = {
+        **COMMON_OPTIONS,
         "name": task.name,
-        "base": BridgeTask,
-        "bind": True,
-        "ignore_result": True,  # taskkit's run table holds results
-        "serializer": "json",
         "acks_late": task.meta.idempotent,
         "reject_on_worker_lost": task.meta.idempotent,
     }
@@ -95,6 +102,4 @@ def register(tasks: Iterable[Task]) -> None:
     for task in tasks:
         shared_task(**celery_options(task))(_body)
     # the carried tasks' messages (django.tasks functions); their meta is taskkit's defaults
-    shared_task(name=CARRIER, base=BridgeTask, bind=True, ignore_result=True, serializer="json")(
-        _body
-    )
+    shared_task(name=CARRIER, **COMMON_OPTIONS)(_body)

@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from celery import Task as CeleryTask
 from django.db import InterfaceError, OperationalError, close_old_connections
@@ -50,19 +50,27 @@ logger = logging.getLogger("taskkit.worker")
 #: How long a run whose job or single-instance lock is held waits before it tries again.
 LOCK_RETRY_DELAY = timedelta(seconds=0.5)
 
-#: How long a run waits for an unreachable database (a restart, a failover) before it fails.
+#: How long a run waits for an unreachable database (a restart, a failover) before it
+#: hands its message back to the broker.
 DATABASE_WAIT = 30.0
+#: When a message handed back is delivered again.
+HAND_BACK_AFTER = 5.0
 
 T = TypeVar("T")
 
 
-def with_database(step: Callable[[], T]) -> T:
-    """``step()``, tried again while the database is unreachable, for up to ``DATABASE_WAIT``.
+def with_database(
+    step: Callable[[], T], hand_back: Callable[[Exception], NoReturn] | None = None
+) -> T:
+    """``step()``, tried again while the database is unreachable.
 
     The message of a run is acknowledged when the run starts: a run that raised
-    because the database was away before its handler ran (reading the
-    cancellations, writing its RUNNING row) would be dropped without a trace. It
-    waits instead; a broken connection is closed, and the next try opens another.
+    because the database was away would be dropped without a trace. It waits
+    instead; a broken connection is closed, and the next try opens another.
+    After ``DATABASE_WAIT`` a step before the handler ran calls ``hand_back``,
+    which gives the message back to the broker; a step after it (the run's
+    outcome) has none and goes on trying, as running the handler again would run
+    the task twice.
     """
     deadline = time.monotonic() + DATABASE_WAIT
     pause = 0.1
@@ -70,12 +78,27 @@ def with_database(step: Callable[[], T]) -> T:
         try:
             return step()
         except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() >= deadline:
-                raise
+            if hand_back is not None and time.monotonic() >= deadline:
+                hand_back(exc)
             logger.warning("the database is unreachable (%s); trying again in %.1f s", exc, pause)
             close_old_connections()
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+
+def hand_back(ctask: CeleryTask[Any, Any], exc: Exception) -> NoReturn:
+    """Give the message back to the broker, unchanged, to be delivered again shortly.
+
+    Celery's ``retry`` sends the same message (same run id, payload and context)
+    with a countdown and acknowledges this one; nothing of the run has happened.
+    """
+    logger.warning(
+        "%s %s: the database has been unreachable for %.0f s; the message goes back to the broker",
+        ctask.name,
+        ctask.request.id,
+        DATABASE_WAIT,
+    )
+    raise ctask.retry(exc=exc, countdown=HAND_BACK_AFTER)
 
 
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
@@ -307,7 +330,8 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     record = level is not Track.FAILURES or bool(fields.get("stored"))
     row = _row(ctask, task, ctx, sent_id, plain)
     stored = bool(fields.get("stored")) or level is Track.ALL
-    if with_database(lambda: _skipped(task, ctx, fields, row, stored=stored)):
+    give_back = functools.partial(hand_back, ctask)
+    if with_database(lambda: _skipped(task, ctx, fields, row, stored=stored), give_back):
         _release_queue_lock(task, plain, sent_id)
         return
     held = _take_locks(task, ctx, plain, sent_id)
