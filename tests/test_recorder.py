@@ -138,3 +138,42 @@ def test_outside_a_worker_rows_are_written_at_once(writes: list[tuple[str, str]]
     plain.finished(run_id, row(RunStatus.SUCCEEDED))
     assert status(run_id) == RunStatus.SUCCEEDED
     assert plain._thread is None
+
+
+def deep(depth: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for _ in range(depth):
+        payload = {"a": payload}
+    return payload
+
+
+def test_a_row_the_database_refuses_does_not_hold_up_the_others(recorder: Recorder) -> None:
+    """A payload too deep to store fails its own row only: the batch goes on, the run ends visibly."""
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    recorder.finished(bad, row(RunStatus.SUCCEEDED, payload=deep(50_000), result={"ok": 1}))
+    recorder.finished(good, row(RunStatus.SUCCEEDED))
+    recorder.flush()
+    assert TaskRun.objects.get(pk=good).payload == {"a": 1}
+    refused = TaskRun.objects.get(pk=bad)
+    assert (refused.status, refused.payload, refused.result) == (RunStatus.SUCCEEDED, {}, None)
+    assert "payload and result not stored" in refused.error
+    assert not recorder._finals  # nothing left to retry for ever
+
+
+def test_an_unreachable_database_keeps_the_rows_for_the_next_try(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    def away(rows: Any) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(recorder_module, "upsert_many", away)
+    run_id = str(uuid.uuid4())
+    recorder.finished(run_id, row(RunStatus.SUCCEEDED))
+    with pytest.raises(OperationalError):
+        recorder.flush()
+    assert run_id in recorder._finals
+    monkeypatch.undo()
+    recorder.flush()
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.SUCCEEDED

@@ -28,7 +28,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import close_old_connections, connections, router
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    router,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ...models import TaskRun
@@ -150,6 +156,58 @@ def _execute_upsert(
             )
 
 
+#: The errors of a database that is away: the rows wait for it. Any other error is the
+#: rows' own (a value the database refuses), and must not hold up the others.
+UNREACHABLE = (OperationalError, InterfaceError)
+
+#: The fields of a row that carry what the task was given and gave back.
+_VALUES = ("payload", "result")
+
+
+def write_rows(rows: dict[str, Fields]) -> None:
+    """Write ``rows``; a row the database refuses is written without its payload and result.
+
+    One bad row (a payload nested deeper than SQLite's JSON allows, a value
+    PostgreSQL's ``jsonb`` refuses) must not hold up a batch for good: the batch
+    is written again row by row (an upsert, so rows written already are
+    rewritten as they are), and a refused row keeps its status, times and
+    error, with the refusal added to its error, so the run still ends visibly.
+    """
+    try:
+        upsert_many(rows.items())
+        return
+    except UNREACHABLE:
+        raise
+    except Exception:
+        logger.exception("a batch of %s run rows was refused; writing them one by one", len(rows))
+    for run_id, fields in rows.items():
+        try:
+            upsert(run_id, fields)
+        except UNREACHABLE:
+            raise
+        except Exception as exc:
+            logger.error(
+                "run %s: row refused (%s); written without payload and result", run_id, exc
+            )
+            try:
+                upsert(run_id, stripped(fields, exc))
+            except UNREACHABLE:
+                raise
+            except Exception:
+                logger.exception("run %s: its row cannot be written; left as it was", run_id)
+
+
+def stripped(fields: Fields, exc: BaseException) -> Fields:
+    """``fields`` without the values the database refused, and a word on why in the error."""
+    note = (
+        f"(payload and result not stored: the database refused them: {type(exc).__name__}: {exc})"
+    )
+    kept = {name: value for name, value in fields.items() if name not in _VALUES}
+    if "payload" in fields:
+        kept["payload"] = {}
+    return {**kept, "error": f"{fields.get('error') or ''} {note}".strip()}
+
+
 def upsert(run_id: str, fields: Fields) -> None:
     """Write one run's row now."""
     upsert_many([(run_id, fields)])
@@ -211,8 +269,8 @@ class Recorder:
             finals, self._finals = self._finals, {}
             self._writing.update(due)
         try:
-            upsert_many(due.items())
-            upsert_many(finals.items())
+            write_rows(due)
+            write_rows(finals)
         except Exception:
             logger.exception("could not write %s run rows; trying again", len(due) + len(finals))
             with self._cond:

@@ -36,6 +36,8 @@ class BridgeTask(CeleryTask[Any, Any]):
     process. That is where its row is failed (or its retry scheduled).
     """
 
+    Request = "taskkit.bridge.work.request:GuardedRequest"
+
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TimeLimitExceeded):
             from .run import record_killed
@@ -102,4 +104,4 @@ def register(tasks: Iterable[Task]) -> None:
     for task in tasks:
         shared_task(**celery_options(task))(_body)
     # the carried tasks' messages (django.tasks functions); their meta is taskkit's defaults
-    shared_task(name=CARRIER, **COMMON_OPTIONS)(_body)
+    shared_task(**{**COMMON_OPTIONS, "name": CARRIER})(_body)

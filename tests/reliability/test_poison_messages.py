@@ -1,0 +1,72 @@
+"""Messages that once took a prefork worker down: the worker survives them and goes on.
+
+A payload nested thousands deep cannot be pickled for a pool process; Celery
+called that unrecoverable, the worker exited, the message went back, and every
+restart died on it. Such a message is now a failed run an operator can see,
+and the next message runs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from taskkit.models import RunStatus, TaskRun
+from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+
+from .conftest import PrivateRedis
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
+TIMEOUT = 30
+
+
+@pytest.fixture
+def broker(private_redis: PrivateRedis) -> Iterator[Broker]:
+    app: Celery = make_app("reliability-poison", private_redis.url)
+    try:
+        with current(app):
+            yield Broker("redis", private_redis.url, {}, app)
+    finally:
+        app.close()
+
+
+def nested(depth: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for _ in range(depth):
+        payload = {"a": payload}
+    return payload
+
+
+def settled(run_id: str) -> TaskRun:
+    deadline = time.monotonic() + TIMEOUT
+    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or row.status not in (
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+    ):
+        assert time.monotonic() < deadline, row and row.status
+        time.sleep(0.05)
+    return row
+
+
+def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(
+    broker: Broker,
+) -> None:
+    deep, plain = str(uuid.uuid4()), str(uuid.uuid4())
+    task = broker.app.tasks["echo:payload"]
+    # sent as Celery would send it, past taskkit's own checks at enqueue
+    task.apply_async(kwargs={"payload": nested(5_000), "context": {}}, task_id=deep)
+    task.apply_async(kwargs={"payload": {"after": 1}, "context": {}}, task_id=plain)
+    worker = start_worker(broker, "poison", ("default",), pool="prefork")
+    try:
+        refused, ran = settled(deep), settled(plain)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    assert refused.status == RunStatus.FAILED
+    assert "could not hand the message to a pool process (RecursionError" in refused.error
+    assert (ran.status, ran.result) == (RunStatus.SUCCEEDED, {"after": 1})
