@@ -260,8 +260,8 @@ def test_runtask_queue_in_and_at(taskkit_enqueues: Any, settings: Any) -> None:
     [
         (["--in", "-5"], "--in needs a delay of 0 seconds or more"),
         (["--at", "tomorrow"], "--at 'tomorrow' is not an ISO 8601 time"),
-        (["--queue", " "], "queue must be a non-empty string"),
-        (["--queue", ""], "queue must be a non-empty string"),
+        (["--queue", " "], "is not a valid queue name"),
+        (["--queue", ""], "a queue name has 1 to 200 characters"),
         (["--in", "inf"], "delay from 0 to 3650 days"),
     ],
 )

@@ -99,7 +99,7 @@ def test_cron_is_validated_and_aliases_expand() -> None:
         ({"retry": "often"}, "retry is an attempt count"),
         ({"retry": {"backoff": -1}}, "must not be negative"),
         ({"retry": {"retry_on": (int,)}}, "retry_on must hold exception classes"),
-        ({"queue": ""}, "queue must be a non-empty string"),
+        ({"queue": ""}, "a queue name has 1 to 200 characters"),
         ({"name": "bad name"}, "not a valid task name"),
         ({"name": "db::x"}, "not a valid task name"),
         ({"on_success": "nope"}, "on_success must be callable"),
@@ -126,7 +126,7 @@ def test_task_is_frozen_and_using_returns_a_copy() -> None:
     assert urgent.meta.frequency == timedelta(seconds=5)
     assert urgent.name == "x:y" and urgent.handler is handler
     assert value.using(name="x:z").name == "x:z"
-    with pytest.raises(InvalidTaskDefinition, match="task 'x:y': queue"):
+    with pytest.raises(InvalidTaskDefinition, match="task 'x:y': a queue name has"):
         value.using(queue="")
 
 

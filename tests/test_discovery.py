@@ -161,7 +161,7 @@ def test_unimportable_settings_handler_is_a_warning_and_not_implemented(
     [
         ("tests.apps.nested.handlers.hello", "must be a dict"),
         ({}, "needs a 'handler' dotted path"),
-        ({"handler": "tests.apps.nested.handlers.hello", "queue": ""}, "queue must be"),
+        ({"handler": "tests.apps.nested.handlers.hello", "queue": ""}, "a queue name has"),
         ({"handler": "tests.settings.SECRET_KEY"}, "handler must be callable"),
         ({"handler": "tests.nowhere.run", "cron": "bad"}, "cron needs 5"),
         ({"handler": "tests.apps.nested.handlers.hello", "name": "x"}, "the key is the name"),

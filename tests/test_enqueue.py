@@ -48,7 +48,7 @@ def untyped(value: object) -> Any:
             "seconds or a timedelta",
         ),
         (lambda: taskkit.enqueue_in("echo:payload", True), TypeError, "seconds or a timedelta"),
-        (lambda: taskkit.enqueue("echo:payload", queue=""), ValueError, "queue must be"),
+        (lambda: taskkit.enqueue("echo:payload", queue=""), ValueError, "a queue name has"),
         (lambda: taskkit.enqueue("echo:payload", {"x": {1, 2}}), taskkit.InvalidPayload, "JSON"),
         (
             lambda: taskkit.enqueue_many("echo:payload", [{}, untyped([1])]),

@@ -87,9 +87,10 @@ def test_the_filesystem_channel_writes_through_put_message(tmp_path: Path) -> No
     with Connection(
         "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
     ) as connection:
-        connection.SimpleQueue("default").put({"a": 1})
-    (written,) = (tmp_path / "queue").iterdir()
-    assert re.fullmatch(r"\d{20}_\d{12}_[0-9a-f-]{36}\.default\.msg", written.name)
+        queue = f"upstream-{uuid.uuid4().hex}"
+        connection.SimpleQueue(queue).put({"a": 1})
+    (written,) = (tmp_path / "queue").glob(f"*.{queue}.msg")
+    assert re.fullmatch(rf"\d{{20}}_\d{{12}}_[0-9a-f-]{{36}}\.{queue}\.msg", written.name)
     assert json.loads(written.read_text())["body"]
 
 

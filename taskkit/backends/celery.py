@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from django.apps import apps
+from django.core import checks
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -25,6 +26,7 @@ from ..bridge import enqueue_task, enqueue_task_at
 from ..bridge.carrier import carry
 from ..definition import Task as TaskkitTask
 from ..definition import TaskEvent, make_task
+from ..definition.names import validate_queue_name
 from ..models import TaskRun
 from .compat import (
     BaseTaskBackend,
@@ -81,9 +83,29 @@ class CeleryBackend(BaseTaskBackend):
         return result
 
     def validate_task(self, task: Task[Any, Any]) -> None:
-        """Django's checks; a valid task's path is remembered, so listings show it."""
+        """Django's checks and taskkit's queue rule; a valid task's path is remembered."""
         super().validate_task(task)
+        try:
+            validate_queue_name(task.queue_name)
+        except ValueError as exc:
+            raise InvalidTask(f"{task.module_path}: {exc}") from None
         _defined.add(task.module_path)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        """Every name in ``QUEUES`` follows taskkit's queue rule (``taskkit.E030``)."""
+        errors: list[checks.CheckMessage] = []
+        for name in sorted(self.queues, key=str):
+            try:
+                validate_queue_name(name)
+            except ValueError as exc:
+                errors.append(
+                    checks.Error(
+                        f"TASKS[{self.alias!r}]['QUEUES']: {exc}.",
+                        hint="Rename the queue; see the queue name rule in taskkit's docs.",
+                        id="taskkit.E030",
+                    )
+                )
+        return [*super().check(**kwargs), *errors]
 
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         try:

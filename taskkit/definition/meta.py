@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .cron import normalize_cron
-from .names import validate_name
+from .names import validate_name, validate_queue_name
 
 if TYPE_CHECKING:
     from .event import TaskEvent
@@ -115,8 +115,7 @@ class TaskMeta:
     def __post_init__(self) -> None:
         if self.name is not None:
             validate_name(self.name)
-        if not isinstance(self.queue, str) or not self.queue.strip():
-            raise ValueError("queue must be a non-empty string")
+        validate_queue_name(self.queue)
         if self.scope is Scope.ALL and (self.locks or self.retry.max_attempts > 1):
             raise ValueError(
                 "scope='all' runs once on every worker: retries and locks, which are per run, "

@@ -57,7 +57,9 @@ def _row(run: Prepared, status: RunStatus, **fields: Any) -> TaskRun:
     )
 
 
-def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
+def _send_after_commit(runs: list[Prepared], outbox: bool, named: str | None) -> None:
+    """Publish ``runs`` once the transaction commits; ``named``: a queue to remember once sent."""
+
     def send() -> None:
         try:
             publish(runs)
@@ -66,6 +68,8 @@ def _send_after_commit(runs: list[Prepared], outbox: bool) -> None:
                 if Lock.QUEUE in run.task.meta.locks and not outbox:
                     release(lock_key(Lock.QUEUE, run.task, run.payload), run.run_id)
             raise
+        if named is not None and runs:  # a queue only the broker took is known
+            remember(named)
         if outbox:
             TaskRun.objects.filter(pk__in=[r.run_id for r in runs]).update(sent_at=timezone.now())
 
@@ -109,15 +113,17 @@ def enqueue_many_tasks(
     ]
     if (capture := active_capture()) is not None:
         return capture.record(runs)
-    if queue is not None:
-        remember(target)
     handles = [_handle(run) for run in runs]
     if Lock.QUEUE in task.meta.locks:
         runs, handles = _queue_locked(runs)
     outbox = track_level(task) is Track.ALL
-    if outbox:
+    named = target if queue is not None else None
+    if outbox:  # stored with its rows: the scheduler sends them if this process does not
         TaskRun.objects.bulk_create([_row(run, RunStatus.QUEUED) for run in runs])
-    _send_after_commit(runs, outbox)
+        if named is not None:
+            remember(named)
+            named = None
+    _send_after_commit(runs, outbox, named)
     return handles
 
 
@@ -191,7 +197,7 @@ def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
                 error=f"Skipped: run {holder} of this task is still queued (queue_lock).",
             )
             return None
-    _send_after_commit([run], outbox=True)
+    _send_after_commit([run], outbox=True, named=None)
     return _handle(run)
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
+from ...definition.names import validate_queue_name
 from ...models import KnownQueue
 from ...registry import all_tasks
-from ..broadcast import NAME as BROADCAST
 
 
 def known_queues() -> list[str]:
-    """Every queue name taskkit knows of, sorted (the broadcast exchange is not a queue)."""
+    """Every queue name taskkit knows of, sorted; names against the queue rule are left out
+    (the broadcast exchange, a name stored before the rule), so a ``*`` worker starts."""
     names = {str(current_app.conf.task_default_queue or "celery")}
     names.update(queue.name for queue in current_app.conf.task_queues or ())
     routes = current_app.conf.task_routes
@@ -29,8 +30,16 @@ def known_queues() -> list[str]:
         )
     names.update(task.queue for task in all_tasks().values())
     names.update(KnownQueue.objects.values_list("name", flat=True))
-    names.discard(BROADCAST)
-    return sorted(name for name in names if name)
+    return sorted(name for name in names if valid(name))
+
+
+def valid(name: object) -> bool:
+    """Whether ``name`` follows the queue rule: one stored by an older version may not."""
+    try:
+        validate_queue_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 _remembered: set[str] = set()

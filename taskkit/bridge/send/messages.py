@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ...conf import settings
 from ...definition import Source, Task, normalize_payload
+from ...definition.names import validate_queue_name
 from ...exceptions import TaskNotImplemented
 from ..carrier import is_carried
 
@@ -68,8 +69,8 @@ def prepare(
     """Check ``payload`` against the task and settings; raise before anything is stored or sent."""
     if task.handler is None:
         raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
-    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
-        raise ValueError("queue must be a non-empty string")
+    if queue is not None:
+        validate_queue_name(queue)
     plain, canonical = normalize_payload(
         payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
     )
