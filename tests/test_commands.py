@@ -126,6 +126,8 @@ def test_listtasks_json_lists_every_task() -> None:
         "description": "Pretend to migrate",
         "queue": "maintenance",
         "schedule": None,
+        "cron": None,
+        "frequency": None,
         "module": "tests.apps.nested.tasks.db.migrate",
         "implemented": True,
     }
@@ -149,8 +151,9 @@ def test_listtasks_shows_schedules(reload_registry: Callable[..., TaskRegistry])
         },
     )
     rows = {r["name"]: r for r in json.loads(call("listtasks", "--json"))}
-    assert rows["every:minute"]["schedule"] == "every 60s"
-    assert rows["on:cron"]["schedule"] == "0 0 * * *"
+    assert rows["every:minute"]["schedule"] == "Every minute"
+    assert rows["on:cron"]["schedule"] == "At 00:00"
+    assert rows["on:cron"]["cron"] == "0 0 * * *"
 
 
 def test_listtasks_empty(

@@ -59,7 +59,7 @@ def test_options_are_normalised() -> None:
     meta = value.meta
     assert value.name == "db:migrate" and meta.name == "db:migrate"
     assert meta.frequency == timedelta(seconds=90)
-    assert meta.schedule == "every 90s"
+    assert meta.schedule == "Every 1 minute 30 seconds"
     assert meta.scope is Scope.ANY
     assert task(scope="all")(handler).meta.scope is Scope.ALL
     assert meta.retry == RetryPolicy(max_attempts=3)
@@ -72,7 +72,9 @@ def test_options_are_normalised() -> None:
 
 def test_cron_is_validated_and_aliases_expand() -> None:
     assert task(cron="@hourly")(handler).meta.cron == "0 * * * *"
-    assert task(cron=" */5  *  * * MON-fri ")(handler).meta.schedule == "*/5 * * * mon-fri"
+    every_five = task(cron=" */5  *  * * MON-fri ")(handler).meta
+    assert every_five.cron == "*/5 * * * mon-fri"
+    assert every_five.schedule == "Every 5 minutes, Monday through Friday"
     assert task(locks="job_lock")(handler).meta.locks == frozenset({Lock.JOB})
     assert task(retry={"max_attempts": 2, "backoff": 0.5})(handler).meta.retry.backoff == 0.5
 
@@ -81,11 +83,12 @@ def test_cron_is_validated_and_aliases_expand() -> None:
     ("options", "message"),
     [
         ({"cron": "* * * *"}, "has 4 fields"),
-        ({"cron": "61 * * * *"}, "minute: 61 is outside 0-59"),
-        ({"cron": "* 5-2 * * *"}, "runs backwards"),
-        ({"cron": "*/0 * * * *"}, "step of 0"),
-        ({"cron": "* * * foo *"}, "'foo' is not a number"),
-        ({"cron": "* * * * ?x"}, "not a cron item"),
+        ({"cron": "61 * * * *"}, "minute '61': Invalid end range: 61 > 59"),
+        ({"cron": "0 3 * * 8"}, "day of week '8': Invalid end range: 8 > 6"),
+        ({"cron": "*/0 * * * *"}, "slice step cannot be zero"),
+        ({"cron": "* * * foo *"}, "month 'foo'"),
+        ({"cron": "* * * * ?x"}, "day of week"),
+        ({"cron": "0 0 31 2 *"}, "never occurs"),
         ({"cron": 5}, "is a string"),
         ({"frequency": 0}, "frequency must be positive"),
         ({"frequency": "60"}, "seconds or a timedelta"),

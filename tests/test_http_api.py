@@ -77,10 +77,18 @@ def test_the_listing_names_every_task_and_groups_schedules(
     }
     assert {"db:migrate", "echo:fail", "hourly:hello"} <= set(body["tasks"])
     assert body["scheduledTasks"] == [
-        {"cron": "0 * * * *", "tasks": ["echo:payload", "hourly:hello"]},
-        {"cron": "0 0 * * *", "tasks": ["db:migrate"]},
-        {"frequency": 1, "tasks": ["every:second"]},
-        {"frequency": 60, "tasks": ["also:minute", "every:minute"]},
+        {
+            "cron": "0 * * * *",
+            "description": "Every hour",
+            "tasks": ["echo:payload", "hourly:hello"],
+        },
+        {"cron": "0 0 * * *", "description": "At 00:00", "tasks": ["db:migrate"]},
+        {"frequency": 1, "description": "Every second", "tasks": ["every:second"]},
+        {
+            "frequency": 60,
+            "description": "Every minute",
+            "tasks": ["also:minute", "every:minute"],
+        },
     ]
 
 

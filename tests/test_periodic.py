@@ -117,7 +117,7 @@ def test_schedule_setting_checks(reload_registry: Any) -> None:
         TASKKIT={"SCHEDULE": {"61 * * * *": "db:migrate", "* * * * *": ["no:such"]}},
     )
     errors = [m.msg for m in run_checks(tags=["taskkit"]) if m.id == "taskkit.E006"]
-    assert any("minute: 61 is outside" in e for e in errors)
+    assert any("minute '61': Invalid end range: 61 > 59" in e for e in errors)
     assert any("names no task: 'no:such'" in e for e in errors)
 
 

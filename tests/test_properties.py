@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from celery.schedules import crontab
 from django.test import RequestFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,6 +82,8 @@ def test_cron_expressions_normalise_or_raise_value_error(expression: str) -> Non
     except ValueError:
         return
     assert normalize_cron(normal) == normal  # a normal form is stable
+    minute, hour, day_of_month, month, day_of_week = normal.split()
+    crontab(minute, hour, day_of_week, day_of_month, month)  # and what Beat runs accepts it
 
 
 @given(st.text(max_size=MAX_NAME_LENGTH + 10))

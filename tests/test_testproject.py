@@ -124,7 +124,10 @@ def test_listtasks_json_lists_the_demo_tasks(manage: list[str], tmp_path: Path) 
         "cms:ping",
     }
     assert all(r["description"] for r in rows.values())
-    assert rows["cms:update"]["schedule"] == "*/5 * * * *"
+    assert (rows["cms:update"]["schedule"], rows["cms:update"]["cron"]) == (
+        "Every 5 minutes",
+        "*/5 * * * *",
+    )
 
 
 def test_demo_passes_system_checks(manage: list[str], tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..bridge import enqueue
 from ..definition import Source
+from ..definition.schedules import describe_cron, describe_every
 from ..exceptions import TaskkitError, TaskNotFound
 from ..registry import all_tasks, get_task
 from ..runner import run_task
@@ -41,9 +42,16 @@ def listing() -> dict[str, Any]:
             name: {"description": task.meta.description} for name, task in all_tasks().items()
         },
         "scheduledTasks": [
-            *({"cron": cron, "tasks": sorted(names)} for cron, names in by_cron.items()),
             *(
-                {"frequency": seconds, "tasks": sorted(names)}
+                {"cron": cron, "description": describe_cron(cron), "tasks": sorted(names)}
+                for cron, names in by_cron.items()
+            ),
+            *(
+                {
+                    "frequency": seconds,
+                    "description": describe_every(seconds),
+                    "tasks": sorted(names),
+                }
                 for seconds, names in sorted(by_frequency.items())
             ),
         ],

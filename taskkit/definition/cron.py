@@ -1,12 +1,17 @@
-"""Validation of five-field cron expressions, so a typo fails at import, not at 3 a.m.
+"""Cron expressions, checked by the parser that runs them: Celery's ``crontab``.
 
-Only the syntax is checked here; turning an expression into run times is the
-scheduler's job (django-celery-beat's ``CrontabSchedule``).
+Beat (django-celery-beat's rows, taskkit's scheduler) builds a ``crontab`` from
+the five fields, so what :func:`normalize_cron` accepts is exactly what fires;
+there is no second parser to disagree with it. The one liberty taken: ``7`` in
+the day-of-week field means Sunday, as in most crons, and is stored as ``0``
+(Celery counts Sunday as 0 only).
 """
 
 from __future__ import annotations
 
 import re
+
+from celery.schedules import crontab, crontab_parser
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -18,61 +23,59 @@ ALIASES = {
     "@hourly": "0 * * * *",
 }
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-# (field name, lowest, highest, names mapped to numbers)
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {name: i for i, name in enumerate(_MONTHS, start=1)}),
-    ("day of week", 0, 7, {name: i for i, name in enumerate(_DAYS)}),
+#: The fields, in order, and ``crontab``'s names for them.
+FIELDS = (
+    ("minute", "minute"),
+    ("hour", "hour"),
+    ("day of month", "day_of_month"),
+    ("month", "month_of_year"),
+    ("day of week", "day_of_week"),
 )
 
-_ITEM = re.compile(r"^(?P<range>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?$")
+_SEVEN = re.compile(r"(?<![0-9])7(?![0-9])")
 
 
-def _value(token: str, field: str, low: int, high: int, names: dict[str, int]) -> int:
-    if token in names:
-        return names[token]
-    if not token.isdigit():
-        raise ValueError(f"{field}: {token!r} is not a number")
-    number = int(token)
-    if not low <= number <= high:
-        raise ValueError(f"{field}: {number} is outside {low}-{high}")
-    return number
+def sunday_as_zero(days: str) -> str:
+    """The day-of-week field with ``7`` (Sunday) as ``0``: ``5-7`` becomes ``0,5,6``."""
+    if not _SEVEN.search(days):
+        return days
+    try:
+        found = crontab_parser(8).parse(days)  # 0-7, so 7 parses; then 7 is Sunday, 0
+    except Exception as exc:  # crontab_parser's own ParseException, or ValueError
+        raise ValueError(f"day of week: {exc}") from None
+    return ",".join(str(day) for day in sorted({day % 7 for day in found}))
 
 
-def _check_field(text: str, field: str, low: int, high: int, names: dict[str, int]) -> None:
-    for item in text.split(","):
-        match = _ITEM.match(item)
-        if match is None:
-            raise ValueError(f"{field}: {item!r} is not a cron item")
-        step = match.group("step")
-        if step is not None and int(step) == 0:
-            raise ValueError(f"{field}: a step of 0 never fires")
-        bounds = match.group("range")
-        if bounds == "*":
-            continue
-        first, _, last = bounds.partition("-")
-        start = _value(first, field, low, high, names)
-        if last and _value(last, field, low, high, names) < start:
-            raise ValueError(f"{field}: range {bounds!r} runs backwards")
+def cron_fields(expression: str) -> list[str]:
+    """The five fields of ``expression``, aliases expanded; ``ValueError`` if not five."""
+    if not isinstance(expression, str):
+        raise ValueError(f"a cron expression is a string, not {type(expression).__name__}")
+    text = expression.strip().lower()
+    parts = ALIASES.get(text, text).split()
+    if len(parts) != len(FIELDS):
+        raise ValueError(f"{expression!r} has {len(parts)} fields; cron needs 5")
+    parts[4] = sunday_as_zero(parts[4])
+    return parts
 
 
 def normalize_cron(expression: str) -> str:
-    """Return ``expression`` with aliases expanded and spaces folded; raise ``ValueError`` if bad.
+    """Return ``expression`` as stored and run (aliases expanded, ``7`` as ``0``, spaces folded).
+
+    Raise ``ValueError`` naming the field when Celery's ``crontab`` refuses it.
 
     >>> normalize_cron("@hourly")
     '0 * * * *'
+    >>> normalize_cron("0 3 * * 7")
+    '0 3 * * 0'
     """
-    if not isinstance(expression, str):
-        raise ValueError(f"a cron expression is a string, not {type(expression).__name__}")
-    text = ALIASES.get(expression.strip().lower(), expression.strip().lower())
-    parts = text.split()
-    if len(parts) != len(_FIELDS):
-        raise ValueError(f"{expression!r} has {len(parts)} fields; cron needs 5")
-    for part, (field, low, high, names) in zip(parts, _FIELDS, strict=True):
-        _check_field(part, field, low, high, names)
+    parts = cron_fields(expression)
+    for value, (label, name) in zip(parts, FIELDS, strict=True):
+        try:
+            crontab(**{name: value})
+        except Exception as exc:  # ValueError, or crontab_parser's ParseException
+            raise ValueError(f"{expression!r}: {label} {value!r}: {exc}") from None
+    try:  # the fields together (the 31st of February never occurs)
+        crontab(**{name: value for value, (_, name) in zip(parts, FIELDS, strict=True)})
+    except Exception as exc:
+        raise ValueError(f"{expression!r}: {exc}") from None
     return " ".join(parts)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .cron import normalize_cron
 from .names import validate_name, validate_queue_name
+from .schedules import describe_schedule
 
 if TYPE_CHECKING:
     from .event import TaskEvent
@@ -136,12 +137,8 @@ class TaskMeta:
 
     @property
     def schedule(self) -> str | None:
-        """The schedule as a person reads it (``every 60s`` or a cron expression), else ``None``."""
-        if self.cron is not None:
-            return self.cron
-        if self.frequency is not None:
-            return f"every {self.frequency.total_seconds():g}s"
-        return None
+        """The schedule as a person reads it (``every minute``, ``At 03:00``), else ``None``."""
+        return describe_schedule(self.cron, self.frequency) or None
 
 
 def build_meta(**options: Any) -> TaskMeta:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.admin import AdminSite
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from ...definition.schedules import describe_schedule
 from ...exceptions import TaskkitError
 from ...scheduling.periodic import PREFIX
 from ...scheduling.recurrent import enqueue_recurrent
@@ -24,14 +26,35 @@ def _next_run(row: PeriodicTask, now: datetime) -> datetime | None:
     return max(now, now + remaining + timedelta(milliseconds=500)).replace(microsecond=0)
 
 
+def _entry(row: PeriodicTask, now: datetime) -> dict[str, Any]:
+    """A schedule as the page shows it; one Beat cannot read is marked, not a 500."""
+    cron = (
+        " ".join(
+            str(getattr(row.crontab, field))
+            for field in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+        )
+        if row.crontab
+        else None
+    )
+    every = row.interval.schedule.run_every if row.interval else None
+    try:
+        following, problem = _next_run(row, now), ""
+    except Exception as exc:  # a row Celery's crontab refuses: Beat cannot run it either
+        following, problem = None, f"Beat cannot run this schedule: {exc}"
+    return {
+        "row": row,
+        "schedule": describe_schedule(cron, every),
+        "raw": cron or "",
+        "next": following,
+        "problem": problem,
+    }
+
+
 @viewer
 def periodic(request: HttpRequest, site: AdminSite) -> HttpResponse:
     now = timezone.now()
     rows = PeriodicTask.objects.filter(name__startswith=PREFIX).order_by("name")
-    schedules = [
-        {"row": row, "schedule": row.crontab or row.interval, "next": _next_run(row, now)}
-        for row in rows.select_related("crontab", "interval")
-    ]
+    schedules = [_entry(row, now) for row in rows.select_related("crontab", "interval")]
     return page(request, site, "periodic.html", "Periodic tasks", schedules=schedules)
 
 

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from ...bridge import enqueue
+from ...definition.schedules import describe_schedule
 from ...exceptions import InvalidPayload, TaskNotFound
 from ...models import TaskRun
 from ...permissions import can_manage
@@ -35,7 +36,7 @@ class EnqueueForm(forms.Form):
 def _schedules() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for periodic in wanted():
-        when = periodic.cron or f"every {periodic.every}"
+        when = describe_schedule(periodic.cron, periodic.every)
         found.setdefault(periodic.task, []).append(when)
     return found
 

@@ -20,6 +20,8 @@ def describe(task: Task) -> dict[str, Any]:
         "description": task.description,
         "queue": task.queue,
         "schedule": task.meta.schedule,
+        "cron": task.meta.cron,
+        "frequency": task.meta.frequency.total_seconds() if task.meta.frequency else None,
         "module": task.module,
         "implemented": task.handler is not None,
     }
