@@ -14,7 +14,7 @@ _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
 
 
 def describe_every(every: timedelta | float) -> str:
-    """``Every 30 seconds``, ``Every minute``, ``Every 1 day 2 hours`` (as cron-descriptor words it)."""
+    """``Every 30 seconds``, ``Every minute``, ``Every 1 day 2 hours``: cron-descriptor's words."""
     seconds = round(every.total_seconds() if isinstance(every, timedelta) else every)
     parts = []
     for unit, size in _UNITS:
