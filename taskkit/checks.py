@@ -3,13 +3,24 @@
 ======== ==========================================================
 id       meaning
 ======== ==========================================================
-E001     ``settings.TASKKIT`` or one of its keys is malformed
+E001     ``settings.TASKKIT`` is not a dict, or has an unknown key
 E002     two tasks in different modules have one name
 E003     a tasks module raised while being imported
 E004     one module defines several tasks without their own names
 E005     a ``TASKKIT["TASKS"]`` entry is malformed
 E006     a ``TASKKIT["SCHEDULE"]`` entry has a bad cron or names no task
 E007     the Celery app chooses or accepts pickle
+E010     ``TASKKIT["TASKS_MODULE"]`` is not a module name
+E011     ``TASKKIT["TASKS"]`` is not a dict
+E012     ``TASKKIT["MAX_PAYLOAD_BYTES"]`` is not a positive integer
+E013     ``TASKKIT["TRACK"]`` is not ``all``, ``runs`` or ``failures``
+E014     ``TASKKIT["OUTBOX_AFTER"]`` is not positive seconds
+E015     ``TASKKIT["WORKER_LOST_AFTER"]`` is not positive seconds
+E016     ``TASKKIT["LOCK_CACHE"]`` names no cache of ``CACHES``
+E017     ``TASKKIT["API_TOKEN"]`` is not a string of 32 characters or more
+E018     ``TASKKIT["RABBITMQ_MANAGEMENT_URL"]`` is not an http(s) URL, ``''`` or None
+E030     a ``django.tasks`` backend's ``QUEUES`` names a queue against the queue rule
+E031     a Celery ``task_routes`` or ``task_queues`` queue is against the queue rule
 W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
 W002     an idempotent task may outlast Redis' ``visibility_timeout``
 W003     with ``DEBUG`` off: the broker is reached over the network without TLS
@@ -20,7 +31,7 @@ W004     with ``DEBUG`` off: the broker is the embedded (development) one
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +45,7 @@ from .bridge.work.register import celery_time_limit
 from .conf import DEFAULTS, settings
 from .definition import Track
 from .definition.cron import normalize_cron
+from .definition.names import validate_queue_name
 from .registry.discovery import module_path
 
 TAG = "taskkit"
@@ -41,66 +53,101 @@ TAG = "taskkit"
 MIN_TOKEN = 32
 
 
+def _positive_seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < math.inf
+
+
+def _http_url_or_off(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, str) and (value == "" or urlsplit(value).scheme in {"http", "https"})
+    )
+
+
+#: One check per setting, each with its own id so that it can be silenced alone:
+#: (key, id, whether a value is good, the error (``{value}`` is the value), a hint).
+SETTING_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], str, str | None], ...] = (
+    (
+        "TASKS_MODULE",
+        "taskkit.E010",
+        lambda value: isinstance(value, str) and value.isidentifier(),
+        "TASKKIT['TASKS_MODULE'] must be a module name.",
+        "The name of the package discovered in each app, 'tasks' by default.",
+    ),
+    (
+        "TASKS",
+        "taskkit.E011",
+        lambda value: isinstance(value, Mapping),
+        "TASKKIT['TASKS'] must be a dict.",
+        "Map task names to {'handler': 'dotted.path', ...}.",
+    ),
+    (
+        "MAX_PAYLOAD_BYTES",
+        "taskkit.E012",
+        lambda value: not isinstance(value, bool) and isinstance(value, int) and value > 0,
+        "TASKKIT['MAX_PAYLOAD_BYTES'] must be a positive integer.",
+        None,
+    ),
+    (
+        "TRACK",
+        "taskkit.E013",
+        lambda value: value in {level.value for level in Track},
+        "TASKKIT['TRACK'] must be 'all', 'runs' or 'failures'.",
+        None,
+    ),
+    (
+        "OUTBOX_AFTER",
+        "taskkit.E014",
+        _positive_seconds,
+        "TASKKIT['OUTBOX_AFTER'] must be positive seconds.",
+        None,
+    ),
+    (
+        "WORKER_LOST_AFTER",
+        "taskkit.E015",
+        _positive_seconds,
+        "TASKKIT['WORKER_LOST_AFTER'] must be positive seconds.",
+        None,
+    ),
+    (
+        "LOCK_CACHE",
+        "taskkit.E016",
+        lambda value: value is None or value in getattr(django_settings, "CACHES", {}),
+        "TASKKIT['LOCK_CACHE'] names no cache in CACHES: {value!r}.",
+        "Name a cache of settings.CACHES, or leave it unset to keep locks in the database.",
+    ),
+    (
+        "API_TOKEN",
+        "taskkit.E017",
+        lambda value: value is None or (isinstance(value, str) and len(value) >= MIN_TOKEN),
+        f"TASKKIT['API_TOKEN'] must be a string of at least {MIN_TOKEN} characters.",
+        "Generate one: python -c 'import secrets; print(secrets.token_urlsafe())'",
+    ),
+    (
+        "RABBITMQ_MANAGEMENT_URL",
+        "taskkit.E018",
+        _http_url_or_off,
+        "TASKKIT['RABBITMQ_MANAGEMENT_URL'] must be an http(s) URL, '' or None.",
+        None,
+    ),
+)
+
+
 def _settings_errors() -> list[CheckMessage]:
     raw = getattr(django_settings, "TASKKIT", {})
     if not isinstance(raw, Mapping):
         return [Error("settings.TASKKIT must be a dict.", id="taskkit.E001")]
-    errors: list[CheckMessage] = []
-    for key in sorted(set(raw) - set(DEFAULTS)):
-        errors.append(
-            Error(
-                f"settings.TASKKIT has an unknown key {key!r}.",
-                hint="Known keys: " + ", ".join(sorted(DEFAULTS)),
-                id="taskkit.E001",
-            )
+    errors: list[CheckMessage] = [
+        Error(
+            f"settings.TASKKIT has an unknown key {key!r}.",
+            hint="Known keys: " + ", ".join(sorted(DEFAULTS)),
+            id="taskkit.E001",
         )
-    module = raw.get("TASKS_MODULE", DEFAULTS["TASKS_MODULE"])
-    if not isinstance(module, str) or not module.isidentifier():
-        errors.append(Error("TASKKIT['TASKS_MODULE'] must be a module name.", id="taskkit.E001"))
-    if not isinstance(raw.get("TASKS", {}), Mapping):
-        errors.append(Error("TASKKIT['TASKS'] must be a dict.", id="taskkit.E001"))
-    limit = raw.get("MAX_PAYLOAD_BYTES", DEFAULTS["MAX_PAYLOAD_BYTES"])
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        errors.append(
-            Error("TASKKIT['MAX_PAYLOAD_BYTES'] must be a positive integer.", id="taskkit.E001")
-        )
-    if raw.get("TRACK", DEFAULTS["TRACK"]) not in {level.value for level in Track}:
-        errors.append(
-            Error("TASKKIT['TRACK'] must be 'all', 'runs' or 'failures'.", id="taskkit.E001")
-        )
-    after = raw.get("OUTBOX_AFTER", DEFAULTS["OUTBOX_AFTER"])
-    if isinstance(after, bool) or not isinstance(after, int | float) or not 0 < after < math.inf:
-        errors.append(Error("TASKKIT['OUTBOX_AFTER'] must be positive seconds.", id="taskkit.E001"))
-    lost = raw.get("WORKER_LOST_AFTER", DEFAULTS["WORKER_LOST_AFTER"])
-    if isinstance(lost, bool) or not isinstance(lost, int | float) or not 0 < lost < math.inf:
-        errors.append(
-            Error("TASKKIT['WORKER_LOST_AFTER'] must be positive seconds.", id="taskkit.E001")
-        )
-    cache = raw.get("LOCK_CACHE")
-    if cache is not None and cache not in getattr(django_settings, "CACHES", {}):
-        errors.append(
-            Error(f"TASKKIT['LOCK_CACHE'] names no cache in CACHES: {cache!r}.", id="taskkit.E001")
-        )
-    token = raw.get("API_TOKEN")
-    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN):
-        errors.append(
-            Error(
-                f"TASKKIT['API_TOKEN'] must be a string of at least {MIN_TOKEN} characters.",
-                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe())'",
-                id="taskkit.E001",
-            )
-        )
-    management = raw.get("RABBITMQ_MANAGEMENT_URL")
-    if management is not None and not (
-        isinstance(management, str)
-        and (management == "" or urlsplit(management).scheme in {"http", "https"})
-    ):
-        errors.append(
-            Error(
-                "TASKKIT['RABBITMQ_MANAGEMENT_URL'] must be an http(s) URL, '' or None.",
-                id="taskkit.E001",
-            )
-        )
+        for key in sorted(set(raw) - set(DEFAULTS))
+    ]
+    for key, check_id, good, message, hint in SETTING_CHECKS:
+        value = raw.get(key, DEFAULTS.get(key))
+        if not good(value):
+            errors.append(Error(message.format(value=value), hint=hint, id=check_id))
     return errors
 
 
@@ -218,6 +265,33 @@ REDIS_VISIBILITY_TIMEOUT = 3600.0
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+def _celery_queue_errors() -> list[CheckMessage]:
+    """The queues Celery's settings name (default, queues, routes) follow the queue rule."""
+    conf = current_app.conf
+    named = [("task_default_queue", conf.task_default_queue)]
+    named += [("task_queues", getattr(queue, "name", queue)) for queue in conf.task_queues or ()]
+    routes = conf.task_routes
+    if isinstance(routes, Mapping):
+        named += [
+            (f"task_routes[{pattern!r}]", route["queue"])
+            for pattern, route in routes.items()
+            if isinstance(route, Mapping) and isinstance(route.get("queue"), str)
+        ]
+    errors: list[CheckMessage] = []
+    for where, name in named:
+        try:
+            validate_queue_name(name)
+        except ValueError as exc:
+            errors.append(
+                Error(
+                    f"Celery's {where}: {exc}.",
+                    hint="Rename the queue (see 'Queue names' in taskkit's docs).",
+                    id="taskkit.E031",
+                )
+            )
+    return errors
+
+
 def _broker_urls() -> list[str]:
     """The broker URLs the project's Celery app sends to (a failover list gives several)."""
     conf = current_app.conf
@@ -294,6 +368,7 @@ def check_taskkit(
     return (
         _settings_errors()
         + _serializer_errors()
+        + _celery_queue_errors()
         + _registry_errors()
         + _redelivery_warnings()
         + _production_broker_warnings()

@@ -68,6 +68,12 @@ class InvalidMessage(TaskkitError, ValueError):
     the task's own arguments, say); its run is recorded as failed."""
 
 
+class BadRequest(TaskkitError, ValueError):
+    """An HTTP API request cannot be read: its body, query or payload (HTTP 400)."""
+
+    status_code = 400
+
+
 class ResultNotSerializable(TaskkitError, TypeError):
     """A task returned a value that cannot be stored as JSON."""
 
@@ -109,3 +115,23 @@ class BrokerUnavailable(TaskkitError, ConnectionError):
     """
 
     status_code = 503
+
+
+class WorkerLost(TaskkitError):
+    """The worker running a run stopped answering: the run's outcome is unknown."""
+
+
+class UnknownQueue(TaskkitError, LookupError):
+    """No queue of that name is known to taskkit or seen on the broker (HTTP 404)."""
+
+    status_code = 404
+
+    def __init__(self, queue: str, known: list[str]) -> None:
+        self.queue = queue
+        super().__init__(f"Unknown queue {queue!r}. Known queues: {', '.join(known) or 'none'}.")
+
+
+class QueueNotListable(TaskkitError):
+    """The broker cannot show single messages of a queue (HTTP 501)."""
+
+    status_code = 501

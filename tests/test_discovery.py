@@ -175,24 +175,36 @@ def test_malformed_settings_entries(reload_registry: Reload, entry: Any, message
 
 
 @pytest.mark.parametrize(
-    ("value", "message"),
+    ("value", "check_id", "message"),
     [
-        ([], "settings.TASKKIT must be a dict"),
-        ({"TASK": {}}, "unknown key 'TASK'"),
-        ({"TASKS_MODULE": "my-tasks"}, "TASKS_MODULE"),
-        ({"TASKS": []}, "TASKKIT['TASKS'] must be a dict"),
-        ({"MAX_PAYLOAD_BYTES": 0}, "MAX_PAYLOAD_BYTES"),
-        ({"MAX_PAYLOAD_BYTES": "1"}, "MAX_PAYLOAD_BYTES"),
-        ({"TRACK": "everything"}, "TRACK"),
-        ({"OUTBOX_AFTER": 0}, "OUTBOX_AFTER"),
-        ({"OUTBOX_AFTER": float("nan")}, "OUTBOX_AFTER"),
-        ({"WORKER_LOST_AFTER": -1}, "WORKER_LOST_AFTER"),
-        ({"LOCK_CACHE": "nowhere"}, "names no cache in CACHES: 'nowhere'"),
-        ({"API_TOKEN": "short"}, "API_TOKEN'] must be a string of at least 32"),
-        ({"API_TOKEN": 12345}, "API_TOKEN'] must be a string"),
+        ([], "E001", "settings.TASKKIT must be a dict"),
+        ({"TASK": {}}, "E001", "unknown key 'TASK'"),
+        ({"TASKS_MODULE": "my-tasks"}, "E010", "TASKS_MODULE"),
+        ({"TASKS": []}, "E011", "TASKKIT['TASKS'] must be a dict"),
+        ({"MAX_PAYLOAD_BYTES": 0}, "E012", "MAX_PAYLOAD_BYTES"),
+        ({"MAX_PAYLOAD_BYTES": "1"}, "E012", "MAX_PAYLOAD_BYTES"),
+        ({"TRACK": "everything"}, "E013", "TRACK"),
+        ({"OUTBOX_AFTER": 0}, "E014", "OUTBOX_AFTER"),
+        ({"OUTBOX_AFTER": float("nan")}, "E014", "OUTBOX_AFTER"),
+        ({"WORKER_LOST_AFTER": -1}, "E015", "WORKER_LOST_AFTER"),
+        ({"LOCK_CACHE": "nowhere"}, "E016", "names no cache in CACHES: 'nowhere'"),
+        ({"API_TOKEN": "short"}, "E017", "API_TOKEN'] must be a string of at least 32"),
+        ({"API_TOKEN": 12345}, "E017", "API_TOKEN'] must be a string"),
+        ({"RABBITMQ_MANAGEMENT_URL": "ftp://h"}, "E018", "RABBITMQ_MANAGEMENT_URL"),
     ],
 )
-def test_malformed_settings(reload_registry: Reload, value: Any, message: str) -> None:
+def test_malformed_settings(
+    reload_registry: Reload, value: Any, check_id: str, message: str
+) -> None:
+    """Each setting has its own id: exactly that one is reported, so it can be silenced alone."""
     reload_registry("tests.apps.nested", TASKKIT=value)
-    errors = messages("taskkit.E001")
-    assert any(message in e.msg for e in errors), errors
+    errors = [m for m in run_checks(tags=["taskkit"]) if m.is_serious()]
+    assert [e.id for e in errors] == [f"taskkit.{check_id}"], errors
+    assert message in errors[0].msg
+
+
+def test_one_setting_silenced_leaves_the_others(reload_registry: Reload, settings: Any) -> None:
+    settings.SILENCED_SYSTEM_CHECKS = ["taskkit.E013"]
+    reload_registry("tests.apps.nested", TASKKIT={"TRACK": "everything", "OUTBOX_AFTER": 0})
+    ids = [m.id for m in run_checks(tags=["taskkit"]) if m.is_serious() and not m.is_silenced()]
+    assert ids == ["taskkit.E014"]

@@ -387,4 +387,4 @@ def test_the_test_and_demo_projects_mount_it_at_tasks() -> None:
 def test_the_token_setting_is_checked(token: Any, valid: bool) -> None:
     with override_settings(TASKKIT={"API_TOKEN": token}):
         errors = [e for e in check_taskkit() if "API_TOKEN" in e.msg]
-    assert not errors if valid else errors[0].id == "taskkit.E001"
+    assert not errors if valid else errors[0].id == "taskkit.E017"

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kombu.utils.json import dumps
 
-from taskkit.api.payloads import BadRequest, from_body, merged
+from taskkit.api.payloads import from_body, merged
 from taskkit.definition.cron import normalize_cron
 from taskkit.definition.names import MAX_NAME_LENGTH, validate_name
+from taskkit.exceptions import BadRequest
 from taskkit.queues.messages import decode
 from taskkit.queues.sieve import EVERYTHING, Sieve
 

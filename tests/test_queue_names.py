@@ -112,3 +112,17 @@ def test_django_tasks_queues_are_checked() -> None:
     errors = backend.check()
     assert [e.id for e in errors] == ["taskkit.E030", "taskkit.E030"]
     assert "'a/b' is not a valid queue name" in errors[0].msg
+
+
+def test_celery_settings_naming_a_bad_queue_are_reported() -> None:
+    from celery import current_app
+    from django.core.checks import run_checks
+
+    routes = current_app.conf.task_routes
+    current_app.conf.task_routes = {"reports:*": {"queue": "a/b"}}
+    try:
+        errors = [m for m in run_checks(tags=["taskkit"]) if m.id == "taskkit.E031"]
+    finally:
+        current_app.conf.task_routes = routes
+    assert len(errors) == 1
+    assert "task_routes['reports:*']: 'a/b' is not a valid queue name" in errors[0].msg

@@ -38,4 +38,4 @@ def test_an_empty_setting_turns_it_off() -> None:
 def test_the_setting_is_checked(value: Any, valid: bool) -> None:
     with override_settings(TASKKIT={"RABBITMQ_MANAGEMENT_URL": value}):
         errors = [e for e in check_taskkit() if "RABBITMQ_MANAGEMENT_URL" in e.msg]
-    assert not errors if valid else errors[0].id == "taskkit.E001"
+    assert not errors if valid else errors[0].id == "taskkit.E018"

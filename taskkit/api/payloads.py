@@ -12,14 +12,12 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
+from ..exceptions import BadRequest
+
 #: Query keys the API reads itself; they never reach the payload.
 RESERVED = frozenset({"enqueue"})
 YES = frozenset({"", "1", "true", "yes", "on"})
 NO = frozenset({"0", "false", "no", "off"})
-
-
-class BadRequest(ValueError):
-    """The request cannot be read (HTTP 400)."""
 
 
 def read_body(request: HttpRequest) -> bytes:

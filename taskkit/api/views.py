@@ -17,12 +17,12 @@ from django.views.decorators.csrf import csrf_exempt
 from ..bridge import enqueue
 from ..definition import Source
 from ..definition.schedules import describe_cron, describe_every
-from ..exceptions import TaskkitError, TaskNotFound
+from ..exceptions import BadRequest, TaskkitError, TaskNotFound
 from ..registry import all_tasks, get_task
 from ..runner import run_task
 from ..scheduling.periodic import wanted
 from .auth import refused
-from .payloads import BadRequest, merged, read_body, wants_enqueue
+from .payloads import merged, read_body, wants_enqueue
 from .responses import error, json_response
 
 logger = logging.getLogger("taskkit.api")

@@ -26,12 +26,18 @@ from ..bridge.send.known_queues import known_queues
 from ..bridge.send.unreachable import unreachable
 from ..bridge.work.cancellations import cancel
 from ..definition import canonical_json
-from ..exceptions import BrokerUnavailable, RunNotFound, TaskkitError
+from ..exceptions import (
+    BrokerUnavailable,
+    QueueNotListable,
+    RunNotFound,
+    TaskkitError,
+    UnknownQueue,
+)
 from ..models import RunStatus, TaskRun
 from ..registry import get_task
 from ..scheduling.periodic import PREFIX
 from ..scheduling.promote import promote_due
-from .brokers import Broker, Match, QueueNotListable, broker_for
+from .brokers import Broker, Match, broker_for
 from .messages import QueuedMessage
 from .sieve import Sieve
 from .workers import LiveWorker, live_workers, workers
@@ -58,16 +64,6 @@ __all__ = [
     "run_delayed_now",
     "workers",
 ]
-
-
-class UnknownQueue(TaskkitError, LookupError):
-    """No queue of that name is known to taskkit or seen on the broker (HTTP 404)."""
-
-    status_code = 404
-
-    def __init__(self, queue: str, known: builtins.list[str]) -> None:
-        self.queue = queue
-        super().__init__(f"Unknown queue {queue!r}. Known queues: {', '.join(known) or 'none'}.")
 
 
 @dataclass(frozen=True, slots=True)

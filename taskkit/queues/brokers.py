@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from kombu import Connection
 
-from ..exceptions import TaskkitError
+from ..exceptions import QueueNotListable
 from .messages import QueuedMessage, decode, from_envelope
 from .rabbitmq_api import queue_names
 from .sieve import EVERYTHING, Sieve
@@ -36,12 +36,6 @@ BATCH = 10_000
 
 #: Whether a decoded message is one to remove.
 Match = Callable[[QueuedMessage], bool]
-
-
-class QueueNotListable(TaskkitError):
-    """The broker cannot show single messages of a queue (HTTP 501)."""
-
-    status_code = 501
 
 
 class Broker(Protocol):

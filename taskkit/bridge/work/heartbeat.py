@@ -37,15 +37,11 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from ...conf import settings
-from ...exceptions import TaskkitError
+from ...exceptions import TaskkitError, WorkerLost
 from ...models import RunStatus, TaskRun, WorkerHeartbeat
 from ..locks import release
 
 logger = logging.getLogger("taskkit.worker")
-
-
-class WorkerLost(Exception):
-    """The worker running a run stopped answering: the run's outcome is unknown."""
 
 
 def interval() -> float:
