@@ -179,6 +179,25 @@ def test_enqueue_queues_the_run_and_returns_its_id(manager: Client, flag: str) -
 
 
 @pytest.mark.usefixtures("broker")
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ('{"payload": ' + '{"a": ' * 3_000 + "1" + "}" * 3_000 + "}", "nests more than 100"),
+        ('{"payload": {"text": "\\udc00"}}', "lone surrogate"),
+    ],
+    ids=["3000-deep", "lone-surrogate"],
+)
+def test_a_payload_no_worker_could_take_is_a_400_and_queues_nothing(
+    manager: Client, body: str, complaint: str
+) -> None:
+    """Once, 6 KB nested 3,000 deep was queued (202) and crash-looped every prefork worker."""
+    response = post(manager, "echo:payload?enqueue=1", body)
+    assert response.status_code == 400
+    assert complaint in response.json()["error"]
+    assert queues.list("default") == []
+
+
+@pytest.mark.usefixtures("broker")
 def test_enqueue_0_runs_the_task_inline(manager: Client) -> None:
     response = post(manager, "echo:payload?enqueue=0&q=1")
     assert response.status_code == 200

@@ -16,6 +16,7 @@ from taskkit.definition import (
     parse_payload,
     received_payload,
 )
+from taskkit.definition.payload import MAX_DEPTH, depth
 
 
 def test_canonical_form_is_order_independent() -> None:
@@ -136,3 +137,58 @@ def test_a_received_payload_is_checked_for_shape_and_schema() -> None:
         received_payload([1])
     with pytest.raises(InvalidPayload, match="'n' must be str"):
         received_payload(payload, schema={"n": str})
+
+
+def nested(levels: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        payload = {"a": payload}
+    return payload
+
+
+def test_depth_is_measured_without_recursion() -> None:
+    assert [depth(v) for v in ({}, {"a": 1}, {"a": [1, {"b": []}]}, nested(50_000))] == [
+        1,
+        1,
+        4,
+        50_000,
+    ]
+
+
+def test_a_payload_nested_deeper_than_the_limit_is_refused() -> None:
+    assert normalize_payload(nested(MAX_DEPTH))[0] == nested(MAX_DEPTH)
+    for levels in (MAX_DEPTH + 1, 5_000):
+        with pytest.raises(InvalidPayload, match="nests more than 100 levels deep"):
+            normalize_payload(nested(levels))
+    wide = {"items": [{"i": i} for i in range(500)]}  # many brackets, shallow: accepted
+    assert normalize_payload(wide)[0] == wide
+
+
+@pytest.mark.parametrize("text", [chr(0xD800), "a" + chr(0xDFFF) + "b", chr(0xDC00) + chr(0xD800)])
+def test_a_lone_surrogate_is_refused(text: str) -> None:
+    with pytest.raises(InvalidPayload, match="lone surrogate"):
+        normalize_payload({"text": text})
+    with pytest.raises(InvalidPayload, match="lone surrogate"):
+        normalize_payload({text: 1})
+
+
+def test_paired_surrogates_are_text() -> None:
+    emoji = chr(0x1F600)
+    assert normalize_payload({"face": emoji})[0] == {"face": emoji}
+
+
+def test_a_received_payload_is_held_to_the_same_rules() -> None:
+    with pytest.raises(InvalidPayload, match="nests more than"):
+        received_payload(nested(MAX_DEPTH + 1))
+    with pytest.raises(InvalidPayload, match="lone surrogate"):
+        received_payload({"t": chr(0xD800)})
+    with pytest.raises(InvalidPayload, match="the limit is 10"):
+        received_payload({"a": "x" * 20}, max_bytes=10)
+    assert received_payload({"a": 1}, max_bytes=10) == {"a": 1}
+
+
+def test_parse_payload_of_empty_text_or_bad_bytes() -> None:
+    assert parse_payload("  ") == {}
+    assert parse_payload(b'{"a": 1}') == {"a": 1}
+    with pytest.raises(InvalidPayload, match="The body is not valid JSON"):
+        parse_payload(b"\xff", "The body")

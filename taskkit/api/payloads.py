@@ -6,13 +6,13 @@ key given again becomes a list, and the JSON body's ``payload`` wins over the qu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from ..exceptions import BadRequest
+from ..definition import parse_payload
+from ..exceptions import BadRequest, InvalidPayload
 
 #: Query keys the API reads itself; they never reach the payload.
 RESERVED = frozenset({"enqueue"})
@@ -41,14 +41,10 @@ def from_query(request: HttpRequest) -> dict[str, Any]:
 
 
 def from_body(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(parsed, dict):
-        raise BadRequest(f"The body must be a JSON object, not {type(parsed).__name__}.")
+        parsed = parse_payload(body, "The body")
+    except InvalidPayload as exc:
+        raise BadRequest(str(exc)) from None
     payload = parsed.get("payload", {})
     if not isinstance(payload, dict):
         raise BadRequest(f"'payload' must be a JSON object, not {type(payload).__name__}.")

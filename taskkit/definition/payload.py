@@ -2,6 +2,10 @@
 
 A payload is a JSON object. Its canonical form (sorted keys, no spaces) is what
 single-flight compares and what queues store, so equal payloads are equal bytes.
+It nests at most :data:`MAX_DEPTH` deep and its text is valid Unicode: a deeper
+payload cannot be handed to a worker's pool process or stored as JSON by the
+databases, and a lone surrogate (``"\\ud800"``) is refused by PostgreSQL's
+``jsonb`` and by every UTF-8 encoder.
 """
 
 from __future__ import annotations
@@ -21,15 +25,52 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def parse_payload(text: str) -> dict[str, Any]:
-    """Parse a payload given as JSON text (CLI, HTTP); ``InvalidPayload`` unless it is an object."""
+#: How deep a payload may nest (``{"a": {"b": 1}}`` is 2 deep).
+MAX_DEPTH = 100
+
+
+def parse_payload(text: str | bytes, what: str = "payload") -> dict[str, Any]:
+    """The one parser of JSON text that should be an object: the HTTP body, forms, the CLI.
+
+    Empty text is ``{}``. Anything else that is not a JSON object, however it
+    fails (bad syntax, bad UTF-8, nested too deep for the parser), is
+    :class:`InvalidPayload` naming ``what``.
+    """
     try:
+        if not text.strip():
+            return {}
         value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidPayload(f"payload is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidPayload(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise InvalidPayload(f"payload must be a JSON object, not {type(value).__name__}")
+        raise InvalidPayload(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def depth(value: Any) -> int:
+    """How deep ``value`` nests, counted without recursion (any depth is safe to measure)."""
+    deepest, level = 0, [value]
+    while level:
+        deepest += 1
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    return deepest
+
+
+def check_text(plain: Any, text: str) -> None:
+    """:class:`InvalidPayload` if ``plain`` (whose canonical JSON is ``text``) nests too deep
+    or holds a lone surrogate; cheap unless ``text`` hints at either."""
+    if text.count("{") + text.count("[") > MAX_DEPTH and depth(plain) > MAX_DEPTH:
+        raise InvalidPayload(f"payload nests more than {MAX_DEPTH} levels deep")
+    if "\\ud" in text:  # ASCII JSON writes every surrogate as \udXXX: any unpaired one?
+        try:
+            json.dumps(plain, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidPayload("payload text has a lone surrogate (not valid Unicode)") from None
 
 
 def _check_schema(payload: dict[str, Any], schema: PayloadSchema) -> None:
@@ -76,6 +117,7 @@ def normalize_payload(
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
     text = canonical_json(plain)
+    check_text(plain, text)
     if max_bytes is not None and len(text.encode()) > max_bytes:
         raise InvalidPayload(f"payload is {len(text.encode())} bytes; the limit is {max_bytes}")
     if schema is not None:
@@ -83,16 +125,26 @@ def normalize_payload(
     return plain, text
 
 
-def received_payload(payload: Any, *, schema: PayloadSchema | None = None) -> dict[str, Any]:
+def received_payload(
+    payload: Any, *, schema: PayloadSchema | None = None, max_bytes: int | None = None
+) -> dict[str, Any]:
     """A payload decoded from a JSON message, checked again without a second JSON round trip.
 
-    It is plain JSON already; what may have changed since it was sent is the
-    task's schema, so that (and the payload being an object) is all a worker checks.
+    It is plain JSON already, but not necessarily sent by taskkit (``celery call``,
+    another producer): the worker checks it is an object within the size, depth
+    and text rules, and the task's schema, which may have changed since.
     """
     if payload is None:
         return {}
     if not isinstance(payload, dict):
         raise InvalidPayload(f"payload must be a JSON object, not {type(payload).__name__}")
+    try:
+        text = canonical_json(payload)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
+    check_text(payload, text)
+    if max_bytes is not None and len(text.encode()) > max_bytes:
+        raise InvalidPayload(f"payload is {len(text.encode())} bytes; the limit is {max_bytes}")
     if schema is not None:
         _check_schema(payload, schema)
     return payload

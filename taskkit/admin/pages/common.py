@@ -102,16 +102,3 @@ def done(request: HttpRequest, text: str, to: str, *args: Any, error: bool = Fal
     """Report ``text`` (as an error with ``error``) and go to the admin page named ``to``."""
     (messages.error if error else messages.success)(request, text)
     return HttpResponseRedirect(reverse(f"admin:{to}", args=args))
-
-
-def parse_payload(text: str) -> dict[str, Any]:
-    """A payload typed into a form: empty, or a JSON object."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"The payload is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"The payload must be a JSON object, not {type(value).__name__}.")
-    return value

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 
 from ... import queues
+from ...definition import parse_payload
 from ...exceptions import RunNotFound, TaskNotFound
 from ...registry import all_tasks
 from .common import (
@@ -18,7 +19,6 @@ from .common import (
     done,
     manager,
     page,
-    parse_payload,
     short,
     viewer,
 )

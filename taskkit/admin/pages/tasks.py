@@ -10,13 +10,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from ...bridge import enqueue
+from ...definition import parse_payload
 from ...definition.schedules import describe_schedule
 from ...exceptions import InvalidPayload, TaskNotFound
 from ...models import TaskRun
 from ...permissions import can_manage
 from ...registry import all_tasks, get_task
 from ...scheduling.periodic import wanted
-from .common import BROKER_ERRORS, broker_problem, done, page, parse_payload, viewer
+from .common import BROKER_ERRORS, broker_problem, done, page, viewer
 
 
 class EnqueueForm(forms.Form):

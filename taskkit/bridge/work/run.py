@@ -24,6 +24,7 @@ from celery import Task as CeleryTask
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
+from ...conf import settings
 from ...definition import (
     Lock,
     Scope,
@@ -320,7 +321,9 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     try:
         check_shape(args, kwargs)
         task = get_task(name)
-        plain = received_payload(payload, schema=task.meta.schema)
+        plain = received_payload(
+            payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
+        )
     except TaskkitError as exc:
         with_database(functools.partial(_unrunnable, ctask, sent_id, name, payload, exc))
         raise
