@@ -10,6 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def class_path(error: BaseException | type[BaseException]) -> str:
+    """The importable path of an exception's class: ``builtins.ValueError``, ``shop.errors.Late``.
+
+    The one spelling of an exception class taskkit records (run history, the
+    ``django.tasks`` results and signals), so a reader can import what it names.
+    """
+    kind = error if isinstance(error, type) else type(error)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 class TaskkitError(Exception):
     """Base class of every error taskkit raises on purpose."""
 

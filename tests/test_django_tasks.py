@@ -200,3 +200,27 @@ def test_a_payload_that_cannot_call_the_function_is_refused(
     assert sent == [] and not TaskRun.objects.exists()
     taskkit.enqueue("tests.apps.single.jobs.where", {"args": [], "kwargs": {"label": "x"}})
     assert len(sent) == 1  # the context argument is not the caller's
+
+
+def test_the_finished_signal_and_get_result_name_the_exception_alike() -> None:
+    """Both spell the class ``module.Qualname`` (``builtins.ValueError``): importable."""
+    from taskkit.backends.celery import taskkit_task
+    from taskkit.backends.compat import task_finished
+    from taskkit.exceptions import class_path
+
+    seen: list[str] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.extend(error.exception_class_path for error in task_result.errors)
+
+    carried = taskkit_task(jobs.fail.module_path)
+    assert carried is not None
+    task_finished.connect(receiver)
+    try:
+        with pytest.raises(ValueError, match="no"):
+            carried.run_inline({"args": ["no"], "kwargs": {}})
+    finally:
+        task_finished.disconnect(receiver)
+    assert seen == ["builtins.ValueError"]
+    assert class_path(ValueError("x")) == class_path(ValueError) == "builtins.ValueError"
+    assert class_path(taskkit.RunFailed) == "taskkit.exceptions.RunFailed"

@@ -98,3 +98,16 @@ def test_an_unknown_task_without_a_row_is_recorded_as_failed() -> None:
         run_message(ctask, {"x": 1}, {"run_id": run_id})
     row = TaskRun.objects.get(pk=run_id)
     assert (row.name, row.status, row.payload) == ("never:existed", RunStatus.FAILED, {"x": 1})
+
+
+def test_a_failed_attempt_records_the_importable_exception_class() -> None:
+    from django.utils import timezone
+
+    from taskkit.bridge.work.run import failed_attempt
+
+    fields = failed_attempt(None, 1, taskkit.RunTimeout("slow"), [], timezone.now())
+    (entry,) = fields["history"]
+    assert (entry["error"], entry["exception"]) == (
+        "RunTimeout: slow",
+        "taskkit.exceptions.RunTimeout",
+    )

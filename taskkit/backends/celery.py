@@ -27,6 +27,7 @@ from ..bridge.carrier import carry
 from ..definition import Task as TaskkitTask
 from ..definition import TaskEvent, make_task
 from ..definition.names import validate_queue_name
+from ..exceptions import class_path
 from ..models import TaskRun
 from .compat import (
     BaseTaskBackend,
@@ -207,7 +208,7 @@ def _runner(path: str) -> Callable[[TaskEvent], Any]:
                 value = task.call(*args, **kwargs)
         except Exception as exc:
             failed = _finished(started, TaskResultStatus.FAILED)
-            failed.errors.append(TaskError(exception_class_path=_name(exc), traceback=""))
+            failed.errors.append(TaskError(exception_class_path=class_path(exc), traceback=""))
             task_finished.send(type(backend), task_result=failed)
             raise
         done = _finished(started, TaskResultStatus.SUCCESSFUL)
@@ -216,15 +217,6 @@ def _runner(path: str) -> Callable[[TaskEvent], Any]:
         return value
 
     return run
-
-
-def _name(exc: BaseException) -> str:
-    kind = type(exc)
-    return (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
 
 
 def _finished(result: TaskResult[Any, Any], status: TaskResultStatus) -> TaskResult[Any, Any]:

@@ -20,11 +20,12 @@ STATUSES = {
 
 
 def exception_path(traceback: str, error: str) -> str:
-    """The dotted path of the exception a traceback ends with (``builtins.`` for built-ins).
+    """The dotted path of the exception a traceback ends with, spelled as ``class_path`` does.
 
-    Python writes its last line as ``module.Class: message``, leaving the module
-    out for built-ins; taskkit's ``error`` (``Class: message``) stands in when
-    there is no traceback.
+    For runs recorded before history entries kept ``exception``: Python writes a
+    traceback's last line as ``module.Class: message``, leaving the module out
+    for built-ins; taskkit's ``error`` (``Class: message``) stands in when there
+    is no traceback.
     """
     lines = [line for line in traceback.splitlines() if line and not line[0].isspace()]
     last = lines[-1] if lines else error
@@ -70,7 +71,10 @@ def from_row(task: Task[Any, Any], row: TaskRun, backend: str) -> TaskResult[Any
     status = STATUSES[RunStatus(row.status)]
     errors = [  # one per failed attempt; the latest gets its traceback below
         TaskError(
-            exception_class_path=exception_path("", str(entry.get("error", ""))), traceback=""
+            exception_class_path=str(
+                entry.get("exception") or exception_path("", str(entry.get("error", "")))
+            ),
+            traceback="",
         )
         for entry in row.history
         if isinstance(entry, dict)
@@ -80,7 +84,9 @@ def from_row(task: Task[Any, Any], row: TaskRun, backend: str) -> TaskResult[Any
             TaskError(exception_class_path="taskkit.exceptions.RunCancelled", traceback=row.error)
         )
     elif row.error:
-        path = exception_path(row.traceback, row.error)
+        last = row.history[-1] if row.history else None
+        recorded = last.get("exception") if isinstance(last, dict) else None
+        path = str(recorded or exception_path(row.traceback, row.error))
         latest = TaskError(exception_class_path=path, traceback=row.traceback)
         errors[-1:] = [latest]
     return make_result(

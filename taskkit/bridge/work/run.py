@@ -35,7 +35,7 @@ from ...definition import (
     Track,
     received_payload,
 )
-from ...exceptions import InvalidMessage, TaskkitError
+from ...exceptions import InvalidMessage, TaskkitError, class_path
 from ...models import FINISHED, RunStatus, TaskRun
 from ...registry import get_task
 from ...runner import call
@@ -158,10 +158,13 @@ def failed_attempt(
     """A run's fields once ``attempt`` failed with ``exc``: the attempt added to its
     ``history``, then its retry scheduled (as the task's policy says) or the run failed."""
     error = f"{type(exc).__name__}: {exc}"
-    fields: dict[str, Any] = {
+    entry = {
+        "attempt": attempt,
         "error": error,
-        "history": [*history, {"attempt": attempt, "error": error, "finished_at": now.isoformat()}],
+        "exception": class_path(exc),
+        "finished_at": now.isoformat(),
     }
+    fields: dict[str, Any] = {"error": error, "history": [*history, entry]}
     if task is not None and task.meta.retry.should_retry(attempt, exc):
         due = now + timedelta(seconds=task.meta.retry.delay(attempt))
         fields.update(
