@@ -48,9 +48,8 @@ if TYPE_CHECKING:
         enqueue_in,
         enqueue_many,
         get_run,
-        remove_failed,
-        retry_failed,
     )
+    from .queues.runs import remove_failed, retry_failed
     from .scheduling.periodic import sync_periodic
     from .scheduling.recurrent import enqueue_recurrent, stop_recurrent
 
@@ -65,12 +64,12 @@ _BRIDGE = (
     "enqueue_in",
     "enqueue_many",
     "get_run",
-    "remove_failed",
-    "retry_failed",
 )
 #: Lazy name -> the module it lives in.
 _LAZY = {
     **dict.fromkeys(_BRIDGE, "bridge"),
+    "remove_failed": "queues.runs",
+    "retry_failed": "queues.runs",
     "sync_periodic": "scheduling.periodic",
     "enqueue_recurrent": "scheduling.recurrent",
     "stop_recurrent": "scheduling.recurrent",

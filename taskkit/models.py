@@ -26,6 +26,38 @@ class RunStatus(models.TextChoices):
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+class TaskRunQuerySet(models.QuerySet["TaskRun"]):
+    """Runs by state, named once: ``TaskRun.objects.scheduled()``, ``.failed()``…"""
+
+    def scheduled(self) -> TaskRunQuerySet:
+        """Delayed runs and retries waiting to be due (the scheduler promotes them)."""
+        return self.filter(status=RunStatus.SCHEDULED)
+
+    def queued(self) -> TaskRunQuerySet:
+        """Runs sent (or about to be: an unsent outbox row) and not started yet."""
+        return self.filter(status=RunStatus.QUEUED)
+
+    def running(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.RUNNING)
+
+    def succeeded(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.SUCCEEDED)
+
+    def failed(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.FAILED)
+
+    def cancelled(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.CANCELLED)
+
+    def finished(self) -> TaskRunQuerySet:
+        """Runs that will not change any more: succeeded, failed or cancelled."""
+        return self.filter(status__in=FINISHED)
+
+    def delayed_or_running(self) -> TaskRunQuerySet:
+        """Scheduled or running: the runs of the table that ``find`` shows beside the queues."""
+        return self.filter(status__in=(RunStatus.SCHEDULED, RunStatus.RUNNING))
+
+
 class TaskRun(models.Model):
     """One run of a task: queued, delayed, running or finished."""
 
@@ -57,6 +89,8 @@ class TaskRun(models.Model):
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     #: Every failed attempt of this run: ``[{"attempt", "error", "finished_at"}, …]``.
     history = models.JSONField(default=list, blank=True)
+
+    objects = TaskRunQuerySet.as_manager()
 
     class Meta:
         ordering = ("-created_at",)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -19,10 +19,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from ..bridge import retry_failed
 from ..exceptions import BrokerUnavailable, TaskNotFound
-from ..models import FINISHED, RunStatus, TaskRun
+from ..models import RunStatus, TaskRun, TaskRunQuerySet
 from ..permissions import can_manage
+from ..queues import retry_failed
 from ..registry import all_tasks
 from .access import OperatorsOnly
 
@@ -62,7 +62,7 @@ def _retry(request: HttpRequest, runs: QuerySet[TaskRun]) -> None:
 
 def _remove(request: HttpRequest, runs: QuerySet[TaskRun]) -> None:
     """Delete the finished ``runs``; a queued, delayed or running run is left alone."""
-    finished = runs.filter(status__in=FINISHED)
+    finished = cast(TaskRunQuerySet, runs).finished()  # the admin's queryset is the manager's
     kept = runs.count() - finished.count()
     removed, _ = finished.delete()
     messages.success(request, f"Removed {removed} finished run(s).")

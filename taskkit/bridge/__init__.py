@@ -9,7 +9,6 @@ Importing it needs the app registry ready (it uses the models); ``taskkit``
 re-exports its public names lazily.
 """
 
-from .failures import remove_failed, retry_failed
 from .send.enqueue import (
     aenqueue,
     aenqueue_at,
@@ -43,6 +42,4 @@ __all__ = [
     "enqueue_task_at",
     "get_run",
     "register",
-    "remove_failed",
-    "retry_failed",
 ]

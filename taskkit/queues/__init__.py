@@ -1,46 +1,33 @@
-"""Inspecting and deleting queued work: ``taskkit.queues``.
+"""Inspecting and deleting queued work, and the run table's operations: ``taskkit.queues``.
 
-What no Celery tool offers: list the messages waiting in a queue without
-consuming them, find a run, delete single messages (by run id, or by task name
-and payload), purge a queue, and delete delayed runs. Each broker shows what it
-can (:mod:`taskkit.queues.brokers`); the ``taskqueue`` command and the admin
-call these functions.
+Re-exports only. Queued messages, as the broker holds them, are in
+:mod:`.queued` (one view per broker in :mod:`.brokers`); delayed, failed and
+finished runs, kept in taskkit's table, in :mod:`.runs`; the workers seen and
+alive in :mod:`.workers`. The ``taskqueue`` command, the admin and the HTTP
+API call these functions.
 """
 
 from __future__ import annotations
 
-import builtins
-import itertools
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
-
-from celery import current_app
-from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
-
-from ..bridge.send.known_queues import known_queues
-from ..bridge.send.unreachable import unreachable
-from ..bridge.work.cancellations import cancel
-from ..definition import canonical_json
-from ..exceptions import (
-    BrokerUnavailable,
-    QueueNotListable,
-    RunNotFound,
-    TaskkitError,
-    UnknownQueue,
-)
-from ..models import RunStatus, TaskRun
-from ..registry import get_task
-from ..scheduling.periodic import PREFIX
-from ..scheduling.promote import promote_due
-from .brokers import Broker, Match, broker_for
+from ..exceptions import QueueNotListable, UnknownQueue
 from .messages import QueuedMessage
-from .sieve import Sieve
+from .queued import (
+    Details,
+    QueueInfo,
+    delete,
+    delete_run,
+    details,
+    find,
+    info,
+    list_messages,
+    listable,
+    purge,
+)
+from .runs import delete_delayed, failed, prune, remove_failed, retry_failed, run_delayed_now
 from .workers import LiveWorker, live_workers, workers
+
+#: ``taskkit.queues.list(queue)``: the public name of :func:`.queued.list_messages`.
+list = list_messages
 
 __all__ = [
     "Details",
@@ -61,329 +48,8 @@ __all__ = [
     "live_workers",
     "prune",
     "purge",
+    "remove_failed",
+    "retry_failed",
     "run_delayed_now",
     "workers",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    name: str
-    length: int
-    #: When the message a worker takes next was queued (``None``: empty, or not listable).
-    oldest: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Details:
-    """Every known queue with its length, and the counts of taskkit's tables."""
-
-    broker: str
-    queues: builtins.list[QueueInfo]
-    delayed: int
-    running: int
-    failed: int
-    #: taskkit's schedules in Beat that are switched on.
-    periodic: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "broker": self.broker,
-            "queues": [
-                {
-                    "name": q.name,
-                    "length": q.length,
-                    "oldest": q.oldest.isoformat() if q.oldest else None,
-                }
-                for q in self.queues
-            ],
-            "delayed": self.delayed,
-            "running": self.running,
-            "failed": self.failed,
-            "periodic": self.periodic,
-        }
-
-
-@contextmanager
-def _broker() -> Iterator[Broker]:
-    """The broker's view; :class:`~taskkit.BrokerUnavailable` when it cannot be reached."""
-    try:
-        with current_app.connection_for_read() as connection:
-            yield broker_for(connection)
-    except Exception as exc:
-        if isinstance(exc, TaskkitError) or not unreachable(exc):
-            raise
-        raise BrokerUnavailable(f"The broker is unreachable ({exc}).") from exc
-
-
-def listable() -> bool:
-    """Whether the broker can show and remove single messages (Redis, embedded: yes)."""
-    with _broker() as broker:
-        return broker.listable
-
-
-def _queues(broker: Broker) -> builtins.list[str]:
-    return sorted(set(known_queues()) | broker.queues())
-
-
-def _checked(broker: Broker, queue: str) -> str:
-    known = _queues(broker)
-    if queue not in known:
-        raise UnknownQueue(queue, known)
-    return queue
-
-
-def _counts() -> dict[str, int]:
-    statuses = (RunStatus.SCHEDULED, RunStatus.RUNNING, RunStatus.FAILED)
-    return {status: TaskRun.objects.filter(status=status).count() for status in statuses}
-
-
-def _oldest(broker: Broker, queue: str) -> datetime | None:
-    if not broker.listable:
-        return None
-    return next((m.enqueued_at for m in broker.scan(queue)), None)
-
-
-def details() -> Details:
-    """Every known queue with its length and oldest message, and the runs' counts.
-
-    Fast: a length and a one-message read per queue, and four counts; no
-    waiting on workers (that is :func:`live_workers`).
-    """
-    with _broker() as broker:
-        queues = [
-            QueueInfo(queue, length, _oldest(broker, queue) if length else None)
-            for queue in _queues(broker)
-            for length in [broker.length(queue)]
-        ]
-        name = broker.name
-    counts = _counts()
-    return Details(
-        broker=name,
-        queues=queues,
-        delayed=counts[RunStatus.SCHEDULED],
-        running=counts[RunStatus.RUNNING],
-        failed=counts[RunStatus.FAILED],
-        periodic=PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).count(),
-    )
-
-
-def info(queue: str) -> QueueInfo:
-    """One queue's length and oldest message (``UnknownQueue`` if taskkit does not know it)."""
-    with _broker() as broker:
-        _checked(broker, queue)
-        length = broker.length(queue)
-        return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
-
-
-def _matcher(name: str | None, payload: Mapping[str, Any] | None) -> Match:
-    """Whether a message is of task ``name`` with ``payload`` (``None``: any)."""
-    wanted = None if payload is None else dict(payload)
-    spelled = None if payload is None else canonical_json(wanted)
-
-    def match(message: QueuedMessage) -> bool:
-        return (name is None or message.name == name) and (
-            # == first: cheap, and rules out nearly everything; the JSON tells 1 from True
-            wanted is None
-            or (message.payload == wanted and canonical_json(message.payload) == spelled)
-        )
-
-    return match
-
-
-def list(
-    queue: str, start: int = 0, stop: int = 49, name: str | None = None
-) -> builtins.list[QueuedMessage]:
-    """Messages ``start`` to ``stop`` (inclusive, 0 = the next one taken) of ``queue``.
-
-    Nothing is consumed. With ``name``, only that task's messages count.
-    """
-    if start < 0 or stop < start:
-        raise ValueError(f"need 0 <= start <= stop, not {start} and {stop}")
-    with _broker() as broker:
-        _checked(broker, queue)
-        found: builtins.list[QueuedMessage] = []
-        skipped = 0
-        sieve = Sieve.for_(name=name)
-        for message in broker.scan(queue, start if name is None else 0, sieve):
-            if name is not None and message.name != name:
-                continue
-            if name is not None and skipped < start:
-                skipped += 1
-                continue
-            found.append(message)
-            if len(found) > stop - start:
-                break
-        return found
-
-
-def find(
-    name: str | None = None, payload: Mapping[str, Any] | None = None
-) -> dict[str, builtins.list[Any]]:
-    """Runs of ``name`` (with ``payload``) that are queued, held, delayed or running.
-
-    Queued messages come from every queue the broker can list, held ones from
-    the messages workers took but have not acknowledged (Redis); delayed and
-    running runs from taskkit's table.
-    """
-    queued: builtins.list[QueuedMessage] = []
-    held: builtins.list[QueuedMessage] = []
-    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
-    with _broker() as broker:
-        if broker.listable:
-            for queue in _queues(broker):
-                queued += filter(match, broker.scan(queue, sieve=sieve))
-            held += filter(match, broker.held(sieve))
-    rows = TaskRun.objects.filter(status__in=[RunStatus.SCHEDULED, RunStatus.RUNNING])
-    if name is not None:
-        rows = rows.filter(name=name)
-    stored = [
-        row for row in rows.order_by("created_at") if payload is None or row.payload == payload
-    ]
-    return {
-        "queued": queued,
-        "held": held,
-        "delayed": [row for row in stored if row.status == RunStatus.SCHEDULED],
-        "running": [row for row in stored if row.status == RunStatus.RUNNING],
-    }
-
-
-def delete(
-    queue: str,
-    name: str,
-    payload: Mapping[str, Any] | None = None,
-    count: int = 0,
-    *,
-    dry_run: bool = False,
-) -> int:
-    """Remove messages of task ``name`` (with ``payload``) from ``queue``; return how many.
-
-    ``count=0`` removes every match, ``count=N`` the first N a worker would take.
-    With ``dry_run``, nothing is removed: the number that would be is returned.
-
-    A broker that cannot remove one message (RabbitMQ) gets a cancellation
-    instead: workers skip the matching messages queued before now (at most
-    ``count``). Nothing leaves the queue, so 0 is returned.
-    """
-    get_task(name)  # an unknown name is an error, not "0 removed"
-    if count < 0:
-        raise ValueError(f"count must be 0 (all) or more, not {count}")
-    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
-    with _broker() as broker:
-        _checked(broker, queue)
-        if not broker.listable:
-            if not dry_run:
-                cancel(queue=queue, name=name, payload=payload, count=count)
-            return 0
-        if dry_run:
-            found = filter(match, broker.scan(queue, sieve=sieve))
-            return sum(1 for _ in itertools.islice(found, count or None))
-        return broker.delete(queue, match, sieve, count)
-
-
-def _run_uuid(run_id: str | uuid.UUID) -> uuid.UUID:
-    try:
-        return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
-    except ValueError:
-        raise RunNotFound(f"{run_id!r} is not a run id.") from None
-
-
-def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
-    """Remove the run ``run_id``: its delayed row, or its queued message. ``True`` if found.
-
-    A queued message is looked for in every queue the broker can list (the
-    run's own queue first, when it has a row), and its row, if any, is then
-    cancelled. A message a worker holds unacknowledged (Redis), or one on a
-    broker that cannot remove single messages (RabbitMQ), is cancelled
-    instead: workers skip it, and Celery's revoke reaches those that hold it
-    already. A run that has started runs to its end.
-    """
-    wanted = str(_run_uuid(run_id))
-    delayed = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
-    if delayed.exists():
-        return dry_run or bool(delayed.delete()[0])
-    sieve = Sieve.for_(run_id=wanted)
-
-    def is_run(message: QueuedMessage) -> bool:
-        return message.run_id == wanted
-
-    with _broker() as broker:
-        if broker.listable:
-            stored = TaskRun.objects.filter(pk=wanted).values_list("queue", flat=True).first()
-            for queue in sorted(_queues(broker), key=lambda queue: queue != stored):
-                if dry_run and any(map(is_run, broker.scan(queue, sieve=sieve))):
-                    return True
-                if not dry_run and broker.delete(queue, is_run, sieve, limit=1):
-                    _cancel_row(wanted)
-                    return True
-            if not any(map(is_run, broker.held(sieve))):
-                return False
-        if not dry_run:
-            current_app.control.revoke(wanted)
-            cancel(run_id=wanted)
-            _cancel_row(wanted)
-        return True
-
-
-def _cancel_row(run_id: str) -> None:
-    TaskRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, finished_at=timezone.now()
-    )
-
-
-def purge(queue: str, *, dry_run: bool = False) -> int:
-    """Remove every message of ``queue``; return how many there were (or are, with ``dry_run``)."""
-    with _broker() as broker:
-        _checked(broker, queue)
-        return broker.length(queue) if dry_run else broker.purge(queue)
-
-
-def delete_delayed(
-    name: str,
-    payload: Mapping[str, Any] | None = None,
-    queue: str | None = None,
-    *,
-    dry_run: bool = False,
-) -> builtins.list[datetime]:
-    """Delete the delayed runs of ``name`` (with ``payload``, on ``queue``); return when due."""
-    get_task(name)
-    rows = TaskRun.objects.filter(name=name, status=RunStatus.SCHEDULED)
-    if queue is not None:
-        rows = rows.filter(queue=queue)
-    doomed = [row for row in rows if payload is None or row.payload == dict(payload)]
-    if not dry_run:
-        TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
-    return sorted(row.scheduled_for for row in doomed if row.scheduled_for is not None)
-
-
-def run_delayed_now(run_id: str | uuid.UUID) -> bool:
-    """Send the delayed run ``run_id`` now instead of when due; ``False`` if it is not delayed.
-
-    The run keeps its id: it is made due and promoted as the scheduler would.
-    """
-    wanted = str(_run_uuid(run_id))
-    now = timezone.now()
-    due = TaskRun.objects.filter(pk=wanted, status=RunStatus.SCHEDULED)
-    if not due.update(scheduled_for=now):
-        return False
-    promote_due(now)
-    return True
-
-
-def failed(name: str | None = None, limit: int = 50) -> builtins.list[TaskRun]:
-    """The latest failed runs (of task ``name``), newest first."""
-    rows = TaskRun.objects.filter(status=RunStatus.FAILED)
-    if name is not None:
-        rows = rows.filter(name=name)
-    return builtins.list(rows.order_by("-finished_at")[:limit])
-
-
-def prune(older_than: timedelta, *, dry_run: bool = False) -> int:
-    """Delete finished runs (succeeded, failed, cancelled) older than ``older_than``."""
-    if older_than < timedelta(0):
-        raise ValueError("older_than must not be negative")
-    rows = TaskRun.objects.filter(
-        status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED],
-        finished_at__lt=timezone.now() - older_than,
-    )
-    return rows.count() if dry_run else rows.delete()[0]

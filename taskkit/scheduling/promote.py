@@ -88,9 +88,8 @@ def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
 
 def promote_due(now: datetime | None = None, limit: int = 500) -> int:
     """Send up to ``limit`` delayed runs that are due; return how many were sent."""
-    due = TaskRun.objects.filter(
-        status=RunStatus.SCHEDULED, scheduled_for__lte=now or timezone.now()
-    ).order_by("scheduled_for")
+    due = TaskRun.objects.scheduled().filter(scheduled_for__lte=now or timezone.now())
+    due = due.order_by("scheduled_for")
     with transaction.atomic():  # the claim commits with the publish, or not at all
         rows = _claim(due, limit, status=RunStatus.SCHEDULED)
         return _send(rows, {"status": RunStatus.SCHEDULED}) if rows else 0
@@ -99,9 +98,8 @@ def promote_due(now: datetime | None = None, limit: int = 500) -> int:
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
     """Send queued rows that were committed but never reached the broker (``track="all"``)."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.OUTBOX_AFTER)
-    unsent = TaskRun.objects.filter(
-        status=RunStatus.QUEUED, sent_at__isnull=True, created_at__lte=cutoff
-    ).order_by("created_at")
+    unsent = TaskRun.objects.queued().filter(sent_at__isnull=True, created_at__lte=cutoff)
+    unsent = unsent.order_by("created_at")
     with transaction.atomic():  # the claim commits with the publish, or not at all
         rows = _claim(unsent, limit, status=RunStatus.QUEUED, sent_at__isnull=True)
         return _send(rows, {}) if rows else 0
@@ -109,7 +107,7 @@ def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
 
 def next_due() -> datetime | None:
     """When the earliest delayed run is due, or ``None`` if there is none."""
-    due: datetime | None = TaskRun.objects.filter(status=RunStatus.SCHEDULED).aggregate(
-        first=Min("scheduled_for")
-    )["first"]
+    due: datetime | None = TaskRun.objects.scheduled().aggregate(first=Min("scheduled_for"))[
+        "first"
+    ]
     return due

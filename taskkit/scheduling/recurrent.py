@@ -42,8 +42,10 @@ def stop_recurrent(name: str) -> int:
     with transaction.atomic():
         PeriodicTask.objects.filter(name__startswith=PREFIX, task=name).update(enabled=False)
         PeriodicTasks.update_changed()
-        deleted, _ = TaskRun.objects.filter(name=name, status=RunStatus.SCHEDULED).delete()
-        cancelled = TaskRun.objects.filter(name=name, status=RunStatus.QUEUED).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now()
+        deleted, _ = TaskRun.objects.scheduled().filter(name=name).delete()
+        cancelled = (
+            TaskRun.objects.queued()
+            .filter(name=name)
+            .update(status=RunStatus.CANCELLED, finished_at=timezone.now())
         )
     return deleted + cancelled

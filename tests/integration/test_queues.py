@@ -206,7 +206,7 @@ def test_the_taskqueue_command(broker: Broker, queue: str, monkeypatch: pytest.M
 def test_deleting_a_chunk_at_a_time_skips_nothing(
     broker: Broker, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskkit.queues.brokers.CHUNK", 3)  # 20 messages: seven reads
+    monkeypatch.setattr("taskkit.queues.brokers.redis.CHUNK", 3)  # 20 messages: seven reads
     handles = taskkit.enqueue_many("echo:payload", [{"i": i % 2} for i in range(20)], queue=queue)
     if broker.name == "rabbitmq":
         assert queues.delete(queue, "echo:payload", {"i": 0}) == 0  # a cancellation
@@ -221,7 +221,7 @@ def test_a_worker_taking_messages_during_a_delete(
     broker: Broker, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Messages taken off the front while a delete reads: it resumes where the queue now starts."""
-    monkeypatch.setattr("taskkit.queues.brokers.CHUNK", 3)
+    monkeypatch.setattr("taskkit.queues.brokers.redis.CHUNK", 3)
     handles = taskkit.enqueue_many("echo:payload", [{"i": i} for i in range(12)], queue=queue)
     with broker.app.connection_for_write() as connection:
         inspector = broker_for(connection)

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from ... import queues
-from ...models import RunStatus, TaskRun
+from ...models import TaskRun
 from .common import BROKER_ERRORS, broker_problem, confirm, done, manager, page, short, viewer
 
 PER_PAGE = 50
@@ -16,7 +16,7 @@ PER_PAGE = 50
 
 @viewer
 def delayed(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    rows = TaskRun.objects.filter(status=RunStatus.SCHEDULED).order_by("scheduled_for", "pk")
+    rows = TaskRun.objects.scheduled().order_by("scheduled_for", "pk")
     name = request.GET.get("name", "")
     if name:
         rows = rows.filter(name=name)
@@ -34,7 +34,7 @@ def delayed(request: HttpRequest, site: AdminSite) -> HttpResponse:
 
 @manager
 def delete(request: HttpRequest, site: AdminSite, run_id: str) -> HttpResponse:
-    run = TaskRun.objects.filter(pk=run_id, status=RunStatus.SCHEDULED).first()
+    run = TaskRun.objects.scheduled().filter(pk=run_id).first()
     if run is None:
         return done(request, f"Run {run_id} is no longer delayed.", "taskkit_delayed", error=True)
     due = f"{run.scheduled_for:%Y-%m-%d %H:%M:%S %Z}"

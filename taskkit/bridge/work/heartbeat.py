@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from ...conf import settings
 from ...exceptions import TaskkitError, WorkerLost
-from ...models import RunStatus, TaskRun, WorkerHeartbeat
+from ...models import TaskRun, WorkerHeartbeat
 from ..locks import release
 
 logger = logging.getLogger("taskkit.worker")
@@ -129,9 +129,7 @@ def _lose(row: TaskRun, why: str, now: datetime) -> bool:
         return False  # its message comes back to the queue and runs again
     error = WorkerLost(f"worker {row.worker} {why}; the run's outcome is unknown")
     fields = {"traceback": "", **failed_attempt(task, row.attempt, error, row.history or [], now)}
-    changed = TaskRun.objects.filter(pk=row.pk, status=RunStatus.RUNNING, worker=row.worker).update(
-        **fields
-    )
+    changed = TaskRun.objects.running().filter(pk=row.pk, worker=row.worker).update(**fields)
     if changed and task is not None:
         for key in run_lock_keys(task, row.payload if isinstance(row.payload, dict) else {}):
             release(key, str(row.pk))
@@ -146,7 +144,7 @@ def sweep(now: datetime | None = None) -> int:
     cutoff = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
     settled = 0
     for heartbeat in WorkerHeartbeat.objects.all():
-        runs = TaskRun.objects.filter(status=RunStatus.RUNNING, worker=heartbeat.name)
+        runs = TaskRun.objects.running().filter(worker=heartbeat.name)
         lost = heartbeat.seen_at < cutoff
         if lost:
             why = f"not seen since {heartbeat.seen_at.isoformat()}"

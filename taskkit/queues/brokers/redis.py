@@ -1,73 +1,30 @@
-"""What each broker lets taskkit see and remove of a queue, without consuming it.
+"""Redis, in kombu's layout: a list per queue, plus one per priority step (``queue\\x06\\x16N``).
 
-- **Redis** (kombu's layout): a list per queue, plus one per priority step
-  (``queue\\x06\\x16N``); a worker takes from the right end of the first
-  non-empty list. Lists are read a chunk at a time, never whole, and a message
-  is removed only if it still holds its exact bytes. Messages a worker took but
-  has not acknowledged wait in kombu's ``unacked`` hash; queues declared but
-  empty show in kombu's ``_kombu.binding.*`` sets.
-- **Filesystem** (the embedded broker): a file per message, taken in the order
-  of the file names; removing a message removes its file.
-- **RabbitMQ**: AMQP can count (a passive declare) and purge a queue, but not
-  show or remove one message; deletes there become cancellations. Its
-  management API, when reachable, names the queues of the virtual host.
+A worker takes from the right end of the first non-empty list. Lists are read a
+chunk at a time, never whole, and a message is removed only if it still holds
+its exact bytes. Messages a worker took but has not acknowledged wait in
+kombu's ``unacked`` hash; queues declared but empty show in kombu's
+``_kombu.binding.*`` sets.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any
 
 from kombu import Connection
 
-from ..exceptions import QueueNotListable
-from .messages import QueuedMessage, decode, from_envelope
-from .rabbitmq_api import queue_names
-from .sieve import EVERYTHING, Sieve
+from ... import upstream
+from ..messages import QueuedMessage, decode, from_envelope
+from ..sieve import EVERYTHING, Sieve
+from .base import Match, celery_own, matches, text
 
 #: Messages read per Redis command while scanning a queue.
 CHUNK = 1_000
 #: The most messages a Redis delete holds before it removes them.
 BATCH = 10_000
-
-#: Whether a decoded message is one to remove.
-Match = Callable[[QueuedMessage], bool]
-
-
-class Broker(Protocol):
-    """One broker's view of its queues."""
-
-    name: str
-    #: Whether single messages can be listed and removed.
-    listable: bool
-
-    def queues(self) -> set[str]:
-        """The queues the broker itself reveals (for RabbitMQ, only through its management API)."""
-
-    def length(self, queue: str) -> int:
-        """How many messages wait in ``queue``."""
-
-    def scan(
-        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
-    ) -> Iterator[QueuedMessage]:
-        """The messages of ``queue`` from position ``start`` on, next to be taken first.
-
-        Messages ``sieve`` rules out are skipped undecoded.
-        """
-
-    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
-        """Remove the messages of ``queue`` that ``match`` (at most ``limit``, 0: all)."""
-
-    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
-        """Messages workers took but have not acknowledged yet, where the broker shows them."""
-
-    def purge(self, queue: str) -> int:
-        """Remove every message of ``queue``; return how many."""
-
 
 #: Removes messages from list KEYS[1]: ARGV[1] is a marker no message equals, then
 #: pairs of a message's index (negative: from the right end) and its bytes. Each
@@ -171,7 +128,7 @@ class RedisBroker:
     def _keys(self, queue: str) -> list[str]:
         """The queue's lists in the order a worker empties them."""
         steps = sorted(set(self.channel.priority_steps))
-        return [self.channel._q_for_pri(queue, step) for step in steps]
+        return [upstream.priority_queue(self.channel, queue, step) for step in steps]
 
     def queues(self) -> set[str]:
         """The queues bound to an exchange (declared, maybe empty), but Celery's own.
@@ -182,10 +139,10 @@ class RedisBroker:
         prefix = self.channel.keyprefix_queue % ""
         found = set()
         for key in self.client.scan_iter(match=f"{prefix}*", count=CHUNK):
-            if _celery_own(_text(key)[len(prefix) :]):
+            if celery_own(text(key)[len(prefix) :]):
                 continue
             found |= {
-                _text(member).split(self.channel.sep)[-1] for member in self.client.smembers(key)
+                text(member).split(self.channel.sep)[-1] for member in self.client.smembers(key)
             }
         return {queue for queue in found if queue}
 
@@ -230,7 +187,7 @@ class RedisBroker:
                 found = [
                     (offset, raw)
                     for offset, raw in enumerate(chunk, first)
-                    if passes(raw) and _matches(decode(raw, queue), match)
+                    if passes(raw) and matches(decode(raw, queue), match)
                 ]
                 if limit:
                     found = found[: limit - removed - len(doomed)]
@@ -268,151 +225,3 @@ class RedisBroker:
         removed = self.length(queue)
         self.client.delete(*self._keys(queue))
         return removed
-
-
-def _celery_own(name: str) -> bool:
-    """Celery's remote control (``*.pidbox``) and events (``celeryev*``): workers' own, not work."""
-    return name.endswith("pidbox") or name.startswith("celeryev")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _matches(message: QueuedMessage | None, match: Match) -> bool:
-    return message is not None and match(message)
-
-
-class FilesystemBroker:
-    name = "filesystem"
-    listable = True
-
-    def __init__(self, connection: Connection) -> None:
-        options = connection.transport_options or {}
-        self.folder = Path(options.get("data_folder_in") or options.get("data_folder_out") or ".")
-
-    def _names(self) -> list[str]:
-        try:
-            return [path.name for path in self.folder.iterdir()]
-        except FileNotFoundError:
-            return []
-
-    def _files(self, queue: str) -> list[str]:
-        """The queue's message files, in the order kombu's reader takes them."""
-        return sorted(name for name in self._names() if name.partition(".")[2] == f"{queue}.msg")
-
-    def queues(self) -> set[str]:
-        found = {
-            name.partition(".")[2].removesuffix(".msg")
-            for name in self._names()
-            if name.endswith(".msg") and not name.startswith(".")
-        }
-        return {queue for queue in found if not _celery_own(queue)}
-
-    def length(self, queue: str) -> int:
-        return len(self._files(queue))
-
-    def scan(
-        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
-    ) -> Iterator[QueuedMessage]:
-        for position, name in enumerate(self._files(queue)[start:], start=start):
-            path = self.folder / name
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:  # a worker took it meanwhile
-                continue
-            if sieve.passes(raw) and (message := decode(raw, queue, position, str(path))):
-                yield message
-
-    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
-        removed = 0
-        for message in self.scan(queue, sieve=sieve):
-            if match(message) and _unlink(Path(message.location)):
-                removed += 1
-                if removed == limit:
-                    break
-        return removed
-
-    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
-        return iter(())  # a worker deletes the file as it takes the message
-
-    def purge(self, queue: str) -> int:
-        return sum(_unlink(self.folder / name) for name in self._files(queue))
-
-
-def _unlink(path: Path) -> bool:
-    """Remove ``path``; ``False`` if a worker took it first."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-class AmqpBroker:
-    name = "amqp"
-    listable = False
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def queues(self) -> set[str]:
-        """What RabbitMQ's management API shows, when it is reachable (AMQP shows nothing)."""
-        return {queue for queue in queue_names(self.connection) if not _celery_own(queue)}
-
-    def length(self, queue: str) -> int:
-        channel: Any = self.connection.channel()
-        try:
-            _, count, _ = channel.queue_declare(queue=queue, passive=True)
-        except self.connection.channel_errors:  # no such queue: nothing waits in it
-            return 0
-        finally:
-            _close(channel)
-        return int(count)
-
-    def scan(
-        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
-    ) -> Iterator[QueuedMessage]:
-        raise QueueNotListable(
-            f"RabbitMQ cannot show the messages of {queue!r} without taking them; "
-            "its length is in `taskqueue details`."
-        )
-
-    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
-        raise QueueNotListable("RabbitMQ cannot remove one message from a queue.")
-
-    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
-        return iter(())  # AMQP shows no one else's unacknowledged messages
-
-    def purge(self, queue: str) -> int:
-        channel: Any = self.connection.channel()
-        try:
-            return int(channel.queue_purge(queue) or 0)
-        except self.connection.channel_errors:
-            return 0
-        finally:
-            _close(channel)
-
-
-def _close(channel: Any) -> None:
-    with contextlib.suppress(Exception):  # a channel the broker closed (no such queue)
-        channel.close()
-
-
-BROKERS: dict[str, type[RedisBroker] | type[FilesystemBroker] | type[AmqpBroker]] = {
-    "redis": RedisBroker,
-    "filesystem": FilesystemBroker,
-    "amqp": AmqpBroker,
-}
-
-
-def broker_for(connection: Connection) -> Broker:
-    """The view of the broker ``connection`` talks to."""
-    driver = connection.transport.driver_type
-    try:
-        return BROKERS[driver](connection)
-    except KeyError:
-        raise QueueNotListable(
-            f"taskkit cannot inspect {driver!r} brokers; it knows Redis, RabbitMQ and the "
-            "embedded filesystem broker."
-        ) from None

@@ -1,0 +1,56 @@
+"""What every broker view offers, and what they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from ..messages import QueuedMessage
+from ..sieve import EVERYTHING, Sieve
+
+#: Whether a decoded message is one to remove.
+Match = Callable[[QueuedMessage], bool]
+
+
+class Broker(Protocol):
+    """One broker's view of its queues."""
+
+    name: str
+    #: Whether single messages can be listed and removed.
+    listable: bool
+
+    def queues(self) -> set[str]:
+        """The queues the broker itself reveals (for RabbitMQ, only through its management API)."""
+
+    def length(self, queue: str) -> int:
+        """How many messages wait in ``queue``."""
+
+    def scan(
+        self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
+    ) -> Iterator[QueuedMessage]:
+        """The messages of ``queue`` from position ``start`` on, next to be taken first.
+
+        Messages ``sieve`` rules out are skipped undecoded.
+        """
+
+    def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
+        """Remove the messages of ``queue`` that ``match`` (at most ``limit``, 0: all)."""
+
+    def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
+        """Messages workers took but have not acknowledged yet, where the broker shows them."""
+
+    def purge(self, queue: str) -> int:
+        """Remove every message of ``queue``; return how many."""
+
+
+def celery_own(name: str) -> bool:
+    """Celery's remote control (``*.pidbox``) and events (``celeryev*``): workers' own, not work."""
+    return name.endswith("pidbox") or name.startswith("celeryev")
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def matches(message: QueuedMessage | None, match: Match) -> bool:
+    return message is not None and match(message)

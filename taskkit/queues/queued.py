@@ -1,0 +1,300 @@
+"""Queued work as the broker holds it: list, find and delete messages, purge queues.
+
+What no Celery tool offers: the messages waiting in a queue, read without
+consuming them, and single messages deleted (by run id, or by task name and
+payload). Each broker shows what it can (:mod:`.brokers`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from ..bridge.send.known_queues import known_queues
+from ..bridge.send.unreachable import unreachable
+from ..bridge.work.cancellations import cancel
+from ..definition import canonical_json
+from ..exceptions import BrokerUnavailable, TaskkitError, UnknownQueue
+from ..models import RunStatus, TaskRun
+from ..registry import get_task
+from ..scheduling.periodic import PREFIX
+from .brokers import Broker, Match, broker_for
+from .messages import QueuedMessage
+from .runs import run_uuid
+from .sieve import Sieve
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    length: int
+    #: When the message a worker takes next was queued (``None``: empty, or not listable).
+    oldest: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """Every known queue with its length, and the counts of taskkit's tables."""
+
+    broker: str
+    queues: list[QueueInfo]
+    delayed: int
+    running: int
+    failed: int
+    #: taskkit's schedules in Beat that are switched on.
+    periodic: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "broker": self.broker,
+            "queues": [
+                {
+                    "name": q.name,
+                    "length": q.length,
+                    "oldest": q.oldest.isoformat() if q.oldest else None,
+                }
+                for q in self.queues
+            ],
+            "delayed": self.delayed,
+            "running": self.running,
+            "failed": self.failed,
+            "periodic": self.periodic,
+        }
+
+
+@contextmanager
+def _broker() -> Iterator[Broker]:
+    """The broker's view; :class:`~taskkit.BrokerUnavailable` when it cannot be reached."""
+    try:
+        with current_app.connection_for_read() as connection:
+            yield broker_for(connection)
+    except Exception as exc:
+        if isinstance(exc, TaskkitError) or not unreachable(exc):
+            raise
+        raise BrokerUnavailable(f"The broker is unreachable ({exc}).") from exc
+
+
+def listable() -> bool:
+    """Whether the broker can show and remove single messages (Redis, embedded: yes)."""
+    with _broker() as broker:
+        return broker.listable
+
+
+def _queues(broker: Broker) -> list[str]:
+    return sorted(set(known_queues()) | broker.queues())
+
+
+def _checked(broker: Broker, queue: str) -> str:
+    known = _queues(broker)
+    if queue not in known:
+        raise UnknownQueue(queue, known)
+    return queue
+
+
+def _counts() -> dict[str, int]:
+    runs = TaskRun.objects
+    return {
+        RunStatus.SCHEDULED: runs.scheduled().count(),
+        RunStatus.RUNNING: runs.running().count(),
+        RunStatus.FAILED: runs.failed().count(),
+    }
+
+
+def _oldest(broker: Broker, queue: str) -> datetime | None:
+    if not broker.listable:
+        return None
+    return next((m.enqueued_at for m in broker.scan(queue)), None)
+
+
+def details() -> Details:
+    """Every known queue with its length and oldest message, and the runs' counts.
+
+    Fast: a length and a one-message read per queue, and four counts; no
+    waiting on workers (that is :func:`live_workers`).
+    """
+    with _broker() as broker:
+        queues = [
+            QueueInfo(queue, length, _oldest(broker, queue) if length else None)
+            for queue in _queues(broker)
+            for length in [broker.length(queue)]
+        ]
+        name = broker.name
+    counts = _counts()
+    return Details(
+        broker=name,
+        queues=queues,
+        delayed=counts[RunStatus.SCHEDULED],
+        running=counts[RunStatus.RUNNING],
+        failed=counts[RunStatus.FAILED],
+        periodic=PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).count(),
+    )
+
+
+def info(queue: str) -> QueueInfo:
+    """One queue's length and oldest message (``UnknownQueue`` if taskkit does not know it)."""
+    with _broker() as broker:
+        _checked(broker, queue)
+        length = broker.length(queue)
+        return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
+
+
+def _matcher(name: str | None, payload: Mapping[str, Any] | None) -> Match:
+    """Whether a message is of task ``name`` with ``payload`` (``None``: any)."""
+    wanted = None if payload is None else dict(payload)
+    spelled = None if payload is None else canonical_json(wanted)
+
+    def match(message: QueuedMessage) -> bool:
+        return (name is None or message.name == name) and (
+            # == first: cheap, and rules out nearly everything; the JSON tells 1 from True
+            wanted is None
+            or (message.payload == wanted and canonical_json(message.payload) == spelled)
+        )
+
+    return match
+
+
+def list_messages(
+    queue: str, start: int = 0, stop: int = 49, name: str | None = None
+) -> list[QueuedMessage]:
+    """Messages ``start`` to ``stop`` (inclusive, 0 = the next one taken) of ``queue``.
+
+    Nothing is consumed. With ``name``, only that task's messages count.
+    """
+    if start < 0 or stop < start:
+        raise ValueError(f"need 0 <= start <= stop, not {start} and {stop}")
+    with _broker() as broker:
+        _checked(broker, queue)
+        found: list[QueuedMessage] = []
+        skipped = 0
+        sieve = Sieve.for_(name=name)
+        for message in broker.scan(queue, start if name is None else 0, sieve):
+            if name is not None and message.name != name:
+                continue
+            if name is not None and skipped < start:
+                skipped += 1
+                continue
+            found.append(message)
+            if len(found) > stop - start:
+                break
+        return found
+
+
+def find(name: str | None = None, payload: Mapping[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Runs of ``name`` (with ``payload``) that are queued, held, delayed or running.
+
+    Queued messages come from every queue the broker can list, held ones from
+    the messages workers took but have not acknowledged (Redis); delayed and
+    running runs from taskkit's table.
+    """
+    queued: list[QueuedMessage] = []
+    held: list[QueuedMessage] = []
+    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
+    with _broker() as broker:
+        if broker.listable:
+            for queue in _queues(broker):
+                queued += filter(match, broker.scan(queue, sieve=sieve))
+            held += filter(match, broker.held(sieve))
+    rows = TaskRun.objects.delayed_or_running()
+    if name is not None:
+        rows = rows.filter(name=name)
+    stored = [
+        row for row in rows.order_by("created_at") if payload is None or row.payload == payload
+    ]
+    return {
+        "queued": queued,
+        "held": held,
+        "delayed": [row for row in stored if row.status == RunStatus.SCHEDULED],
+        "running": [row for row in stored if row.status == RunStatus.RUNNING],
+    }
+
+
+def delete(
+    queue: str,
+    name: str,
+    payload: Mapping[str, Any] | None = None,
+    count: int = 0,
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Remove messages of task ``name`` (with ``payload``) from ``queue``; return how many.
+
+    ``count=0`` removes every match, ``count=N`` the first N a worker would take.
+    With ``dry_run``, nothing is removed: the number that would be is returned.
+
+    A broker that cannot remove one message (RabbitMQ) gets a cancellation
+    instead: workers skip the matching messages queued before now (at most
+    ``count``). Nothing leaves the queue, so 0 is returned.
+    """
+    get_task(name)  # an unknown name is an error, not "0 removed"
+    if count < 0:
+        raise ValueError(f"count must be 0 (all) or more, not {count}")
+    match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
+    with _broker() as broker:
+        _checked(broker, queue)
+        if not broker.listable:
+            if not dry_run:
+                cancel(queue=queue, name=name, payload=payload, count=count)
+            return 0
+        if dry_run:
+            found = filter(match, broker.scan(queue, sieve=sieve))
+            return sum(1 for _ in itertools.islice(found, count or None))
+        return broker.delete(queue, match, sieve, count)
+
+
+def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
+    """Remove the run ``run_id``: its delayed row, or its queued message. ``True`` if found.
+
+    A queued message is looked for in every queue the broker can list (the
+    run's own queue first, when it has a row), and its row, if any, is then
+    cancelled. A message a worker holds unacknowledged (Redis), or one on a
+    broker that cannot remove single messages (RabbitMQ), is cancelled
+    instead: workers skip it, and Celery's revoke reaches those that hold it
+    already. A run that has started runs to its end.
+    """
+    wanted = str(run_uuid(run_id))
+    delayed = TaskRun.objects.scheduled().filter(pk=wanted)
+    if delayed.exists():
+        return dry_run or bool(delayed.delete()[0])
+    sieve = Sieve.for_(run_id=wanted)
+
+    def is_run(message: QueuedMessage) -> bool:
+        return message.run_id == wanted
+
+    with _broker() as broker:
+        if broker.listable:
+            stored = TaskRun.objects.filter(pk=wanted).values_list("queue", flat=True).first()
+            for queue in sorted(_queues(broker), key=lambda queue: queue != stored):
+                if dry_run and any(map(is_run, broker.scan(queue, sieve=sieve))):
+                    return True
+                if not dry_run and broker.delete(queue, is_run, sieve, limit=1):
+                    _cancel_row(wanted)
+                    return True
+            if not any(map(is_run, broker.held(sieve))):
+                return False
+        if not dry_run:
+            current_app.control.revoke(wanted)
+            cancel(run_id=wanted)
+            _cancel_row(wanted)
+        return True
+
+
+def _cancel_row(run_id: str) -> None:
+    TaskRun.objects.queued().filter(pk=run_id).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now()
+    )
+
+
+def purge(queue: str, *, dry_run: bool = False) -> int:
+    """Remove every message of ``queue``; return how many there were (or are, with ``dry_run``)."""
+    with _broker() as broker:
+        _checked(broker, queue)
+        return broker.length(queue) if dry_run else broker.purge(queue)

@@ -1,0 +1,81 @@
+"""The layout the design page describes: the bridge's two sides, and data flowing down."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "taskkit"
+
+
+def imported(path: Path) -> set[str]:
+    """The taskkit modules ``path`` imports, as absolute dotted names (lazy imports too)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found |= {target} | {f"{target}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.startswith("taskkit")}
+
+
+def modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("side", "other"),
+    [("bridge/send", "taskkit.bridge.work"), ("bridge/work", "taskkit.bridge.send")],
+)
+def test_the_two_sides_of_the_bridge_never_import_each_other(side: str, other: str) -> None:
+    crossing = {
+        str(path.relative_to(PACKAGE)): sorted(n for n in imported(path) if n.startswith(other))
+        for path in modules(side)
+    }
+    assert {path: names for path, names in crossing.items() if names} == {}
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [
+        ("bridge", ("taskkit.queues", "taskkit.scheduling", "taskkit.admin", "taskkit.api")),
+        ("scheduling", ("taskkit.queues", "taskkit.admin", "taskkit.api")),
+        ("registry", ("taskkit.bridge", "taskkit.queues", "taskkit.scheduling")),
+        ("runner", ("taskkit.bridge", "taskkit.queues", "taskkit.scheduling")),
+    ],
+)
+def test_a_layer_imports_none_above_it(lower: str, upper: tuple[str, ...]) -> None:
+    upward = {
+        str(path.relative_to(PACKAGE)): sorted(n for n in imported(path) if n.startswith(upper))
+        for path in modules(lower)
+    }
+    assert {path: names for path, names in upward.items() if names} == {}
+
+
+def test_the_definition_layers_one_upward_import_is_lazy() -> None:
+    """``Task.enqueue*``/``run_inline`` import the bridge and the runner inside the method."""
+    tree = ast.parse((PACKAGE / "definition" / "task.py").read_text())
+    top = {
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module in ("bridge", "runner")
+    }
+    inside = {
+        node.module
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert top == set()
+    assert {"bridge", "runner"} <= inside
