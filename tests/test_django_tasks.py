@@ -224,3 +224,16 @@ def test_the_finished_signal_and_get_result_name_the_exception_alike() -> None:
     assert seen == ["builtins.ValueError"]
     assert class_path(ValueError("x")) == class_path(ValueError) == "builtins.ValueError"
     assert class_path(taskkit.RunFailed) == "taskkit.exceptions.RunFailed"
+
+
+def test_unknown_paths_are_not_kept_and_known_ones_resolve() -> None:
+    """4,500 unknown 8,000-character names once grew a web process by 37 MB for good."""
+    from taskkit.backends import celery as backend_module
+
+    before = dict(backend_module._made)
+    for i in range(5_000):
+        assert backend_module.taskkit_task(f"tests.apps.single.jobs.nope{i}" + "x" * 8_000) is None
+        assert backend_module.taskkit_task(f"tests.apps.single.jobs.missing{i}") is None
+    assert backend_module._made == before
+    made = backend_module.taskkit_task(jobs.add.module_path)
+    assert made is not None and made is backend_module.taskkit_task(jobs.add.module_path)

@@ -11,9 +11,9 @@ the scheduler promotes, never ETA messages.
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 from collections.abc import Callable, Sequence
-from functools import cache
 from typing import Any
 
 from django.apps import apps
@@ -26,7 +26,7 @@ from ..bridge import enqueue_task, enqueue_task_at
 from ..bridge.carrier import carry
 from ..definition import Task as TaskkitTask
 from ..definition import TaskEvent, make_task
-from ..definition.names import validate_queue_name
+from ..definition.names import MAX_NAME_LENGTH, validate_queue_name
 from ..exceptions import class_path
 from ..models import TaskRun
 from .compat import (
@@ -145,9 +145,22 @@ def django_task(path: str) -> Task[Any, Any] | None:
     return target if isinstance(backend, CeleryBackend) else None
 
 
-@cache
+#: The taskkit task made for each ``django.tasks`` path found: one per real task, so the
+#: dict is bounded by the code. Misses are not kept: any name can be asked for (a URL, a
+#: message), and keeping each unknown one grew a web process for good.
+_made: dict[str, TaskkitTask] = {}
+
+#: A ``django.tasks`` path: dotted identifiers, as long as a task name may be.
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
 def taskkit_task(path: str) -> TaskkitTask | None:
     """The taskkit task that runs the ``django.tasks`` function at ``path``."""
+    made = _made.get(path)
+    if made is not None:
+        return made
+    if len(path) > MAX_NAME_LENGTH or not _PATH.fullmatch(path):
+        return None
     task = django_task(path)
     if task is None:
         return None
@@ -162,7 +175,7 @@ def taskkit_task(path: str) -> TaskkitTask | None:
         schema=_arguments(path),
     )
     carry(path)
-    return made
+    return _made.setdefault(path, made)
 
 
 def _arguments(path: str) -> Callable[[dict[str, Any]], None]:
