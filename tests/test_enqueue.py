@@ -181,13 +181,16 @@ def test_concurrent_promoters_send_each_run_once(monkeypatch: pytest.MonkeyPatch
     assert not TaskRun.objects.exclude(status=RunStatus.QUEUED).exists()
 
 
-def test_promoting_a_run_whose_task_is_gone_fails_it(sent: list[dict[str, Any]]) -> None:
+def test_promoting_a_run_whose_task_this_process_lacks_sends_it(
+    sent: list[dict[str, Any]],
+) -> None:
+    """The scheduler may run older code than the workers: it sends, a worker decides."""
     row = TaskRun.objects.create(
         name="gone:task", status=RunStatus.SCHEDULED, scheduled_for=timezone.now(), payload={}
     )
-    assert promote_due() == 0
+    assert promote_due() == 1
     row.refresh_from_db()
-    assert row.status == RunStatus.FAILED and "Unknown task 'gone:task'" in row.error
+    assert row.status == RunStatus.QUEUED
 
 
 def test_unreachable_broker_leaves_the_run_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:

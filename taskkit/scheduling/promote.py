@@ -58,7 +58,7 @@ def _prepared(rows: list[TaskRun]) -> list[Prepared]:
     for row in rows:
         try:
             runs.append(stored_run(row))
-        except TaskkitError as exc:  # the task left the code, or its payload no longer fits
+        except TaskkitError as exc:  # its payload no longer fits, or its handler is gone
             TaskRun.objects.filter(pk=row.pk).update(
                 status=RunStatus.FAILED,
                 error=f"{type(exc).__name__}: {exc}",

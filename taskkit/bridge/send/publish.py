@@ -21,9 +21,10 @@ from celery import Celery, current_app
 
 from ... import upstream
 from ...definition import Source
-from ...exceptions import BrokerUnavailable
+from ...exceptions import BrokerUnavailable, TaskNotFound
 from ...models import TaskRun
 from ...registry import get_task
+from ..carrier import unknown_here
 from . import redis_batch
 from .celery_message import apply, message_options
 from .messages import Prepared, prepare
@@ -79,9 +80,17 @@ def publish(runs: Sequence[Prepared]) -> None:
 
 
 def stored_run(row: TaskRun) -> Prepared:
-    """A stored run (a due delayed run, a retry, an outbox row), ready to publish again."""
+    """A stored run (a due delayed run, a retry, an outbox row), ready to publish again.
+
+    A run of a task this process does not know is sent anyway (see
+    :func:`~taskkit.bridge.carrier.unknown_here`): the worker decides.
+    """
+    try:
+        task = get_task(row.name)
+    except TaskNotFound:
+        task = unknown_here(row.name, row.queue)
     return prepare(
-        get_task(row.name),
+        task,
         row.payload,
         row.queue,
         run_id=str(row.pk),
