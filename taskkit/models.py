@@ -222,6 +222,9 @@ class WorkerHeartbeat(models.Model):
     #: When this worker process started (by the worker's clock, as its runs' ``started_at``).
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField()
+    #: Which process writes the row (host, pid, a random token): another process under
+    #: the same node name never refreshes it while it is fresh.
+    process = models.CharField(max_length=255, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -309,12 +311,32 @@ def test_taskworker_star_consumes_every_known_queue() -> None:
 
 def test_taskworker_named_queues() -> None:
     line = call("taskworker", "--dry-run", "--queues", "a,b")
-    assert line.strip() == "celery worker --queues a,b --loglevel info"
+    assert line.strip() == (
+        f"celery worker --queues a,b --loglevel info --hostname taskkit-{os.getpid()}@%h"
+    )
+
+
+def test_each_taskworker_process_has_a_node_name_of_its_own() -> None:
+    """Two workers on one host once shared ``celery@host``: one heartbeat, one pidbox."""
+    command = [sys.executable, "-m", "django", "taskworker", "--dry-run", "--queues", "a"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    lines = {
+        subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
+    names = {line.split("--hostname ")[1].strip().strip("'") for line in lines}
+    assert len(names) == 2 and all(n.startswith("taskkit-") and n.endswith("@%h") for n in names)
+    named = call("taskworker", "--dry-run", "--queues", "a", "-n", "reports@%h")
+    assert "--hostname reports@%h" in named
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--queues", "a,,b"], "empty queue"), (["--queues", "a", "-c", "0"], "at least 1")],
+    [
+        (["--queues", "a,,b"], "a queue name has 1 to 200 characters"),
+        (["--queues", "celeryev"], "keeps for itself"),
+        (["--queues", "a", "-c", "0"], "at least 1"),
+    ],
 )
 def test_taskworker_bad_options(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):

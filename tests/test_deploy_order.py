@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.utils import timezone
@@ -53,7 +53,7 @@ def test_a_delayed_run_of_a_task_added_after_the_scheduler_started_is_sent(
     newer = taskkit.get_task("echo:payload").using(name="reports:added-later")
     monkeypatch.setitem(taskkit.registry.current().tasks, "reports:added-later", newer)
     request = SimpleNamespace(id=run.run_id, hostname="w1@host", delivery_info={})
-    run_message(SimpleNamespace(name=CARRIER, request=request), **run.kwargs())
+    run_message(cast(Any, SimpleNamespace(name=CARRIER, request=request)), **run.kwargs())
     row.refresh_from_db()
     assert (row.status, row.result) == (RunStatus.SUCCEEDED, {"month": "May"})
 
@@ -68,6 +68,6 @@ def test_a_worker_that_does_not_know_it_either_fails_it_visibly(
     (run,) = sent
     request = SimpleNamespace(id=run.run_id, hostname="w1@host", delivery_info={})
     with pytest.raises(taskkit.TaskNotFound):
-        run_message(SimpleNamespace(name=CARRIER, request=request), **run.kwargs())
+        run_message(cast(Any, SimpleNamespace(name=CARRIER, request=request)), **run.kwargs())
     row.refresh_from_db()
     assert row.status == RunStatus.FAILED and "Unknown task 'reports:gone'" in row.error

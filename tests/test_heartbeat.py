@@ -147,3 +147,28 @@ def test_the_worker_ready_signal_starts_the_heart(monkeypatch: pytest.MonkeyPatc
     heartbeat._start(sender=SimpleNamespace(hostname="w1@host"))
     heartbeat._start(sender=object())  # no node name: nothing to beat for
     assert names == ["w1@host"]
+
+
+def test_a_second_live_process_under_one_name_never_refreshes_the_first_ones_row() -> None:
+    """Two workers as ``celery@host``: the sweep never fired for the one killed."""
+    first_start, second_start = NOW - timedelta(seconds=30), NOW - timedelta(seconds=5)
+    assert heartbeat.beat("twin@host", first_start, "host:1:a")
+    assert not heartbeat.beat("twin@host", second_start, "host:2:b")
+    row = WorkerHeartbeat.objects.get(name="twin@host")
+    assert (row.process, row.started_at) == ("host:1:a", first_start)
+    assert heartbeat.beat("twin@host", first_start, "host:1:a")  # its own row: refreshed
+
+
+@override_settings(TASKKIT={"WORKER_LOST_AFTER": 60})
+def test_a_row_its_writer_left_stale_is_taken_over_after_the_sweep_could_see_it() -> None:
+    WorkerHeartbeat.objects.create(
+        name="twin@host",
+        started_at=NOW - timedelta(seconds=600),
+        seen_at=timezone.now() - timedelta(seconds=61),
+        process="host:1:a",
+    )
+    lost = running("crash:plain", "twin@host", NOW - timedelta(seconds=100))
+    assert heartbeat.sweep() == 1  # the first process is lost: its run is failed
+    assert TaskRun.objects.get(pk=lost.pk).status == RunStatus.FAILED
+    assert heartbeat.beat("twin@host", NOW, "host:2:b")
+    assert WorkerHeartbeat.objects.get(name="twin@host").process == "host:2:b"

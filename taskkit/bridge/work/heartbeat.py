@@ -6,8 +6,11 @@ process itself dies (``SIGKILL``, the out-of-memory killer, a lost host),
 nobody is left to say so, and its runs would stay ``running`` for ever. So:
 
 - each worker's main process writes a :class:`~taskkit.models.WorkerHeartbeat`
-  row (its node name, when it started, when it was last seen) every quarter of
-  :ref:`WORKER_LOST_AFTER <setting-WORKER_LOST_AFTER>`, from a thread of its own;
+  row (its node name, when it started, when it was last seen, which process
+  it is) every quarter of :ref:`WORKER_LOST_AFTER <setting-WORKER_LOST_AFTER>`,
+  from a thread of its own; a second live process under the same node name is
+  refused the row (and logs an error), so it never keeps a dead one's row
+  fresh (``taskworker`` gives each process a name of its own);
 - the leader Beat runs :func:`sweep` as often: a worker not seen for
   ``WORKER_LOST_AFTER`` seconds is lost, and so is the previous life of a
   worker that started again under the same name. Their ``running`` runs are
@@ -29,11 +32,15 @@ sweep's failure.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import IntegrityError, close_old_connections, connections
+from django.db.models import Q
 from django.utils import timezone
 
 from ...conf import settings
@@ -49,11 +56,25 @@ def interval() -> float:
     return max(settings.WORKER_LOST_AFTER / 4, 0.1)
 
 
-def beat(name: str, started_at: datetime) -> None:
-    """Say that worker ``name``, started at ``started_at``, is alive now."""
-    WorkerHeartbeat.objects.update_or_create(
-        name=name, defaults={"started_at": started_at, "seen_at": timezone.now()}
-    )
+def beat(name: str, started_at: datetime, process: str) -> bool:
+    """Say that worker ``name``, started at ``started_at``, is alive now; ``False`` if refused.
+
+    The row is this ``process``'s, or free: new, already this process's, or not
+    refreshed for ``WORKER_LOST_AFTER`` (its writer is gone). A second live
+    process under the same node name is refused, so it can never keep the
+    first one's row fresh after the first died.
+    """
+    now = timezone.now()
+    fields = {"started_at": started_at, "seen_at": now, "process": process}
+    stale = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    rows = WorkerHeartbeat.objects.filter(name=name)
+    if rows.filter(Q(process=process) | Q(process="") | Q(seen_at__lt=stale)).update(**fields):
+        return True
+    try:
+        WorkerHeartbeat.objects.create(name=name, **fields)
+    except IntegrityError:  # another live process holds the name
+        return False
+    return True
 
 
 class Heart:
@@ -67,17 +88,29 @@ class Heart:
         if self._thread is not None:
             return
         started_at = timezone.now()
+        process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._loop, args=(name, started_at), name="taskkit-heartbeat", daemon=True
+            target=self._loop,
+            args=(name, started_at, process),
+            name="taskkit-heartbeat",
+            daemon=True,
         )
         self._thread.start()
 
-    def _loop(self, name: str, started_at: datetime) -> None:
+    def _loop(self, name: str, started_at: datetime, process: str) -> None:
+        warned = False
         try:
             while True:
                 try:
-                    beat(name, started_at)
+                    written = beat(name, started_at, process)
+                    if not written and not warned:
+                        logger.error(
+                            "another live worker process uses the node name %s: give each "
+                            "worker its own (-n); its heartbeat is not written meanwhile",
+                            name,
+                        )
+                    warned = not written
                 except Exception:  # the database may be away for a moment
                     logger.exception("could not write the heartbeat of %s", name)
                     close_old_connections()

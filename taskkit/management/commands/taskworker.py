@@ -3,10 +3,15 @@
 ``--queues '*'`` consumes every queue taskkit knows of (the actionhero ``*``
 worker); ``--concurrency`` is how many runs are worked at once (plainweb's
 batch size); ``--beat`` embeds taskkit's Beat scheduler, for development.
+Each worker gets a node name of its own (``taskkit-<pid>@<host>`` unless
+``--hostname`` says otherwise): two workers under one name on a host would
+share a heartbeat (the sweep of lost workers could not tell them apart) and,
+on RabbitMQ, a remote-control queue the second cannot take.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any
 
@@ -14,18 +19,33 @@ from celery import current_app
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from taskkit.bridge.send.known_queues import known_queues
+from taskkit.definition.names import validate_queue_name
 
 SCHEDULER = "taskkit.scheduler:Scheduler"
 
 
+def default_hostname() -> str:
+    """A node name unique to this process on this host (Celery expands ``%h``)."""
+    return f"taskkit-{os.getpid()}@%h"
+
+
 def worker_argv(
-    queues: str, concurrency: int | None, beat: bool, pool: str | None, loglevel: str
+    queues: str,
+    concurrency: int | None,
+    beat: bool,
+    pool: str | None,
+    loglevel: str,
+    hostname: str | None = None,
 ) -> list[str]:
     """The ``celery worker`` arguments these options stand for."""
     names = known_queues() if queues.strip() == "*" else [q.strip() for q in queues.split(",")]
-    if not all(names):
-        raise CommandError(f"--queues {queues!r} names an empty queue.")
+    for name in names:
+        try:
+            validate_queue_name(name)
+        except ValueError as exc:
+            raise CommandError(f"--queues {queues!r}: {exc}.") from None
     argv = ["worker", "--queues", ",".join(names), "--loglevel", loglevel]
+    argv += ["--hostname", hostname or default_hostname()]
     if concurrency is not None:
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1.")
@@ -48,6 +68,11 @@ class Command(BaseCommand):
         parser.add_argument("--beat", "-B", action="store_true", help="Embed taskkit's Beat.")
         parser.add_argument("--pool", "-P", help="Celery pool: prefork, threads, solo, …")
         parser.add_argument("--loglevel", "-l", default="info")
+        parser.add_argument(
+            "--hostname",
+            "-n",
+            help="Node name (Celery's %%h, %%n, %%d apply); default taskkit-<pid>@<host>.",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Print the worker command only.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -57,6 +82,7 @@ class Command(BaseCommand):
             options["beat"],
             options["pool"],
             options["loglevel"],
+            options["hostname"],
         )
         if options["dry_run"]:
             self.stdout.write("celery " + shlex.join(argv))
