@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -172,3 +174,15 @@ def test_a_row_its_writer_left_stale_is_taken_over_after_the_sweep_could_see_it(
     assert TaskRun.objects.get(pk=lost.pk).status == RunStatus.FAILED
     assert heartbeat.beat("twin@host", NOW, "host:2:b")
     assert WorkerHeartbeat.objects.get(name="twin@host").process == "host:2:b"
+
+
+def test_a_restart_under_the_same_name_takes_the_row_at_once() -> None:
+    """The previous life's pid is gone from this host: it is no twin, its runs are lost."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = f"{socket.gethostname()}:{dead.pid}:0000"
+    assert heartbeat.beat("fixed@host", NOW - timedelta(seconds=30), gone)
+    assert heartbeat.beat("fixed@host", NOW, heartbeat.process_identity())
+    assert WorkerHeartbeat.objects.get(name="fixed@host").started_at == NOW
+    running("crash:plain", "fixed@host", NOW - timedelta(seconds=10))
+    assert heartbeat.sweep() == 1  # what the last life ran is lost

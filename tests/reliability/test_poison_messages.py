@@ -1,19 +1,23 @@
 """Messages that once took a prefork worker down: the worker survives them and goes on.
 
-A payload nested thousands deep cannot be pickled for a pool process; Celery
-called that unrecoverable, the worker exited, the message went back, and every
-restart died on it. Such a message is now a failed run an operator can see,
-and the next message runs.
+A payload nested thousands deep cannot be pickled for a pool process, and an
+envelope whose body is no Celery task call (``{"foo": 1}``, ``[1, 2, 3]``)
+cannot be read into a request; Celery called both unrecoverable, the worker
+exited, the message went back, and every restart died on it. Such a message
+is now a failed run an operator can see, and the next message runs.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from taskkit.models import RunStatus, TaskRun
@@ -51,6 +55,50 @@ def settled(run_id: str) -> TaskRun:
         assert time.monotonic() < deadline, row and row.status
         time.sleep(0.05)
     return row
+
+
+def envelope(broker: Broker, run_id: str, body: bytes) -> bytes:
+    """A kombu envelope for ``echo:payload`` on Redis whose body is ``body``, as a producer
+    other than Celery might write it."""
+    headers = {"lang": "py", "task": "echo:payload", "id": run_id, "root_id": run_id}
+    properties = {
+        "correlation_id": run_id,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": "default"},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": str(uuid.uuid4()),
+    }
+    message = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": properties,
+    }
+    return json.dumps(message).encode()
+
+
+@pytest.mark.parametrize("body", [b'{"foo": 1}', b"[1, 2, 3]", b'"text"'])
+def test_a_body_that_is_no_task_call_is_a_failed_run_and_the_worker_goes_on(
+    broker: Broker, body: bytes
+) -> None:
+    bad, plain = str(uuid.uuid4()), str(uuid.uuid4())
+    client = redis.Redis.from_url(broker.url)
+    client.lpush("default", envelope(broker, bad, body))
+    broker.app.tasks["echo:payload"].apply_async(
+        kwargs={"payload": {"after": 1}, "context": {}}, task_id=plain
+    )
+    worker = start_worker(broker, "poison", ("default",), pool="prefork")
+    try:
+        refused, ran = settled(bad), settled(plain)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+        client.close()
+    assert refused.status == RunStatus.FAILED
+    assert "InvalidMessage: The message is not a Celery task call" in refused.error
+    assert (ran.status, ran.result) == (RunStatus.SUCCEEDED, {"after": 1})
 
 
 def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(

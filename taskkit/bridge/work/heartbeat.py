@@ -59,10 +59,11 @@ def interval() -> float:
 def beat(name: str, started_at: datetime, process: str) -> bool:
     """Say that worker ``name``, started at ``started_at``, is alive now; ``False`` if refused.
 
-    The row is this ``process``'s, or free: new, already this process's, or not
-    refreshed for ``WORKER_LOST_AFTER`` (its writer is gone). A second live
-    process under the same node name is refused, so it can never keep the
-    first one's row fresh after the first died.
+    The row is this ``process``'s, or free: new, already this process's, not
+    refreshed for ``WORKER_LOST_AFTER`` (its writer is gone), or written by a
+    process of this host that no longer exists (a restart under a fixed
+    ``-n``). A second live process under the same node name is refused, so it
+    can never keep the first one's row fresh after the first died.
     """
     now = timezone.now()
     fields = {"started_at": started_at, "seen_at": now, "process": process}
@@ -70,10 +71,33 @@ def beat(name: str, started_at: datetime, process: str) -> bool:
     rows = WorkerHeartbeat.objects.filter(name=name)
     if rows.filter(Q(process=process) | Q(process="") | Q(seen_at__lt=stale)).update(**fields):
         return True
+    holder = rows.values_list("process", flat=True).first()
+    if holder is not None:
+        return not _alive_here(holder) and bool(rows.filter(process=holder).update(**fields))
     try:
         WorkerHeartbeat.objects.create(name=name, **fields)
-    except IntegrityError:  # another live process holds the name
+    except IntegrityError:  # another process took the name meanwhile
         return False
+    return True
+
+
+def process_identity() -> str:
+    """This process, as a heartbeat row names its writer: host, pid and a random token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _alive_here(process: str) -> bool:
+    """Whether ``process`` may still run: on another host (no telling), or a live pid here."""
+    host, _, rest = process.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
     return True
 
 
@@ -88,7 +112,7 @@ class Heart:
         if self._thread is not None:
             return
         started_at = timezone.now()
-        process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        process = process_identity()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop,

@@ -1,21 +1,27 @@
-"""The worker's main process never dies on a message it cannot hand to a pool process.
+"""The worker's main process never dies on a message of one of taskkit's tasks.
 
-A prefork worker pickles each message's arguments to send them to a pool
-process. A payload nested thousands deep makes pickling raise
-``RecursionError`` in the main process, which Celery treats as unrecoverable:
-the worker exits, the message goes back to the broker, and every restart dies
-on it again. :class:`GuardedRequest`, the Celery request class of taskkit's
-tasks, catches whatever the hand-over raises: the run is recorded as failed
-(with the reason, so an operator sees it and can remove it), its message is
-acknowledged, and the worker takes the next one.
+Two steps of a message run in the worker's main process, and Celery treats
+an error in either as unrecoverable: the worker exits, the message goes back
+to the broker, and every restart dies on it again.
+
+- Reading the message into a request: an envelope whose body is not Celery's
+  ``[args, kwargs, embed]`` (``{"foo": 1}``, ``[1, 2, 3]``) fails there.
+- Handing it to a pool process: a prefork worker pickles its arguments, and a
+  payload nested thousands deep makes pickling raise ``RecursionError``.
+
+:class:`GuardedRequest`, the Celery request class of taskkit's tasks, catches
+both: the run is recorded as failed with the reason (the runs admin and
+``taskqueue failed`` show it, and can remove it), the message leaves the
+queue, and the worker takes the next one.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
-from celery.exceptions import TaskRevokedError
+from celery.exceptions import InvalidTaskError, TaskRevokedError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from django.utils import timezone
@@ -34,8 +40,21 @@ class GuardedRequest(Request):
     ``execute_using_pool``; the guard wraps that method on each request.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(message, *args, **kwargs)
+        except Exception as exc:  # a body that is no Celery task call
+            headers = getattr(message, "headers", None) or {}
+            record_refused(
+                headers.get("id"),
+                headers.get("task"),
+                getattr(message, "delivery_info", None),
+                kwargs.get("hostname"),
+                f"The message is not a Celery task call ({type(exc).__name__}: {exc}); body: "
+                f"{str(getattr(message, 'body', ''))[:300]!r}. It was not run.",
+            )
+            # Celery's own path for an invalid message: logged and rejected, not restored
+            raise InvalidTaskError(str(exc)) from exc
         hand_over = self.execute_using_pool
 
         def guarded(pool: Any, **options: Any) -> Any:
@@ -50,27 +69,60 @@ class GuardedRequest(Request):
 
         self.execute_using_pool = guarded  # type: ignore[method-assign]
 
+    def on_failure(self, exc_info: Any, *args: Any, **kwargs: Any) -> None:
+        """Celery's, plus a record of a body that is no task call: Celery's own check
+        (``InvalidTaskError``, ``[1, 2, {}]``) or its failing on it (``[1, 2, 3]``)."""
+        problem = getattr(exc_info, "exception", None)
+        kind = getattr(exc_info, "type", None)  # the class, where the exception was rewrapped
+        try:
+            super().on_failure(exc_info, *args, **kwargs)
+        except Exception as exc:  # Celery could not even read the arguments to report them
+            problem = exc
+            self.acknowledge()
+        else:
+            invalid = isinstance(kind, type) and issubclass(kind, InvalidTaskError)
+            if not (invalid or isinstance(problem, InvalidTaskError)):
+                return  # the task's own failure, recorded by the run
+        if problem is not None:
+            record_refused(
+                self.id,
+                self.name,
+                self.delivery_info,
+                self.hostname,
+                f"The message is not a Celery task call ({type(problem).__name__}: "
+                f"{problem}). It was not run.",
+            )
+
     def refused(self, exc: Exception) -> None:
         """Record the run as failed and acknowledge its message; never raise."""
-        error = InvalidMessage(
+        record_refused(
+            self.id,
+            self.name,
+            self.delivery_info,
+            self.hostname,
             f"The worker could not hand the message to a pool process ({type(exc).__name__}: "
-            f"{str(exc)[:200]}); it was not run."
+            f"{str(exc)[:200]}); it was not run.",
         )
-        logger.error("%s %s: %s", self.name, self.id, error)
-        try:
-            upsert(
-                str(self.id),
-                {
-                    "name": str(self.name),
-                    "queue": str((self.delivery_info or {}).get("routing_key") or ""),
-                    "payload": {},
-                    "worker": str(self.hostname or ""),
-                    "status": RunStatus.FAILED,
-                    "error": f"{type(error).__name__}: {error}",
-                    "finished_at": timezone.now(),
-                },
-            )
-        except Exception:
-            logger.exception("%s %s: could not record the refused run", self.name, self.id)
         self.acknowledge()
         task_ready(self)
+
+
+def record_refused(run_id: Any, name: Any, delivery: Any, worker: Any, reason: str) -> None:
+    """Record a message the worker refused as a failed run; log instead if that fails."""
+    error = InvalidMessage(reason)
+    logger.error("%s %s: %s", name, run_id, error)
+    try:
+        upsert(
+            str(uuid.UUID(str(run_id))),
+            {
+                "name": str(name or "?"),
+                "queue": str((delivery or {}).get("routing_key") or ""),
+                "payload": {},
+                "worker": str(worker or ""),
+                "status": RunStatus.FAILED,
+                "error": f"{type(error).__name__}: {error}",
+                "finished_at": timezone.now(),
+            },
+        )
+    except Exception:  # no run id to record it under, or the database away
+        logger.exception("%s %s: could not record the refused message", name, run_id)
