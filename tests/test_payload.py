@@ -17,6 +17,7 @@ from taskkit.definition import (
     received_payload,
 )
 from taskkit.definition.payload import MAX_DEPTH, depth
+from tests.payloads import nested
 
 
 def test_canonical_form_is_order_independent() -> None:
@@ -137,13 +138,6 @@ def test_a_received_payload_is_checked_for_shape_and_schema() -> None:
         received_payload([1])
     with pytest.raises(InvalidPayload, match="'n' must be str"):
         received_payload(payload, schema={"n": str})
-
-
-def nested(levels: int) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for _ in range(levels - 1):
-        payload = {"a": payload}
-    return payload
 
 
 def test_depth_is_measured_without_recursion() -> None:

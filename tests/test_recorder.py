@@ -13,6 +13,7 @@ from django.utils import timezone
 from taskkit.bridge.work import recorder as recorder_module
 from taskkit.bridge.work.recorder import Recorder
 from taskkit.models import RunStatus, TaskRun
+from tests.payloads import nested
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
 
@@ -140,17 +141,10 @@ def test_outside_a_worker_rows_are_written_at_once(writes: list[tuple[str, str]]
     assert plain._thread is None
 
 
-def deep(depth: int) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for _ in range(depth):
-        payload = {"a": payload}
-    return payload
-
-
 def test_a_row_the_database_refuses_does_not_hold_up_the_others(recorder: Recorder) -> None:
     """A payload too deep to store fails its own row only: the batch goes on, the run ends visibly."""
     good, bad = str(uuid.uuid4()), str(uuid.uuid4())
-    recorder.finished(bad, row(RunStatus.SUCCEEDED, payload=deep(50_000), result={"ok": 1}))
+    recorder.finished(bad, row(RunStatus.SUCCEEDED, payload=nested(50_000), result={"ok": 1}))
     recorder.finished(good, row(RunStatus.SUCCEEDED))
     recorder.flush()
     assert TaskRun.objects.get(pk=good).payload == {"a": 1}
