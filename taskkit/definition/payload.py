@@ -40,11 +40,18 @@ def parse_payload(text: str | bytes, what: str = "payload") -> dict[str, Any]:
         if not text.strip():
             return {}
         value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    except RecursionError:  # deeper than the parser goes (how deep depends on the Python)
+        raise too_deep(what) from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidPayload(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidPayload(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def too_deep(what: str = "payload") -> InvalidPayload:
+    """The one error for a payload nested too deep, whichever check found it."""
+    return InvalidPayload(f"{what} nests more than {MAX_DEPTH} levels deep")
 
 
 def depth(value: Any) -> int:
@@ -65,7 +72,7 @@ def check_text(plain: Any, text: str) -> None:
     """:class:`InvalidPayload` if ``plain`` (whose canonical JSON is ``text``) nests too deep
     or holds a lone surrogate; cheap unless ``text`` hints at either."""
     if text.count("{") + text.count("[") > MAX_DEPTH and depth(plain) > MAX_DEPTH:
-        raise InvalidPayload(f"payload nests more than {MAX_DEPTH} levels deep")
+        raise too_deep()
     if "\\ud" in text:  # ASCII JSON writes every surrogate as \udXXX: any unpaired one?
         try:
             json.dumps(plain, ensure_ascii=False).encode()
@@ -114,7 +121,9 @@ def normalize_payload(
         )
     try:
         plain: dict[str, Any] = json.loads(json.dumps(payload, allow_nan=False))
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise too_deep() from None
+    except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
     text = canonical_json(plain)
     check_text(plain, text)
@@ -140,7 +149,9 @@ def received_payload(
         raise InvalidPayload(f"payload must be a JSON object, not {type(payload).__name__}")
     try:
         text = canonical_json(payload)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise too_deep() from None
+    except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
     check_text(payload, text)
     if max_bytes is not None and len(text.encode()) > max_bytes:

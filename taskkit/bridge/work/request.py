@@ -34,7 +34,7 @@ logger = logging.getLogger("taskkit.worker")
 
 
 class GuardedRequest(Request):
-    """Celery's request, whose hand-over to the pool cannot take the worker down.
+    """Celery's request, whose reading and hand-over to the pool cannot take the worker down.
 
     Celery builds a subclass of this class per task with its own
     ``execute_using_pool``; the guard wraps that method on each request.
@@ -70,27 +70,19 @@ class GuardedRequest(Request):
         self.execute_using_pool = guarded  # type: ignore[method-assign]
 
     def on_failure(self, exc_info: Any, *args: Any, **kwargs: Any) -> None:
-        """Celery's, plus a record of a body that is no task call: Celery's own check
-        (``InvalidTaskError``, ``[1, 2, {}]``) or its failing on it (``[1, 2, 3]``)."""
-        problem = getattr(exc_info, "exception", None)
-        kind = getattr(exc_info, "type", None)  # the class, where the exception was rewrapped
+        """Celery's, which itself fails on a body whose embed or keyword arguments are no
+        mapping (``[1, 2, 3]``): the run is then recorded here, not lost in a log line."""
         try:
             super().on_failure(exc_info, *args, **kwargs)
-        except Exception as exc:  # Celery could not even read the arguments to report them
-            problem = exc
+        except Exception as exc:
             self.acknowledge()
-        else:
-            invalid = isinstance(kind, type) and issubclass(kind, InvalidTaskError)
-            if not (invalid or isinstance(problem, InvalidTaskError)):
-                return  # the task's own failure, recorded by the run
-        if problem is not None:
             record_refused(
                 self.id,
                 self.name,
                 self.delivery_info,
                 self.hostname,
-                f"The message is not a Celery task call ({type(problem).__name__}: "
-                f"{problem}). It was not run.",
+                f"The message is not a Celery task call ({type(exc).__name__}: {exc}). "
+                "It was not run.",
             )
 
     def refused(self, exc: Exception) -> None:
