@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -186,3 +187,43 @@ def test_a_restart_under_the_same_name_takes_the_row_at_once() -> None:
     assert WorkerHeartbeat.objects.get(name="fixed@host").started_at == NOW
     running("crash:plain", "fixed@host", NOW - timedelta(seconds=10))
     assert heartbeat.sweep() == 1  # what the last life ran is lost
+
+
+@override_settings(TASKKIT={"WORKER_LOST_AFTER": 60})
+def test_a_restart_that_got_its_previous_pid_back_takes_the_row_after_two_beats() -> None:
+    """A container's pid 1 started again: same host, same pid, same default node name."""
+    previous = f"{socket.gethostname()}:{os.getpid()}:0000"
+    WorkerHeartbeat.objects.create(
+        name="pid1@host",
+        started_at=NOW - timedelta(seconds=600),
+        seen_at=timezone.now() - timedelta(seconds=5),  # fresh: its previous life just died
+        process=previous,
+    )
+    lost = running("crash:plain", "pid1@host", NOW - timedelta(seconds=100))
+    this = heartbeat.process_identity()
+    assert not heartbeat.beat("pid1@host", NOW, this)  # a live twin would refresh it
+    WorkerHeartbeat.objects.filter(name="pid1@host").update(
+        seen_at=timezone.now() - timedelta(seconds=2 * heartbeat.interval() + 1)
+    )
+    assert heartbeat.beat("pid1@host", NOW, this)
+    assert WorkerHeartbeat.objects.get(name="pid1@host").process == this
+    assert heartbeat.sweep() == 1  # what the previous life ran is lost
+    assert TaskRun.objects.get(pk=lost.pk).status == RunStatus.FAILED
+
+
+@override_settings(TASKKIT={"WORKER_LOST_AFTER": 0.4})
+def test_a_name_clash_is_logged_once_after_three_refusals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    heartbeat.beat("clash@host", NOW, "elsewhere:1:a")  # another host's live process holds it
+    WorkerHeartbeat.objects.filter(name="clash@host").update(seen_at=NOW + timedelta(days=1))
+    heart = heartbeat.Heart()
+    with caplog.at_level("ERROR", logger="taskkit.worker"):
+        heart.start("clash@host")
+        try:
+            time.sleep(heartbeat.interval() * (heartbeat.REFUSALS_BEFORE_ERROR + 3))
+        finally:
+            heart.stop()
+    clashes = [r for r in caplog.records if "uses the node name clash@host" in r.getMessage()]
+    assert len(clashes) == 1
+    assert WorkerHeartbeat.objects.get(name="clash@host").process == "elsewhere:1:a"

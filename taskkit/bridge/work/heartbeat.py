@@ -49,6 +49,9 @@ from ...models import TaskRun, WorkerHeartbeat
 from ..locks import release
 
 logger = logging.getLogger("taskkit.worker")
+REFUSALS_BEFORE_ERROR = 3
+"""Heartbeats refused in a row before a name clash is logged: a restart under the
+same pid waits two for its previous life's row."""
 
 
 def interval() -> float:
@@ -62,7 +65,10 @@ def beat(name: str, started_at: datetime, process: str) -> bool:
     The row is this ``process``'s, or free: new, already this process's, not
     refreshed for ``WORKER_LOST_AFTER`` (its writer is gone), or written by a
     process of this host that no longer exists (a restart under a fixed
-    ``-n``). A second live process under the same node name is refused, so it
+    ``-n``). A row written under this very host and pid by another life (a
+    container's pid 1 started again) is free once it missed two heartbeats:
+    a live twin (two containers sharing a host name) would have kept it
+    fresh. A second live process under the same node name is refused, so it
     can never keep the first one's row fresh after the first died.
     """
     now = timezone.now()
@@ -71,9 +77,14 @@ def beat(name: str, started_at: datetime, process: str) -> bool:
     rows = WorkerHeartbeat.objects.filter(name=name)
     if rows.filter(Q(process=process) | Q(process="") | Q(seen_at__lt=stale)).update(**fields):
         return True
-    holder = rows.values_list("process", flat=True).first()
-    if holder is not None:
-        return not _alive_here(holder) and bool(rows.filter(process=holder).update(**fields))
+    held = rows.values_list("process", "seen_at").first()
+    if held is not None:
+        holder, seen_at = held
+        if _same_pid(holder):  # a previous life with this pid (pid 1 in a container)
+            free = seen_at < now - timedelta(seconds=2 * interval())
+        else:
+            free = not _alive_here(holder)
+        return free and bool(rows.filter(process=holder).update(**fields))
     try:
         WorkerHeartbeat.objects.create(name=name, **fields)
     except IntegrityError:  # another process took the name meanwhile
@@ -84,6 +95,12 @@ def beat(name: str, started_at: datetime, process: str) -> bool:
 def process_identity() -> str:
     """This process, as a heartbeat row names its writer: host, pid and a random token."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _same_pid(process: str) -> bool:
+    """Whether ``process`` names this host and this process's pid (another token: another life)."""
+    host, _, rest = process.partition(":")
+    return host == socket.gethostname() and rest.partition(":")[0] == str(os.getpid())
 
 
 def _alive_here(process: str) -> bool:
@@ -123,18 +140,17 @@ class Heart:
         self._thread.start()
 
     def _loop(self, name: str, started_at: datetime, process: str) -> None:
-        warned = False
+        refused = 0
         try:
             while True:
                 try:
-                    written = beat(name, started_at, process)
-                    if not written and not warned:
+                    refused = 0 if beat(name, started_at, process) else refused + 1
+                    if refused == REFUSALS_BEFORE_ERROR:  # a previous life's row is free by then
                         logger.error(
                             "another live worker process uses the node name %s: give each "
                             "worker its own (-n); its heartbeat is not written meanwhile",
                             name,
                         )
-                    warned = not written
                 except Exception:  # the database may be away for a moment
                     logger.exception("could not write the heartbeat of %s", name)
                     close_old_connections()
