@@ -1,5 +1,5 @@
 """The Django app. ``ready()`` discovers tasks, registers the checks and the ``django.tasks``
-resolver, nothing else."""
+resolver, and gives Redis URLs taskkit's screening transport; nothing else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ class TaskkitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import bridge, checks, registry  # noqa: F401 - importing checks registers them
+        from . import bridge, checks, redis_transport, registry  # noqa: F401 - checks register
 
+        redis_transport.install()
         bridge.register(registry.load())
         try:
             from .backends.celery import defined_paths, taskkit_task

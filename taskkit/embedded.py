@@ -5,7 +5,8 @@ writer is still filling it; the worker then fails on half a message. taskkit's
 transport writes each message under a temporary name and renames it into place,
 which is atomic, so a reader only ever sees whole messages. Readers take files
 in name order, so names start with the time in nanoseconds and a per-process
-sequence number: messages leave in the order they came.
+sequence number: messages leave in the order they came. A file that holds no
+envelope is moved to the quarantine (:mod:`taskkit.quarantine`), not fatal.
 
 Use it through :func:`celery_settings` (no server, one machine, polling, no
 acknowledgement: for development and demos, not production).
@@ -18,13 +19,15 @@ import os
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
-from kombu.utils.json import dumps
+from kombu.utils.json import dumps, loads
 
+from .quarantine import QUARANTINE, problem, report
 from .upstream import FilesystemChannel
 
 _sequence = itertools.count()
@@ -43,6 +46,35 @@ class Channel(FilesystemChannel):
             partial.replace(final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def take_message(self, queue: str) -> Any:
+        """The oldest whole message of ``queue``; an item that is no envelope is quarantined.
+
+        A reader claims a file by renaming it (atomic: two readers never get one
+        message), then reads it. kombu's reader parsed it at once, and raised on
+        a file that is not JSON: the worker went down, the message was gone.
+        """
+        folder = Path(self.data_folder_in)
+        wanted = f"{queue}.msg"
+        for name in sorted(path.name for path in folder.iterdir()):
+            if name.partition(".")[2] != wanted:
+                continue
+            claimed = folder / f".taken-{uuid.uuid4()}"
+            try:
+                (folder / name).rename(claimed)
+            except OSError:  # another reader took it first
+                continue
+            try:
+                raw = claimed.read_bytes()
+            except OSError as exc:
+                raise ChannelError(f"Cannot read file {name!r} from queue.") from exc
+            why = problem(raw)
+            if why is None:
+                claimed.unlink()
+                return loads(raw)
+            claimed.replace(folder / f"{name.partition('.')[0]}.{QUARANTINE}.msg")
+            report(queue, raw, why)
+        raise Empty()
 
 
 class Transport(filesystem.Transport):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import kombu.transport
 from celery import Celery
 from django.db.models import Q
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
 
 # --- Celery ---------------------------------------------------------------------------
 
@@ -50,6 +51,44 @@ def priority_queue(channel: Any, queue: str, step: int) -> str:
     return str(channel._q_for_pri(queue, step))
 
 
+class RedisReadHooks:
+    """Mixed in before kombu's Redis channel: each item its ``BRPOP`` pops passes :meth:`screen`
+    before kombu parses it (``_brpop_read``, which parses and delivers in one step).
+
+    An item :meth:`screen` refuses reads as an empty pop: kombu polls again.
+    """
+
+    client: Any
+
+    def _brpop_read(self, **options: Any) -> Any:
+        client = self.client
+        read = client.parse_response
+
+        def screened(*args: Any, **kwargs: Any) -> Any:
+            reply = read(*args, **kwargs)
+            return reply if not reply or self.screen(*reply) else None
+
+        client.parse_response = screened
+        try:
+            return cast(Any, super())._brpop_read(**options)
+        finally:
+            del client.parse_response
+
+    def screen(self, key: bytes, item: bytes) -> bool:
+        """Whether kombu may parse and deliver ``item``, popped from the list ``key``."""
+        return True
+
+
+def use_transport(alias: str, path: str) -> None:
+    """Make kombu build connections to ``alias://`` URLs with the transport class at ``path``.
+
+    kombu keeps the class it resolved for an alias (``_transport_cache``): it is
+    forgotten, so connections made from now on use ``path``.
+    """
+    TRANSPORT_ALIASES[alias] = path
+    kombu.transport._transport_cache.pop(alias, None)  # type: ignore[attr-defined]
+
+
 class FilesystemChannel(filesystem.Channel):
     """kombu's filesystem channel with its message write behind :meth:`put_message`."""
 
@@ -59,6 +98,13 @@ class FilesystemChannel(filesystem.Channel):
     def put_message(self, queue: str, message: Any) -> None:
         """Store ``message`` in ``queue``; a subclass decides how."""
         super()._put(queue, message)
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        return self.take_message(queue)
+
+    def take_message(self, queue: str) -> Any:
+        """The next message of ``queue``, parsed (``Empty`` if none); a subclass decides how."""
+        return super()._get(queue)
 
 
 # --- django-celery-beat and Celery's Beat ------------------------------------------------

@@ -7,6 +7,7 @@ and remove single messages, with Django's test client.
 from __future__ import annotations
 
 import html
+import io
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
@@ -23,6 +25,7 @@ from django_celery_beat.models import PeriodicTask
 import taskkit
 from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
+from taskkit.quarantine import QUARANTINE
 from taskkit.scheduling.periodic import PREFIX, sync_periodic
 from tests.integration.conftest import current, make_app, transport_settings
 from tests.users import staff
@@ -327,3 +330,30 @@ def test_the_run_page_follows_a_run_until_it_finishes(viewer: Client) -> None:
     page = text(viewer.get(url("taskkit_run", run.pk)))
     assert "succeeded" in page and 'http-equiv="refresh"' not in page
     assert "&lt;script&gt;" in page and "<script>alert" not in page
+
+
+@pytest.mark.usefixtures("broker")
+def test_quarantined_items_are_shown_with_their_problem_and_deleted_one_by_one(
+    manager: Client, tmp_path: Path
+) -> None:
+    folder = tmp_path / "queue"
+    (folder / f"00000000000000000001_0.{QUARANTINE}.msg").write_bytes(b"<b>not json</b>\x00")
+    (folder / f"00000000000000000002_0.{QUARANTINE}.msg").write_bytes(b'{"foo": 1}')
+    dashboard = text(manager.get(url("taskkit_dashboard_changelist")))
+    assert url("taskkit_queue", QUARANTINE) in dashboard
+    page = text(manager.get(url("taskkit_queue", QUARANTINE)))
+    assert page.count("Malformed</strong>: not JSON") == 1
+    assert "no properties with a delivery_tag" in page
+    assert "&lt;b&gt;not json&lt;/b&gt;\\x00" in page and "<b>not json" not in page
+    first = queues.list(QUARANTINE)[0]
+    target = url("taskkit_queue_delete_run", QUARANTINE)
+    response = manager.post(target, {"run_id": first.run_id, "confirm": "yes"})
+    assert response.status_code == 302
+    assert [m.raw for m in queues.list(QUARANTINE)] == [b'{"foo": 1}']
+
+    out = io.StringIO()
+    call_command("taskqueue", "list", QUARANTINE, stdout=out)
+    assert "(malformed: not a kombu envelope: no properties with a delivery_tag)" in out.getvalue()
+    (last,) = queues.list(QUARANTINE)
+    call_command("taskqueue", "del-run", last.run_id, "--noinput", stdout=io.StringIO())
+    assert list(folder.glob(f"*.{QUARANTINE}.msg")) == []

@@ -13,12 +13,14 @@ from celery.schedules import crontab
 from django.test import RequestFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kombu import Connection
 from kombu.utils.json import dumps
 
 from taskkit.api.payloads import from_body, merged
 from taskkit.definition.cron import normalize_cron
 from taskkit.definition.names import MAX_NAME_LENGTH, validate_name
 from taskkit.exceptions import BadRequest
+from taskkit.quarantine import problem
 from taskkit.queues.messages import decode
 from taskkit.queues.sieve import EVERYTHING, Sieve
 
@@ -33,10 +35,13 @@ sieves = st.sampled_from(
 
 
 @given(st.binary(max_size=2000), sieves)
-def test_any_bytes_in_a_queue_decode_to_a_message_or_nothing(raw: bytes, sieve: Sieve) -> None:
+def test_any_bytes_in_a_queue_decode_to_a_message_or_a_named_problem(
+    raw: bytes, sieve: Sieve
+) -> None:
     sieve.passes(raw)  # never raises either
     message = decode(raw, "default")
-    assert message is None or message.queue == "default"
+    assert message.queue == "default"
+    assert message.name or message.problem
 
 
 envelopes = st.fixed_dictionaries(
@@ -51,9 +56,39 @@ envelopes = st.fixed_dictionaries(
 
 
 @given(envelopes)
-def test_any_json_envelope_decodes_to_a_message_or_nothing(envelope: dict[str, Any]) -> None:
+def test_any_json_envelope_decodes_to_a_message_or_a_named_problem(
+    envelope: dict[str, Any],
+) -> None:
     message = decode(dumps(envelope).encode(), "default")
-    assert message is None or isinstance(message.payload, dict)
+    assert isinstance(message.payload, dict)
+    assert message.name or message.problem
+
+
+delivered = st.fixed_dictionaries(
+    {
+        "body": st.sampled_from(["[[], {}, {}]", "W1tdLCB7fSwge31d", "{"]) | json_values,
+        "properties": st.fixed_dictionaries(
+            {
+                "delivery_tag": json_values,
+                "delivery_info": json_values
+                | st.fixed_dictionaries({"exchange": json_values, "routing_key": json_values}),
+            },
+            optional={"body_encoding": st.sampled_from(["base64", "utf-8"]) | json_values},
+        ),
+    },
+    optional={"headers": json_values, "content-type": st.sampled_from(["application/json", ""])},
+)
+
+
+@given(envelopes | delivered)
+def test_what_the_quarantine_lets_through_kombu_can_deliver(envelope: dict[str, Any]) -> None:
+    """kombu builds its message, and reads its delivery info, from any item with no problem."""
+    if problem(dumps(envelope)) is not None:
+        return
+    with Connection("memory://") as connection:
+        message = connection.default_channel.Message(envelope, channel=connection.default_channel)
+    assert {"exchange", "routing_key"} <= message.delivery_info.keys()
+    assert message.headers is None or isinstance(message.headers, dict)
 
 
 contexts = st.fixed_dictionaries(
@@ -73,7 +108,7 @@ def test_a_celery_message_with_any_fields_decodes_or_is_skipped(
         "properties": {"body_encoding": "base64"},
     }
     message = decode(dumps(envelope).encode(), "default")
-    assert message is None or isinstance(message.name, str)
+    assert isinstance(message.name, str)
 
 
 @given(st.text(max_size=60))

@@ -21,6 +21,7 @@ from celery import Celery, current_app
 from django.db.models import Q
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.transport import filesystem
 
 from taskkit import upstream
 from taskkit.embedded import celery_settings
@@ -140,3 +141,61 @@ def test_count_sent_makes_beat_save_after_sync_every_tasks() -> None:
     assert not scheduler.should_sync()
     scheduler.count_sent()
     assert scheduler.should_sync()
+
+
+def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it() -> None:
+    from kombu.transport import redis as kombu_redis
+
+    screened: list[bytes] = []
+
+    class Screening(upstream.RedisReadHooks, kombu_redis.Channel):
+        def screen(self, key: bytes, item: bytes) -> bool:
+            screened.append(item)
+            return item != b"refused"
+
+    class Transport(kombu_redis.Transport):
+        Channel = Screening
+
+    client = redis.Redis.from_url(REDIS)
+    try:
+        with Connection(REDIS, transport=Transport) as connection:
+            simple = connection.SimpleQueue("upstream-hooks")
+            client.rpush("upstream-hooks", b"refused")  # would break kombu's parse
+            simple.put({"a": 1})
+            assert simple.get(timeout=5).payload == {"a": 1}
+            simple.close()
+        assert screened[0] == b"refused" and len(screened) == 2
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def test_use_transport_forgets_the_class_kombu_resolved_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kombu.transport import TRANSPORT_ALIASES
+
+    monkeypatch.setitem(TRANSPORT_ALIASES, "upstream-test", "kombu.transport.memory:Transport")
+    assert Connection("upstream-test://").get_transport_cls().__module__ == "kombu.transport.memory"
+    upstream.use_transport("upstream-test", "taskkit.embedded:Transport")
+    assert Connection("upstream-test://").get_transport_cls().__module__ == "taskkit.embedded"
+
+
+def test_the_filesystem_channel_reads_through_take_message(tmp_path: Path) -> None:
+    taken: list[str] = []
+
+    class Taking(upstream.FilesystemChannel):
+        def take_message(self, queue: str) -> Any:
+            taken.append(queue)
+            return super().take_message(queue)
+
+    class Transport(filesystem.Transport):
+        Channel = Taking
+
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection("filesystem://", transport=Transport, transport_options=options) as connection:
+        simple = connection.SimpleQueue("upstream-take")
+        simple.put({"a": 1})
+        assert simple.get(timeout=1).payload == {"a": 1}
+        simple.close()
+    assert "upstream-take" in taken

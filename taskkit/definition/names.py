@@ -32,7 +32,14 @@ _QUEUE = re.compile(rf"^{QUEUE_PATTERN}$")
 MAX_QUEUE_LENGTH = 200
 #: Names of the brokers' and Celery's own: a queue so named would mix work with their
 #: bookkeeping (kombu's Redis keys, Celery's remote control and events, RabbitMQ's own).
-RESERVED_QUEUE_PREFIXES = ("_kombu.", "celeryev", "celery.pidbox", "amq.", "taskkit.broadcast")
+RESERVED_QUEUE_PREFIXES = (
+    "_kombu.",
+    "celeryev",
+    "celery.pidbox",
+    "amq.",
+    "taskkit.broadcast",
+    "taskkit.quarantine",
+)
 RESERVED_QUEUE_SUFFIXES = (".pidbox",)
 RESERVED_QUEUES = frozenset({"unacked", "unacked_index", "unacked_mutex"})
 

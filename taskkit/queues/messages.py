@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..bridge.carrier import task_name
+from ..quarantine import item_id, problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class QueuedMessage:
     source: str = ""
     #: Its place in the queue, 0 being the next one a worker takes.
     position: int = 0
+    #: Why a worker cannot take it (not JSON, no kombu envelope, no Celery task);
+    #: empty for a message it can. Such an item's ``run_id`` is made of its bytes.
+    problem: str = ""
     #: The envelope exactly as the broker holds it, and where (a Redis list, a file):
     #: what removing that very message takes.
     raw: bytes = field(default=b"", repr=False, compare=False)
@@ -41,6 +45,11 @@ class QueuedMessage:
             "attempt": self.attempt,
             "source": self.source,
             "position": self.position,
+            **(
+                {"problem": self.problem, "raw": self.raw.decode(errors="replace")}
+                if self.problem
+                else {}
+            ),
         }
 
 
@@ -51,17 +60,33 @@ def _body(envelope: dict[str, Any]) -> Any:
     return json.loads(body) if isinstance(body, str | bytes) else body
 
 
-def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> QueuedMessage | None:
-    """The message in kombu's JSON envelope ``raw``; ``None`` if it is not a Celery task.
+def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> QueuedMessage:
+    """The message in kombu's JSON envelope ``raw``.
 
     Messages of plain Celery tasks decode too (their keyword arguments stand for
-    the payload), so an operator sees everything a queue holds.
+    the payload), so an operator sees everything a queue holds; an item that
+    is no Celery task message is shown as :func:`malformed`.
     """
     try:
         envelope = json.loads(raw)
-    except ValueError:
-        return None
-    return from_envelope(envelope, queue, position, raw=raw, location=location)
+    except (ValueError, RecursionError):
+        envelope = None
+    message = from_envelope(envelope, queue, position, raw=raw, location=location)
+    return message or malformed(raw, queue, position, location)
+
+
+def malformed(raw: bytes, queue: str, position: int = 0, location: str = "") -> QueuedMessage:
+    """An item no worker can run, under an id made of its bytes, saying what is wrong."""
+    return QueuedMessage(
+        run_id=item_id(raw),
+        name="",
+        queue=queue,
+        payload={},
+        position=position,
+        problem=problem(raw) or "not a Celery task message (no task name or id in its headers)",
+        raw=raw,
+        location=location,
+    )
 
 
 def from_envelope(

@@ -25,6 +25,7 @@ from ..bridge.work.cancellations import cancel
 from ..definition import canonical_json
 from ..exceptions import BrokerUnavailable, TaskkitError, UnknownQueue
 from ..models import RunStatus, TaskRun
+from ..quarantine import QUARANTINE
 from ..registry import get_task
 from ..scheduling.periodic import PREFIX
 from .brokers import Broker, Match, broker_for
@@ -90,12 +91,14 @@ def listable() -> bool:
 
 
 def _queues(broker: Broker) -> list[str]:
-    return sorted(set(known_queues()) | broker.queues())
+    """The queues taskkit knows, those the broker shows, and the quarantine if it holds items."""
+    quarantined = {QUARANTINE} if broker.listable and broker.length(QUARANTINE) else set()
+    return sorted(set(known_queues()) | broker.queues() | quarantined)
 
 
 def _checked(broker: Broker, queue: str) -> str:
     known = _queues(broker)
-    if queue not in known:
+    if queue not in known and queue != QUARANTINE:
         raise UnknownQueue(queue, known)
     return queue
 
@@ -258,7 +261,8 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
     cancelled. A message a worker holds unacknowledged (Redis), or one on a
     broker that cannot remove single messages (RabbitMQ), is cancelled
     instead: workers skip it, and Celery's revoke reaches those that hold it
-    already. A run that has started runs to its end.
+    already. A run that has started runs to its end. An item in the quarantine
+    is removed by the id ``taskqueue list`` shows for it.
     """
     wanted = str(run_uuid(run_id))
     delayed = TaskRun.objects.scheduled().filter(pk=wanted)
@@ -278,6 +282,8 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
                 if not dry_run and broker.delete(queue, is_run, sieve, limit=1):
                     _cancel_row(wanted)
                     return True
+            if _quarantined(broker, is_run, dry_run):
+                return True
             if not any(map(is_run, broker.held(sieve))):
                 return False
         if not dry_run:
@@ -285,6 +291,13 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
             cancel(run_id=wanted)
             _cancel_row(wanted)
         return True
+
+
+def _quarantined(broker: Broker, is_run: Match, dry_run: bool) -> bool:
+    """Find (and remove) a quarantined item: its id is made of its bytes, so no sieve finds it."""
+    if dry_run:
+        return any(map(is_run, broker.scan(QUARANTINE)))
+    return bool(broker.delete(QUARANTINE, is_run, limit=1))
 
 
 def _cancel_row(run_id: str) -> None:

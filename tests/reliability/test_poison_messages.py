@@ -5,6 +5,10 @@ envelope whose body is no Celery task call (``{"foo": 1}``, ``[1, 2, 3]``)
 cannot be read into a request; Celery called both unrecoverable, the worker
 exited, the message went back, and every restart died on it. Such a message
 is now a failed run an operator can see, and the next message runs.
+
+Items kombu cannot even parse (raw bytes, JSON that is no envelope) took the
+worker down before Celery saw them, losing the item and running the messages
+in flight twice. They now go to the quarantine, byte for byte.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import pytest
 import redis
 from celery import Celery
 
+import taskkit
+from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
+from taskkit.quarantine import QUARANTINE
 from tests.integration.conftest import Broker, current, make_app, start_worker, stop
 from tests.payloads import nested
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, recorded
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
@@ -114,3 +121,54 @@ def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(
     )
     refused = refused_then_next(broker, deep)
     assert "could not hand the message to a pool process (RecursionError" in refused.error
+
+
+UNPARSABLE = [
+    b"\x00\xffraw bytes, no JSON",
+    b'{"foo": 1}',
+    b"[1, 2, 3]",
+    # an envelope without its delivery information: Celery restored the messages in flight
+    json.dumps({"body": "", "headers": {}, "properties": {"delivery_tag": "x"}}).encode(),
+    b'{"body": "not base64!", "content-type": "application/json", "properties": '
+    b'{"body_encoding": "base64", "delivery_tag": "y", '
+    b'"delivery_info": {"exchange": "", "routing_key": "default"}}}',
+]
+
+
+def test_items_kombu_cannot_parse_go_to_the_quarantine_and_nothing_runs_twice(
+    broker: Broker,
+) -> None:
+    key = f"poison:{uuid.uuid4()}"
+    client = redis.Redis.from_url(broker.url)
+    try:
+        # a slow non-idempotent run is in flight while the bad items arrive
+        handle = taskkit.enqueue("crash:plain", {"key": key, "seconds": 2})
+        worker = start_worker(broker, "poison", ("default",), pool="prefork")
+        try:
+            recorded(key, 1, TIMEOUT)  # started
+            for item in UNPARSABLE:
+                client.lpush("default", item)
+            plain = taskkit.enqueue("echo:payload", {"after": 2})
+            ran = settled(plain.id)
+            assert settled(handle.id).status == RunStatus.SUCCEEDED
+            time.sleep(1)  # a restored message would have started again by now
+            assert worker.poll() is None, "the worker died"
+        finally:
+            stop(worker)
+        assert ran.status == RunStatus.SUCCEEDED
+        assert [line.split()[:2] for line in recorded(key, 2)] == [
+            ["start", handle.id],
+            ["done", handle.id],
+        ]
+        assert client.lrange(QUARANTINE, 0, -1) == UNPARSABLE[::-1]  # byte for byte
+        assert client.llen("default") == 0
+
+        listed = queues.list(QUARANTINE)
+        assert [message.raw for message in listed] == UNPARSABLE  # oldest first
+        assert all(message.problem for message in listed)
+        assert listed[0].problem.startswith("not JSON")
+        assert QUARANTINE in [queue.name for queue in queues.details().queues]
+        assert queues.delete_run(listed[0].run_id)
+        assert client.lrange(QUARANTINE, 0, -1) == UNPARSABLE[:0:-1]
+    finally:
+        client.close()

@@ -94,7 +94,11 @@ def broker_problem(exc: Exception) -> str:
 
 def short(value: Any, limit: int = SHORT) -> str:
     """``value`` as compact JSON, cut after ``limit`` characters."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return cut(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), limit)
+
+
+def cut(text: str, limit: int = SHORT) -> str:
+    """``text`` cut after ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

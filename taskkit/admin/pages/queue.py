@@ -16,6 +16,7 @@ from .common import (
     BROKER_ERRORS,
     broker_problem,
     confirm,
+    cut,
     done,
     manager,
     page,
@@ -59,13 +60,20 @@ def browse(request: HttpRequest, site: AdminSite, queue: str) -> HttpResponse:
         f"Queue {queue}",
         queue=info,
         listable=listable,
-        rows=[{"message": m, "payload": short(m.payload)} for m in found],
+        rows=[{"message": m, "payload": _shown(m)} for m in found],
         number=number,
         pages=pages,
         previous=number - 1 if number > 1 else None,
         next=number + 1 if number < pages else None,
         task_names=sorted(all_tasks()),
     )
+
+
+def _shown(message: queues.QueuedMessage) -> str:
+    """The payload, or for an item no worker can take, its bytes (as ``repr`` shows them)."""
+    if message.problem:
+        return cut(repr(message.raw)[2:-1])
+    return short(message.payload)
 
 
 @manager

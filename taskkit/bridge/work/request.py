@@ -5,7 +5,8 @@ an error in either as unrecoverable: the worker exits, the message goes back
 to the broker, and every restart dies on it again.
 
 - Reading the message into a request: an envelope whose body is not Celery's
-  ``[args, kwargs, embed]`` (``{"foo": 1}``, ``[1, 2, 3]``) fails there.
+  ``[args, kwargs, embed]`` (``{"foo": 1}``, ``[1, 2, 3]``, ``[1, 2, {}]``) fails
+  there, or later, outside the task's body, with nothing recorded.
 - Handing it to a pool process: a prefork worker pickles its arguments, and a
   payload nested thousands deep makes pickling raise ``RecursionError``.
 
@@ -43,6 +44,11 @@ class GuardedRequest(Request):
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(message, *args, **kwargs)
+            if not isinstance(self.args, list | tuple) or not isinstance(self.kwargs, dict):
+                raise ValueError(  # Celery would fail "outside body", and record nothing
+                    f"its arguments are {type(self.args).__name__} and "
+                    f"{type(self.kwargs).__name__}, not a list and an object"
+                )
         except Exception as exc:  # a body that is no Celery task call
             headers = getattr(message, "headers", None) or {}
             record_refused(

@@ -73,9 +73,9 @@ def _messages(found: list[queues.QueuedMessage]) -> str:
         [
             str(m.position),
             m.run_id,
-            m.name,
+            m.name or f"(malformed: {m.problem})",
             m.enqueued_at.isoformat(timespec="seconds") if m.enqueued_at else "-",
-            json.dumps(m.payload, sort_keys=True),
+            repr(m.raw)[:200] if m.problem else json.dumps(m.payload, sort_keys=True),
         ]
         for m in found
     ]

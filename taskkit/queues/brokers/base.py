@@ -50,7 +50,3 @@ def celery_own(name: str) -> bool:
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def matches(message: QueuedMessage | None, match: Match) -> bool:
-    return message is not None and match(message)

@@ -54,8 +54,8 @@ class FilesystemBroker:
                 raw = path.read_bytes()
             except FileNotFoundError:  # a worker took it meanwhile
                 continue
-            if sieve.passes(raw) and (message := decode(raw, queue, position, str(path))):
-                yield message
+            if sieve.passes(raw):
+                yield decode(raw, queue, position, str(path))
 
     def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
         removed = 0

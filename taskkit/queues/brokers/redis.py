@@ -19,7 +19,7 @@ from kombu import Connection
 from ... import upstream
 from ..messages import QueuedMessage, decode, from_envelope
 from ..sieve import EVERYTHING, Sieve
-from .base import Match, celery_own, matches, text
+from .base import Match, celery_own, text
 
 #: Messages read per Redis command while scanning a queue.
 CHUNK = 1_000
@@ -168,8 +168,8 @@ class RedisBroker:
         for base, cursor in self._cursors(queue, start):
             for first, chunk in cursor.chunks():
                 for index, raw in enumerate(chunk, base + first):
-                    if passes(raw) and (message := decode(raw, queue, index, cursor.key)):
-                        yield message
+                    if passes(raw):
+                        yield decode(raw, queue, index, cursor.key)
 
     def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
         """Remove matches in batches, each with a single pass over the list.
@@ -187,7 +187,7 @@ class RedisBroker:
                 found = [
                     (offset, raw)
                     for offset, raw in enumerate(chunk, first)
-                    if passes(raw) and matches(decode(raw, queue), match)
+                    if passes(raw) and match(decode(raw, queue))
                 ]
                 if limit:
                     found = found[: limit - removed - len(doomed)]

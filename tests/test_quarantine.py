@@ -1,0 +1,131 @@
+"""Broker items no worker can take: what is wrong with each, and where they go."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection
+
+from taskkit import redis_transport
+from taskkit.embedded import celery_settings
+from taskkit.quarantine import QUARANTINE, item_id, problem
+from taskkit.queues.brokers.filesystem import FilesystemBroker
+from taskkit.queues.brokers.redis import RedisBroker
+
+REDIS = "redis://127.0.0.1:6379/12"
+DELIVERY = {"exchange": "", "routing_key": "default"}
+
+
+def envelope(body: Any = "[[], {}, {}]", **properties: Any) -> dict[str, Any]:
+    return {
+        "body": body,
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {},
+        "properties": {"delivery_tag": "t", "delivery_info": DELIVERY, **properties},
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\x00\xff", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"foo": 1}', "no properties with a delivery_tag"),
+        (b"[1, 2, 3]", "a JSON list, not an object"),
+        (json.dumps({"properties": {"delivery_tag": "t"}}).encode(), "no delivery_info"),
+        (json.dumps({**envelope(), "headers": [1]}).encode(), "headers are not an object"),
+        (json.dumps(envelope("!!", body_encoding="base64")).encode(), "not valid base64"),
+        (json.dumps(envelope(7, body_encoding="base64")).encode(), "not a string"),
+        (json.dumps(envelope("{nope")).encode(), "its body is not JSON"),
+        (json.dumps(envelope(7)).encode(), "JSON body is not text"),
+    ],
+)
+def test_what_keeps_a_worker_from_an_item_is_named(raw: bytes, why: str) -> None:
+    assert why in (problem(raw) or "")
+
+
+def test_celerys_own_messages_have_no_problem() -> None:
+    encoded = base64.b64encode(b'[[], {"payload": {}}, {}]').decode()
+    assert problem(json.dumps(envelope(encoded, body_encoding="base64"))) is None
+    other = {**envelope("x"), "content-type": "application/x-other"}  # Celery decodes or refuses
+    assert problem(json.dumps(other)) is None
+
+
+def test_an_item_id_is_a_uuid_made_of_its_bytes() -> None:
+    assert item_id(b"a") == item_id(b"a") != item_id(b"b")
+    assert uuid.UUID(item_id(b"a"))
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_a_redis_worker_moves_what_it_cannot_take_to_the_quarantine(
+    client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    with Connection(REDIS, transport=redis_transport.Transport) as connection:
+        connection.SimpleQueue(name).put({"good": 1})  # declared; then garbage goes first
+        client.rpush(name, b"\x00garbage")
+        with connection.SimpleQueue(name) as simple:
+            message = simple.get(timeout=5)  # BRPOP through the screened read
+            assert message.payload == {"good": 1}
+            message.ack()
+    assert client.lrange(QUARANTINE, 0, -1) == [b"\x00garbage"]
+    assert f"a malformed item in queue {name} was moved to {QUARANTINE}" in caplog.text
+
+
+def test_redis_listings_show_malformed_items_with_their_problem(client: redis.Redis) -> None:
+    client.rpush(QUARANTINE, b"[1, 2, 3]", b"\x00")
+    with Connection(REDIS) as connection:
+        listed = list(RedisBroker(connection).scan(QUARANTINE))
+    assert [(m.raw, m.run_id, m.name) for m in listed] == [
+        (b"\x00", item_id(b"\x00"), ""),
+        (b"[1, 2, 3]", item_id(b"[1, 2, 3]"), ""),
+    ]
+    assert listed[0].problem.startswith("not JSON")
+    assert listed[0].as_json()["problem"] == listed[0].problem
+    assert listed[0].as_json()["raw"] == "\x00"
+
+
+def test_redis_urls_use_taskkits_transport() -> None:
+    redis_transport.install()  # as the app's ready() did
+    for url in ("redis://127.0.0.1:6379/12", "rediss://127.0.0.1:6380/0"):
+        assert Connection(url).transport_cls == url.split(":")[0]
+        assert Connection(url).get_transport_cls() is redis_transport.Transport
+
+
+def test_the_embedded_broker_moves_a_file_it_cannot_take_to_the_quarantine(
+    tmp_path: Path,
+) -> None:
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection(
+        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+    ) as connection:
+        name = f"q-{uuid.uuid4().hex[:8]}"  # kombu keeps declared exchanges per process
+        simple = connection.SimpleQueue(name)
+        (tmp_path / "queue" / f"00000000000000000000_0.{name}.msg").write_bytes(b"not json")
+        simple.put({"good": 1})
+        assert simple.get(timeout=1).payload == {"good": 1}
+        with pytest.raises(queue.Empty):
+            simple.get(timeout=0.2)
+        (moved,) = (tmp_path / "queue").glob(f"*.{QUARANTINE}.msg")
+        assert moved.name == f"00000000000000000000_0.{QUARANTINE}.msg"
+        assert moved.read_bytes() == b"not json"
+        (listed,) = FilesystemBroker(connection).scan(QUARANTINE)
+        assert (listed.raw, listed.problem[:8]) == (b"not json", "not JSON")
+        simple.close()
