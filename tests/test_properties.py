@@ -86,7 +86,8 @@ def test_what_the_quarantine_lets_through_kombu_can_deliver(envelope: dict[str, 
     if problem(dumps(envelope)) is not None:
         return
     with Connection("memory://") as connection:
-        message = connection.default_channel.Message(envelope, channel=connection.default_channel)
+        channel: Any = connection.default_channel
+        message = channel.Message(envelope, channel=channel)
     assert {"exchange", "routing_key"} <= message.delivery_info.keys()
     assert message.headers is None or isinstance(message.headers, dict)
 

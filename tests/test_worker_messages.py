@@ -7,11 +7,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 
 import taskkit
+from taskkit.bridge.work import run as run_module
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import InvalidMessage
 from taskkit.models import RunStatus, TaskRun
+from tests.apps.nested.tasks.echo.count import COUNTS_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections
 
@@ -111,3 +114,51 @@ def test_a_failed_attempt_records_the_importable_exception_class() -> None:
         "RunTimeout: slow",
         "taskkit.exceptions.RunTimeout",
     )
+
+
+@pytest.mark.parametrize(("name", "runs"), [("crash:plain", 0), ("crash:idempotent", 1)])
+@pytest.mark.parametrize("how", ["stored", "redelivered"])
+def test_an_attempt_that_started_runs_again_only_if_the_task_is_idempotent(
+    name: str, runs: int, how: str
+) -> None:
+    """A scheduler resends a batch, or a broker restores a message, while the run is running."""
+    ctask, run_id = message(name)
+    TaskRun.objects.create(id=run_id, name=name, status=RunStatus.RUNNING, worker="w0@host")
+    key = f"again:{uuid.uuid4()}"
+    if how == "redelivered":
+        ctask.request.delivery_info = {"redelivered": True}
+    context = {"run_id": run_id, "attempt": 1, "stored": how == "stored"}
+    run_message(ctask, {"key": key, "seconds": 0}, context)
+    counts = redis.Redis.from_url(COUNTS_URL)
+    try:
+        assert counts.llen(key) == 2 * runs  # start and done lines
+    finally:
+        counts.delete(key)
+        counts.close()
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == (RunStatus.SUCCEEDED if runs else RunStatus.RUNNING)
+    assert row.worker == ("w1@host" if runs else "w0@host")
+
+
+def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both read the row as queued; the claim (one atomic update) lets one through."""
+    ctask, run_id = message("echo:payload")
+    TaskRun.objects.create(id=run_id, name="echo:payload", status=RunStatus.QUEUED)
+    context = {"run_id": run_id, "stored": True, "attempt": 1}
+    real = run_module._started_already
+    calls: list[bool] = []
+
+    def racing(task: Any, ctx: Any) -> bool:
+        started = bool(real(task, ctx))
+        if not calls:  # the other delivery claims the row between our read and our claim
+            TaskRun.objects.filter(pk=run_id).update(status=RunStatus.RUNNING, worker="w2@host")
+        calls.append(started)
+        return started
+
+    monkeypatch.setattr(run_module, "_started_already", racing)
+    run_message(ctask, {"a": 1}, context)
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.worker, row.result) == (RunStatus.RUNNING, "w2@host", None)
+    assert calls == [False, True]  # read before, and after the lost claim

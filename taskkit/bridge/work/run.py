@@ -207,38 +207,73 @@ def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) ->
 
 
 def _skipped(
-    task: Task, ctx: TaskContext, fields: dict[str, Any], row: dict[str, Any], *, stored: bool
+    task: Task,
+    ctx: TaskContext,
+    fields: dict[str, Any],
+    row: dict[str, Any],
+    *,
+    stored: bool,
+    redelivered: bool = False,
 ) -> bool:
-    """Whether to skip the run: cancelled while queued, or this attempt ran already.
+    """Whether to skip the run: cancelled while queued, or this attempt started already.
 
-    A stored run's row tells both. A second delivery of one attempt (a scheduler
-    killed after the broker took its batch but before its claim committed sends
-    the batch again) finds the attempt finished and leaves it as it is.
+    A stored run's row tells both, and is claimed: one atomic update, the step's
+    last, moves it to ``running`` for this attempt, so of two deliveries of one
+    attempt (a scheduler killed after the broker took its batch but before its
+    claim committed sends the batch again) only one starts. A delivery the
+    broker marks redelivered (a worker's restore, RabbitMQ's requeue) is checked
+    against the row too, if one was written. An attempt that finished is left
+    as it is; one that started is not run twice unless the task is idempotent.
     """
-    if stored:
-        status, attempt = TaskRun.objects.filter(pk=ctx.run_id).values_list(
-            "status", "attempt"
-        ).first() or (None, None)
-        if status == RunStatus.CANCELLED:
-            logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
-            return True
-        if status in FINISHED and attempt == ctx.attempt:
-            logger.info("%s %s attempt %s ran already; skipped", task.name, ctx.run_id, attempt)
-            return True
+    if (stored or redelivered) and _started_already(task, ctx):
+        return True
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
-    if rule is None:
-        return False
-    logger.info("%s %s was deleted while queued (%s); skipped", task.name, ctx.run_id, rule)
-    upsert(
-        ctx.run_id,
-        {
-            **row,
-            "status": RunStatus.CANCELLED,
-            "finished_at": timezone.now(),
-            "error": f"Deleted while queued: {rule}.",
-        },
+    if rule is not None:
+        logger.info("%s %s was deleted while queued (%s); skipped", task.name, ctx.run_id, rule)
+        upsert(
+            ctx.run_id,
+            {
+                **row,
+                "status": RunStatus.CANCELLED,
+                "finished_at": timezone.now(),
+                "error": f"Deleted while queued: {rule}.",
+            },
+        )
+        return True
+    claimed = (
+        TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
+        .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
+        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=timezone.now())
+        if stored
+        else 0
     )
-    return True
+    return stored and not claimed and _started_already(task, ctx)  # another delivery won
+
+
+def _started_already(task: Task, ctx: TaskContext) -> bool:
+    """Whether the row says this attempt was cancelled, finished, or (not idempotent) started."""
+    found = TaskRun.objects.filter(pk=ctx.run_id).values_list("status", "attempt").first()
+    if found is None:
+        return False
+    status, attempt = found
+    if status == RunStatus.CANCELLED:
+        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
+        return True
+    if attempt != ctx.attempt:
+        return False
+    if status in FINISHED:
+        logger.info("%s %s attempt %s ran already; skipped", task.name, ctx.run_id, attempt)
+        return True
+    if status == RunStatus.RUNNING and not task.meta.idempotent:
+        logger.warning(
+            "%s %s attempt %s was delivered again after it started; not run twice "
+            "(the task is not idempotent)",
+            task.name,
+            ctx.run_id,
+            attempt,
+        )
+        return True
+    return False
 
 
 def run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
@@ -337,7 +372,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     row = _row(ctask, task, ctx, sent_id, plain)
     stored = bool(fields.get("stored")) or level is Track.ALL
     give_back = functools.partial(hand_back, ctask)
-    if with_database(lambda: _skipped(task, ctx, fields, row, stored=stored), give_back):
+    redelivered = bool((getattr(ctask.request, "delivery_info", None) or {}).get("redelivered"))
+    skip = functools.partial(
+        _skipped, task, ctx, fields, row, stored=stored, redelivered=redelivered
+    )
+    if with_database(skip, give_back):
         _release_queue_lock(task, plain, sent_id)
         return
     held = _take_locks(task, ctx, plain, sent_id)
