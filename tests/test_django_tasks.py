@@ -157,6 +157,8 @@ def test_names_resolve_only_to_celery_backend_tasks_of_installed_apps() -> None:
         ("Traceback …\n  File …\nValueError: boom", "", "builtins.ValueError"),
         ("Traceback …\nmyapp.errors.Gone: away\n", "", "myapp.errors.Gone"),
         ("", "KeyError: 'k'", "builtins.KeyError"),
+        ("", "InvalidPayload: too deep", "taskkit.exceptions.InvalidPayload"),
+        ("", "TaskNotFound: Unknown task 'x'", "taskkit.exceptions.TaskNotFound"),
         ("", "", "builtins.Exception"),
     ],
 )

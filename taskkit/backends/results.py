@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from .. import exceptions
 from ..models import RunStatus, TaskRun
 from .compat import Task, TaskError, TaskResult, TaskResultStatus
 
@@ -30,7 +31,13 @@ def exception_path(traceback: str, error: str) -> str:
     lines = [line for line in traceback.splitlines() if line and not line[0].isspace()]
     last = lines[-1] if lines else error
     kind = last.split(":", 1)[0].strip() or "Exception"
-    return kind if "." in kind else f"builtins.{kind}"
+    if "." in kind:
+        return kind
+    # taskkit's own refusals (InvalidPayload, TaskNotFound, InvalidMessage…) have no traceback
+    own = getattr(exceptions, kind, None)
+    if isinstance(own, type) and issubclass(own, BaseException):
+        return exceptions.class_path(own)
+    return f"builtins.{kind}"
 
 
 def make_result(
