@@ -104,15 +104,8 @@ def broker(
     app.close()
 
 
-def start_worker(
-    broker: Broker,
-    label: str,
-    queues: tuple[str, ...] = QUEUES,
-    pool: str = "threads",
-    *,
-    measured: bool = True,
-) -> subprocess.Popen[str]:
-    """A worker subprocess on ``broker`` consuming ``queues`` (and broadcasts).
+def worker_env(broker: Broker, *, measured: bool = True) -> dict[str, str]:
+    """The environment of a worker subprocess on ``broker``, on the test database.
 
     ``measured=False``: coverage does not follow it, for a worker that runs
     thousands of runs whose lines other tests measure (tracing slows it down
@@ -123,13 +116,26 @@ def start_worker(
         for key, value in os.environ.items()
         if measured or key != "COVERAGE_PROCESS_CONFIG"
     }
-    env = {
+    return {
         **inherited,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "TASKKIT_TEST_BROKER": broker.url,
         "TASKKIT_TEST_BROKER_SETTINGS": repr(broker.options),
         "PYTHONPATH": str(REPO),
     }
+
+
+def start_worker(
+    broker: Broker,
+    label: str,
+    queues: tuple[str, ...] = QUEUES,
+    pool: str = "threads",
+    *,
+    measured: bool = True,
+) -> subprocess.Popen[str]:
+    """A worker subprocess on ``broker`` consuming ``queues`` (and broadcasts); see
+    :func:`worker_env` for ``measured``."""
+    env = worker_env(broker, measured=measured)
     command = [
         sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
         "-Q", ",".join(queues), "-P", pool, "-c", "4" if pool == "threads" else "1",
