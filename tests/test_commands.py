@@ -316,6 +316,23 @@ def test_taskworker_named_queues() -> None:
     )
 
 
+def test_taskworker_sends_task_events_and_passes_further_celery_options_on() -> None:
+    line = call(
+        "taskworker",
+        "--dry-run",
+        "-Q",
+        "a",
+        "-E",
+        "--",
+        "--max-tasks-per-child",
+        "100",
+        "-O",
+        "fair",
+    )
+    assert line.strip().endswith("--task-events --max-tasks-per-child 100 -O fair")
+    assert "--task-events" not in call("taskworker", "--dry-run", "-Q", "a")
+
+
 def test_each_taskworker_process_has_a_node_name_of_its_own() -> None:
     """Two workers on one host once shared ``celery@host``: one heartbeat, one pidbox."""
     command = [sys.executable, "-m", "django", "taskworker", "--dry-run", "--queues", "a"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from celery import current_app
@@ -36,8 +37,11 @@ def worker_argv(
     pool: str | None,
     loglevel: str,
     hostname: str | None = None,
+    *,
+    task_events: bool = False,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The ``celery worker`` arguments these options stand for."""
+    """The ``celery worker`` arguments these options stand for, ``extra`` ones last."""
     names = known_queues() if queues.strip() == "*" else [q.strip() for q in queues.split(",")]
     for name in names:
         try:
@@ -54,7 +58,9 @@ def worker_argv(
         argv += ["--pool", pool]
     if beat:
         argv += ["--beat", "--scheduler", SCHEDULER]
-    return argv
+    if task_events:
+        argv.append("--task-events")
+    return [*argv, *extra]
 
 
 class Command(BaseCommand):
@@ -73,7 +79,19 @@ class Command(BaseCommand):
             "-n",
             help="Node name (Celery's %%h, %%n, %%d apply); default taskkit-<pid>@<host>.",
         )
+        parser.add_argument(
+            "--task-events",
+            "-E",
+            action="store_true",
+            help="Send task events (Flower and celery events need them).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Print the worker command only.")
+        parser.add_argument(
+            "celery_options",
+            nargs="*",
+            metavar="-- CELERY_OPTION",
+            help="Further options of celery worker, after --: -- --max-tasks-per-child 100",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         argv = worker_argv(
@@ -83,6 +101,8 @@ class Command(BaseCommand):
             options["pool"],
             options["loglevel"],
             options["hostname"],
+            task_events=options["task_events"],
+            extra=options["celery_options"],
         )
         if options["dry_run"]:
             self.stdout.write("celery " + shlex.join(argv))
