@@ -358,3 +358,14 @@ def test_each_taskworker_process_has_a_node_name_of_its_own() -> None:
 def test_taskworker_bad_options(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call("taskworker", "--dry-run", *args)
+
+
+@pytest.mark.parametrize("payload", ["{not json", "[1]", '"text"'])
+def test_a_bad_payload_is_a_usage_error_before_any_question(
+    payload: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda text: asked.append(text) or "yes")
+    with pytest.raises(CommandError) as caught:
+        call("taskqueue", "del", "default", "echo:payload", "--payload", payload)
+    assert caught.value.returncode == 2 and asked == []

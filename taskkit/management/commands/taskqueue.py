@@ -164,6 +164,7 @@ class Command(BaseCommand):
         }
         try:
             if subcommand in DESTRUCTIVE and not options["dry_run"] and not options["noinput"]:
+                self.payload(options)  # a bad --payload is an error before any question
                 self.confirm(subcommand, options)
             value, text = actions[subcommand](options)
         except (*USAGE_ERRORS, TypeError) as exc:  # TypeError: neither or both of id and name
