@@ -365,7 +365,12 @@ def test_a_bad_payload_is_a_usage_error_before_any_question(
     payload: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda text: asked.append(text) or "yes")
+
+    def answer(question: str) -> str:
+        asked.append(question)
+        return "yes"
+
+    monkeypatch.setattr("builtins.input", answer)
     with pytest.raises(CommandError) as caught:
         call("taskqueue", "del", "default", "echo:payload", "--payload", payload)
     assert caught.value.returncode == 2 and asked == []

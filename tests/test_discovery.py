@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,15 @@ def test_get_task_suggests_close_names() -> None:
     assert "Did you mean: echo:payload" in str(caught.value)
     with pytest.raises(TaskNotFound, match=r"^Unknown task 'zzz'\.$"):
         taskkit.get_task("zzz")
+
+
+def test_a_name_no_task_can_have_gets_no_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """difflib's cost grows with the name: 10,000 characters are refused without it."""
+    compared: list[str] = []
+    monkeypatch.setattr(difflib, "get_close_matches", lambda word, *a, **k: compared.append(word))
+    with pytest.raises(TaskNotFound) as caught:
+        taskkit.get_task("echo:payload" + "x" * 10_000)
+    assert caught.value.suggestions == () and compared == []
 
 
 def test_no_problems_in_the_test_project() -> None:

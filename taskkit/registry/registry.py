@@ -14,6 +14,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from ..definition import Task, make_task
+from ..definition.names import MAX_NAME_LENGTH
 from ..exceptions import InvalidTaskDefinition, TaskNotFound
 from .discovery import Discovery, ImportProblem
 
@@ -57,8 +58,14 @@ class TaskRegistry:
         try:
             return self.tasks[name]
         except (KeyError, TypeError):
-            close = difflib.get_close_matches(str(name), list(self.tasks), n=3, cutoff=0.6)
-            raise TaskNotFound(str(name), close) from None
+            text = str(name)
+            # no suggestion for a name no task can have: difflib's cost grows with its length
+            close = (
+                difflib.get_close_matches(text, list(self.tasks), n=3, cutoff=0.6)
+                if len(text) <= MAX_NAME_LENGTH
+                else []
+            )
+            raise TaskNotFound(text, close) from None
 
 
 def settings_task(name: str, entry: Mapping[str, Any]) -> Task:
