@@ -25,6 +25,8 @@ from typing import Any
 
 #: The queue malformed items are moved to (never consumed, never enqueued to).
 QUARANTINE = "taskkit.quarantine"
+#: The header of a message the worker's consumer copied there, saying why.
+PROBLEM_HEADER = "taskkit-problem"
 
 logger = logging.getLogger("taskkit.worker")
 

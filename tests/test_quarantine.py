@@ -8,6 +8,7 @@ import queue
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,10 +16,13 @@ import redis
 from kombu import Connection
 
 from taskkit import redis_transport
+from taskkit.bridge.work import consumer
+from taskkit.bridge.work.consumer import _payload
 from taskkit.embedded import celery_settings
 from taskkit.quarantine import QUARANTINE, item_id, problem
 from taskkit.queues.brokers.filesystem import FilesystemBroker
 from taskkit.queues.brokers.redis import RedisBroker
+from taskkit.queues.messages import decode
 
 REDIS = "redis://127.0.0.1:6379/12"
 DELIVERY = {"exchange": "", "routing_key": "default"}
@@ -129,3 +133,32 @@ def test_the_embedded_broker_moves_a_file_it_cannot_take_to_the_quarantine(
         (listed,) = FilesystemBroker(connection).scan(QUARANTINE)
         assert (listed.raw, listed.problem[:8]) == (b"not json", "not JSON")
         simple.close()
+
+
+def test_workers_get_taskkits_consumer_unless_the_project_chose_one() -> None:
+    default = SimpleNamespace(worker_consumer=consumer.CELERYS)
+    consumer._use(conf=default)
+    assert default.worker_consumer == "taskkit.bridge.work.consumer:Consumer"
+    own = SimpleNamespace(worker_consumer="myproject.worker:Consumer")
+    consumer._use(conf=own)
+    assert own.worker_consumer == "myproject.worker:Consumer"
+
+
+@pytest.mark.parametrize(
+    ("body", "payload"),
+    [
+        ([[], {"payload": {"n": 1}, "context": {}}, {}], {"n": 1}),
+        ([[], {"a": 1}, {}], {}),
+        ({"foo": 1}, {}),
+    ],
+)
+def test_an_unknown_tasks_payload_is_kept_for_its_retry(body: Any, payload: Any) -> None:
+    assert _payload(body, None) == payload
+    undecoded = SimpleNamespace(decode=lambda: body)
+    assert _payload(None, undecoded) == payload
+
+
+def test_a_header_the_consumer_wrote_says_what_is_wrong() -> None:
+    raw = json.dumps({**envelope(), "headers": {"task": "x", "id": "1", "taskkit-problem": "why"}})
+    message = decode(raw.encode(), QUARANTINE)
+    assert (message.name, message.problem) == ("", "why")

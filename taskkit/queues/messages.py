@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..bridge.carrier import task_name
-from ..quarantine import item_id, problem
+from ..quarantine import PROBLEM_HEADER, item_id, problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +71,28 @@ def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> Que
         envelope = json.loads(raw)
     except (ValueError, RecursionError):
         envelope = None
-    message = from_envelope(envelope, queue, position, raw=raw, location=location)
-    return message or malformed(raw, queue, position, location)
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    noted = str(headers.get(PROBLEM_HEADER, "")) if isinstance(headers, dict) else ""
+    message = (
+        None if noted else from_envelope(envelope, queue, position, raw=raw, location=location)
+    )
+    return message or malformed(raw, queue, position, location, noted)
 
 
-def malformed(raw: bytes, queue: str, position: int = 0, location: str = "") -> QueuedMessage:
-    """An item no worker can run, under an id made of its bytes, saying what is wrong."""
+def malformed(
+    raw: bytes, queue: str, position: int = 0, location: str = "", noted: str = ""
+) -> QueuedMessage:
+    """An item no worker can run, under an id made of its bytes, saying what is wrong
+    (``noted``: what the worker that quarantined it said)."""
     return QueuedMessage(
         run_id=item_id(raw),
         name="",
         queue=queue,
         payload={},
         position=position,
-        problem=problem(raw) or "not a Celery task message (no task name or id in its headers)",
+        problem=noted
+        or problem(raw)
+        or "not a Celery task message (no task name or id in its headers)",
         raw=raw,
         location=location,
     )

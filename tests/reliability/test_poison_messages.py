@@ -14,6 +14,7 @@ in flight twice. They now go to the quarantine, byte for byte.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 import uuid
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from celery import Celery
+from kombu import Connection, Queue
 
 import taskkit
 from taskkit import queues
@@ -172,3 +174,59 @@ def test_items_kombu_cannot_parse_go_to_the_quarantine_and_nothing_runs_twice(
         assert client.lrange(QUARANTINE, 0, -1) == UNPARSABLE[:0:-1]
     finally:
         client.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def any_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    if request.param == "redis":
+        url = request.getfixturevalue("private_redis").url
+    else:
+        url = f"amqp://guest:guest@127.0.0.1:5672/{request.getfixturevalue('rabbitmq_vhost')}"
+    app: Celery = make_app(f"reliability-poison-{request.param}", url)
+    try:
+        with current(app):
+            yield Broker(request.param, url, {}, app)
+    finally:
+        app.close()
+
+
+def test_what_celery_would_drop_is_a_failed_run_or_in_the_quarantine(any_broker: Broker) -> None:
+    """An unknown task's run (a web process deployed before its workers), a message that is
+    no task call, and (on RabbitMQ, where kombu hands bodies on whole) a body that does not
+    decode: Celery logged each and dropped it."""
+    unknown = str(uuid.uuid4())
+    with Connection(any_broker.url) as connection:
+        producer = connection.Producer()
+        send = functools.partial(
+            producer.publish, exchange="", routing_key="default", declare=[Queue("default")]
+        )
+        body = [[], {"payload": {"n": 7}, "context": {"run_id": unknown}}, {}]
+        send(body, serializer="json", headers={"task": "newer:task", "id": unknown})
+        send({"hello": 1}, serializer="json", headers={"from": "elsewhere"})
+        if any_broker.name == "rabbitmq":
+            send(b"\x00 not json", content_type="application/json", content_encoding="utf-8")
+        plain = str(uuid.uuid4())
+        any_broker.app.tasks["echo:payload"].apply_async(
+            kwargs={"payload": {"after": 3}, "context": {}}, task_id=plain
+        )
+        worker = start_worker(any_broker, "dropped", ("default",))
+        try:
+            assert settled(plain).status == RunStatus.SUCCEEDED
+            row = settled(unknown)
+            assert worker.poll() is None, "the worker died"
+        finally:
+            stop(worker)
+        assert (row.name, row.status, row.payload) == ("newer:task", RunStatus.FAILED, {"n": 7})
+        assert row.error == "TaskNotFound: Unknown task 'newer:task'."
+
+        quarantined = Queue(QUARANTINE)(connection.default_channel)  # undecoded bodies
+        problems = []
+        while (message := quarantined.get()) is not None:
+            problems.append(message.headers["taskkit-problem"])
+            message.ack()
+    expected = ["not a Celery task message: no task name in its headers"]
+    if any_broker.name == "rabbitmq":
+        expected.append("its body does not decode")
+    assert [p[: len(e)] for p, e in zip(sorted(problems), sorted(expected), strict=True)] == sorted(
+        expected
+    )

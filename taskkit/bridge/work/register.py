@@ -18,7 +18,7 @@ from celery.exceptions import TimeLimitExceeded
 from ...definition import Task
 from .. import broadcast
 from ..carrier import CARRIER
-from . import heartbeat, recorder
+from . import consumer, heartbeat, recorder
 
 
 def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
@@ -100,6 +100,7 @@ def register(tasks: Iterable[Task]) -> None:
     broadcast.connect()
     recorder.connect()
     heartbeat.connect()
+    consumer.connect()
     signals.task_failure.connect(_worker_lost, weak=False, dispatch_uid="taskkit.worker_lost")
     for task in tasks:
         shared_task(**celery_options(task))(_body)

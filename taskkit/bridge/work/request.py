@@ -105,9 +105,18 @@ class GuardedRequest(Request):
         task_ready(self)
 
 
-def record_refused(run_id: Any, name: Any, delivery: Any, worker: Any, reason: str) -> None:
+def record_refused(
+    run_id: Any,
+    name: Any,
+    delivery: Any,
+    worker: Any,
+    reason: str,
+    *,
+    error: Exception | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
     """Record a message the worker refused as a failed run; log instead if that fails."""
-    error = InvalidMessage(reason)
+    error = error or InvalidMessage(reason)
     logger.error("%s %s: %s", name, run_id, error)
     try:
         upsert(
@@ -115,7 +124,7 @@ def record_refused(run_id: Any, name: Any, delivery: Any, worker: Any, reason: s
             {
                 "name": str(name or "?"),
                 "queue": str((delivery or {}).get("routing_key") or ""),
-                "payload": {},
+                "payload": payload or {},
                 "worker": str(worker or ""),
                 "status": RunStatus.FAILED,
                 "error": f"{type(error).__name__}: {error}",
