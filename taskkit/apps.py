@@ -13,11 +13,13 @@ class TaskkitConfig(AppConfig):
 
     def ready(self) -> None:
         from . import bridge, checks, redis_transport, registry  # noqa: F401 - checks register
+        from .bridge.send.known_queues import add_source
 
         redis_transport.install()
         bridge.register(registry.load())
         try:
-            from .backends.celery import defined_paths, taskkit_task
+            from .backends.celery import configured_queues, defined_paths, taskkit_task
         except ImportError:  # neither django.tasks nor the django-tasks backport
             return
         registry.add_resolver(taskkit_task, defined_paths)
+        add_source(configured_queues)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 
 import taskkit
 from taskkit.bridge.send import enqueue as enqueue_module
@@ -126,3 +126,15 @@ def test_celery_settings_naming_a_bad_queue_are_reported() -> None:
         current_app.conf.task_routes = routes
     assert len(errors) == 1
     assert "task_routes['reports:*']: 'a/b' is not a valid queue name" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_a_star_worker_consumes_the_queues_of_the_django_tasks_backends() -> None:
+    backends = {
+        "default": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": ["reports-dt"]},
+        "other": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": ["mail-dt", "a/b"]},
+    }
+    assert "reports-dt" not in known_queues()
+    with override_settings(TASKS=backends):
+        names = known_queues()
+    assert {"reports-dt", "mail-dt"} <= set(names) and "a/b" not in names

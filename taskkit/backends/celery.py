@@ -38,6 +38,7 @@ from .compat import (
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
+    task_backends,
     task_enqueued,
     task_finished,
     task_started,
@@ -117,6 +118,17 @@ class CeleryBackend(BaseTaskBackend):
         if task is None:
             raise TaskResultDoesNotExist(result_id)
         return from_row(task, row, self.alias)
+
+
+def configured_queues() -> set[str]:
+    """The ``QUEUES`` of every :class:`CeleryBackend` in ``settings.TASKS``: a ``*`` worker
+    consumes them (an empty ``QUEUES`` allows any name, and names none)."""
+    return {
+        str(name)
+        for backend in task_backends.all()
+        if isinstance(backend, CeleryBackend)
+        for name in backend.queues
+    }
 
 
 #: The paths of the tasks defined on a CeleryBackend in this process (their modules imported).

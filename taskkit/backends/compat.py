@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import django
 
 if TYPE_CHECKING or django.VERSION >= (6, 0):
+    from django.tasks import task_backends
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import (
         Task,
@@ -19,6 +20,7 @@ if TYPE_CHECKING or django.VERSION >= (6, 0):
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 else:  # pragma: no cover - run by the Django 5.2 suite
+    from django_tasks import task_backends
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import (
         Task,
@@ -42,6 +44,7 @@ __all__ = [
     "TaskResultDoesNotExist",
     "TaskResultStatus",
     "task",
+    "task_backends",
     "task_enqueued",
     "task_finished",
     "task_started",

@@ -2,11 +2,14 @@
 
 AMQP cannot list queues, so taskkit keeps its own account: Celery's default
 queue, configured ``task_queues``, the queues of ``task_routes`` (a dict), every
-queue a task's meta names, and every queue an enqueue named (``queue=…``, kept in
+queue a task's meta names, the ``QUEUES`` of the ``django.tasks`` backends on
+Celery, and every queue an enqueue named (``queue=…``, kept in
 :class:`~taskkit.models.KnownQueue`; no scan of the run table, which may be huge).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 from celery import current_app
 from django.db import transaction
@@ -14,6 +17,16 @@ from django.db import transaction
 from ...definition.names import validate_queue_name
 from ...models import KnownQueue
 from ...registry import all_tasks
+
+#: More places that name queues, added by the layers above (the ``django.tasks`` backends'
+#: ``QUEUES``), as the registry takes resolvers: the bridge imports none of them.
+_sources: list[Callable[[], Iterable[str]]] = []
+
+
+def add_source(source: Callable[[], Iterable[str]]) -> None:
+    """Count the queues ``source()`` names as known (once per source)."""
+    if source not in _sources:
+        _sources.append(source)
 
 
 def known_queues() -> list[str]:
@@ -29,6 +42,8 @@ def known_queues() -> list[str]:
             if isinstance(route, dict) and route.get("queue")
         )
     names.update(task.queue for task in all_tasks().values())
+    for source in _sources:
+        names.update(str(name) for name in source())
     names.update(KnownQueue.objects.values_list("name", flat=True))
     return sorted(name for name in names if valid(name))
 
