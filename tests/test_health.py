@@ -1,0 +1,185 @@
+"""taskkit.queues.health: each check failing for real."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from taskkit import queues
+from taskkit.bridge.work import heartbeat
+from taskkit.models import RunStatus, SchedulerLease, TaskRun, WorkerHeartbeat
+from taskkit.queues.health import LIVENESS, READINESS
+from taskkit.scheduling import lease
+from tests.integration.conftest import current, make_app, transport_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "broker-Pa55-health"
+UNREACHABLE = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # nobody listens
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[None]:
+    """A broker of this test's own (the embedded one): reachable, and empty."""
+    app = make_app("health", "filesystem://", **transport_settings("filesystem", tmp_path))
+    with current(app):
+        yield
+
+
+@pytest.fixture
+def leader() -> None:
+    """A Beat leads: it holds a fresh lease."""
+    assert lease.hold(lease.BEAT, "beat-host:1:cafe")
+
+
+@pytest.fixture
+def worker() -> None:
+    """A worker alive: it wrote its heartbeat just now."""
+    assert heartbeat.beat("alive@host", timezone.now(), "worker-host:2:beef")
+
+
+def delayed(due_in: float) -> TaskRun:
+    return TaskRun.objects.create(
+        name="echo:payload",
+        status=RunStatus.SCHEDULED,
+        scheduled_for=timezone.now() + timedelta(seconds=due_in),
+    )
+
+
+def answers(report: queues.Health) -> dict[str, tuple[bool, str]]:
+    return {check.name: (check.ok, check.detail) for check in report.checks}
+
+
+# The function
+
+
+@pytest.mark.usefixtures("broker", "leader", "worker")
+def test_all_pass() -> None:
+    delayed(-30)  # late, but not by a minute
+    report = queues.health()
+    found = answers(report)
+    assert report.ok and report.failed == []
+    assert list(found) == list(READINESS)
+    assert found["database"][1].startswith("default answered in ")
+    assert found["broker"][1].endswith("; default holds 0 message(s)")
+    assert found["scheduler"][1].startswith("beat-host:1:cafe leads; its lease runs ")
+    assert found["workers"][1] == "1 alive: alive@host"
+    assert found["delayed"][1] == "none overdue by more than 60 s; 1 waiting"
+    assert report.as_json()["checks"][0] == {
+        "name": "database",
+        "ok": True,
+        "detail": found["database"][1],
+    }
+
+
+def test_an_unreachable_broker_fails_at_once_and_names_no_password() -> None:
+    app = make_app("away", UNREACHABLE)
+    with current(app):
+        started = time.monotonic()
+        report = queues.health(LIVENESS)
+        took = time.monotonic() - started
+    app.close()
+    found = answers(report)
+    assert found["database"][0] and not report.ok and report.failed == ["broker"]
+    assert "unreachable" in found["broker"][1] and "127.0.0.1:1" in found["broker"][1]
+    assert PASSWORD not in json.dumps(report.as_json())
+    assert took < 3  # one attempt: kombu's retries would take 6 s
+
+
+def test_a_password_in_an_error_is_blanked_out() -> None:
+    from taskkit.queues.health import _hidden
+
+    app = make_app("away", UNREACHABLE)
+    with current(app):
+        text = _hidden(ConnectionError(f"login :{PASSWORD}@127.0.0.1 refused"))
+    assert text == "ConnectionError: login :***@127.0.0.1 refused"
+
+
+def test_a_database_that_cannot_be_opened_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent/taskkit/db.sqlite3")
+    try:
+        report = queues.health(["database", "workers"])
+    finally:
+        connection.close()
+    found = answers(report)
+    assert report.failed == ["database", "workers"]
+    assert "unable to open database file" in found["database"][1]
+    assert found["workers"][1].startswith("the database failed: OperationalError: ")
+
+
+def test_no_leader() -> None:
+    assert answers(queues.health(["scheduler"]))["scheduler"] == (
+        False,
+        "no leader: no Beat with taskkit's scheduler holds the lease",
+    )
+
+
+def test_a_leader_whose_lease_expired() -> None:
+    SchedulerLease.objects.create(
+        name=lease.BEAT, holder="gone:3:dead", expires_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert answers(queues.health(["scheduler"]))["scheduler"] == (
+        False,
+        "no leader: the lease of gone:3:dead expired 5 min ago",
+    )
+
+
+def test_no_worker_ever() -> None:
+    assert answers(queues.health(["workers"]))["workers"] == (
+        False,
+        "no live worker: none has written a heartbeat",
+    )
+
+
+def test_a_stale_heartbeat(settings: Any) -> None:
+    settings.TASKKIT = {"WORKER_LOST_AFTER": 30.0}
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="quiet@host", started_at=now, seen_at=now - timedelta(seconds=45), process="h:4:ab"
+    )
+    assert answers(queues.health(["workers"]))["workers"] == (
+        False,
+        "no live worker: none seen within 30 s; quiet@host was seen 45 s ago",
+    )
+    heartbeat.beat("quiet@host", now, "h:4:ab")  # it beats again
+    assert queues.health(["workers"]).ok
+
+
+def test_an_overdue_delayed_run() -> None:
+    delayed(-600)
+    delayed(-90)
+    delayed(3600)
+    assert answers(queues.health(["delayed"]))["delayed"] == (
+        False,
+        "2 delayed run(s) overdue by more than 60 s; the first was due 10 min ago",
+    )
+    assert queues.health(["delayed"], overdue=900).ok
+    assert queues.health(["delayed"], overdue=timedelta(minutes=15)).ok
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        (["database", "brokr"], "unknown health check 'brokr': choose from database, broker"),
+        ([], "choose at least one health check"),
+    ],
+)
+def test_bad_choices(checks: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        queues.health(checks)
+    with pytest.raises(ValueError, match="overdue must not be negative"):
+        queues.health(overdue=-1)
+
+
+def test_checks_run_in_their_order_once() -> None:
+    report = queues.health(["delayed", "database", "delayed"])
+    assert [check.name for check in report.checks] == ["database", "delayed"]
+    assert [check.name for check in queues.health("database").checks] == ["database"]
