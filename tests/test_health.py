@@ -1,4 +1,4 @@
-"""taskkit.queues.health: each check failing for real."""
+"""taskkit.queues.health and ``taskqueue health``: each check failing for real."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -183,3 +185,69 @@ def test_checks_run_in_their_order_once() -> None:
     report = queues.health(["delayed", "database", "delayed"])
     assert [check.name for check in report.checks] == ["database", "delayed"]
     assert [check.name for check in queues.health("database").checks] == ["database"]
+
+
+# The command
+
+
+def taskqueue_health(*args: str) -> tuple[str, CommandError | None]:
+    out = StringIO()
+    try:
+        call_command("taskqueue", "health", *args, stdout=out)
+    except CommandError as exc:
+        return out.getvalue(), exc
+    return out.getvalue(), None
+
+
+@pytest.mark.usefixtures("broker", "leader", "worker")
+def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
+    out, failed = taskqueue_health()
+    assert failed is None
+    lines = out.splitlines()
+    assert [line[:15] for line in lines] == [
+        "ok   database  ",
+        "ok   broker    ",
+        "ok   scheduler ",
+        "ok   workers   ",
+        "ok   delayed   ",
+    ]
+    assert lines[3] == "ok   workers    1 alive: alive@host"
+
+
+@pytest.mark.usefixtures("broker", "worker")
+def test_the_command_exits_1_naming_what_failed() -> None:
+    delayed(-120)
+    out, failed = taskqueue_health()
+    assert failed is not None and failed.returncode == 1
+    assert str(failed) == "Unhealthy: scheduler, delayed."
+    assert "FAIL scheduler  no leader: no Beat with taskkit's scheduler holds the lease" in out
+    assert "FAIL delayed    1 delayed run(s) overdue by more than 60 s" in out
+    chosen, passed = taskqueue_health("--check", "workers", "--check", "database")
+    assert passed is None
+    assert [line[:15] for line in chosen.splitlines()] == ["ok   database  ", "ok   workers   "]
+    assert taskqueue_health("--check", "delayed", "--overdue", "5m")[1] is None
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_command_prints_json() -> None:
+    out, failed = taskqueue_health("--check", "broker", "--check", "scheduler", "--json")
+    assert failed is not None and failed.returncode == 1
+    body = json.loads(out)
+    assert body["ok"] is False
+    assert [(check["name"], check["ok"]) for check in body["checks"]] == [
+        ("broker", True),
+        ("scheduler", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--check", "beat"], "unknown health check 'beat'"),
+        (["--overdue", "soon"], "'soon' is not a duration"),
+    ],
+)
+def test_the_command_exits_2_on_bad_arguments(args: list[str], message: str) -> None:
+    out, failed = taskqueue_health(*args)
+    assert failed is not None and failed.returncode == 2 and message in str(failed)
+    assert out == ""
