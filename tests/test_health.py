@@ -1,4 +1,4 @@
-"""taskkit.queues.health and ``taskqueue health``: each check failing for real."""
+"""taskkit.queues.health, ``taskqueue health`` and ``GET /_tasks/health``: each check failing for real."""
 
 from __future__ import annotations
 
@@ -13,18 +13,24 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import Client, override_settings
 from django.utils import timezone
 
+import taskkit
 from taskkit import queues
 from taskkit.bridge.work import heartbeat
+from taskkit.checks import check_taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun, WorkerHeartbeat
 from taskkit.queues.health import LIVENESS, READINESS
 from taskkit.scheduling import lease
 from tests.integration.conftest import current, make_app, transport_settings
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "broker-Pa55-health"
 UNREACHABLE = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # nobody listens
+TOKEN = "h" * 40
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -251,3 +257,104 @@ def test_the_command_exits_2_on_bad_arguments(args: list[str], message: str) -> 
     out, failed = taskqueue_health(*args)
     assert failed is not None and failed.returncode == 2 and message in str(failed)
     assert out == ""
+
+
+# The endpoint
+
+
+@pytest.fixture
+def token() -> Iterator[None]:
+    with override_settings(TASKKIT={"API_TOKEN": TOKEN}):
+        yield
+
+
+@pytest.mark.usefixtures("broker", "leader", "worker", "token")
+def test_the_endpoint_is_200_when_every_check_passes() -> None:
+    response = Client().get("/_tasks/health", headers=BEARER)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["ok"] is True
+    assert [check["name"] for check in body["checks"]] == list(READINESS)
+    assert body["checks"][3] == {"name": "workers", "ok": True, "detail": "1 alive: alive@host"}
+    assert Client().head("/_tasks/health", headers=BEARER).status_code == 200
+
+
+@pytest.mark.usefixtures("broker", "worker", "token")
+def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() -> None:
+    failing = Client().get("/_tasks/health", headers=BEARER)
+    assert failing.status_code == 503
+    assert failing.json()["ok"] is False
+    assert {check["name"]: check["ok"] for check in failing.json()["checks"]} == {
+        "database": True,
+        "broker": True,
+        "scheduler": False,
+        "workers": True,
+        "delayed": True,
+    }
+    live = Client().get("/_tasks/health?check=database&check=broker", headers=BEARER)
+    assert live.status_code == 200
+    assert [check["name"] for check in live.json()["checks"]] == ["database", "broker"]
+    bad = Client().get("/_tasks/health?check=beat", headers=BEARER)
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "error": "unknown health check 'beat': choose from database, broker, scheduler, "
+        "workers, delayed"
+    }
+
+
+@pytest.mark.usefixtures("token")
+def test_the_endpoint_says_the_broker_is_unreachable_without_its_password() -> None:
+    app = make_app("away", UNREACHABLE)
+    with current(app):
+        response = Client().get("/_tasks/health?check=broker", headers=BEARER)
+    app.close()
+    assert response.status_code == 503
+    assert "unreachable" in response.json()["checks"][0]["detail"]
+    assert PASSWORD not in response.content.decode()
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_endpoint_refuses_callers_the_api_refuses() -> None:
+    anonymous = Client().get("/_tasks/health")
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Bearer"
+    assert Client().get("/_tasks/health", headers=BEARER).status_code == 401  # no token set
+    assert staff("nobody").get("/_tasks/health").status_code == 403
+    viewer = staff("viewer", "view_dashboard").get("/_tasks/health?check=database")
+    assert viewer.status_code == 200 and "detail" in viewer.json()["checks"][0]
+
+
+@pytest.mark.usefixtures("broker", "leader", "worker")
+def test_public_mode_answers_anyone_without_details() -> None:
+    with override_settings(TASKKIT={"HEALTH_PUBLIC": True, "API_TOKEN": TOKEN}):
+        anonymous = Client().get("/_tasks/health")
+        assert anonymous.status_code == 200
+        assert anonymous.json()["checks"][0] == {"name": "database", "ok": True}
+        detailed = Client().get("/_tasks/health", headers=BEARER).json()
+        assert detailed["checks"][0]["detail"].startswith("default answered in ")
+        SchedulerLease.objects.all().delete()
+        assert Client().get("/_tasks/health").status_code == 503
+        assert Client().get("/_tasks/health?check=database").status_code == 200
+        assert Client().get("/_tasks/").status_code == 401  # the rest of the API stays closed
+
+
+@pytest.mark.usefixtures("token")
+def test_other_methods_are_405_unless_a_task_is_named_health(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = Client().post("/_tasks/health", headers=BEARER)
+    assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD"
+    assert Client().post("/_tasks/health").status_code == 401
+    checkup = taskkit.task(name="health")(lambda event: "ran")
+    monkeypatch.setitem(taskkit.registry.current().tasks, "health", checkup)
+    ran = Client().post("/_tasks/health", "{}", "application/json", headers=BEARER)
+    assert ran.status_code == 200 and ran.json() == {"result": "ran"}
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"), [(True, True), (False, True), ("yes", False), (1, False)]
+)
+def test_the_public_setting_is_checked(value: Any, valid: bool) -> None:
+    with override_settings(TASKKIT={"HEALTH_PUBLIC": value}):
+        errors = [e for e in check_taskkit() if "HEALTH_PUBLIC" in e.msg]
+    assert not errors if valid else errors[0].id == "taskkit.E019"
