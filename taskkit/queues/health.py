@@ -48,7 +48,9 @@ Probe = Callable[[datetime], tuple[bool, str]]
 class HealthCheck:
     """One dependency's answer."""
 
+    #: One of :data:`READINESS`.
     name: str
+    #: Whether the check passed.
     ok: bool
     #: What the check saw, one line for an operator.
     detail: str
@@ -62,10 +64,12 @@ class Health:
 
     @property
     def ok(self) -> bool:
+        """Whether every check passed: the command's exit 0, the endpoint's 200."""
         return all(check.ok for check in self.checks)
 
     @property
     def failed(self) -> list[str]:
+        """The names of the checks that failed."""
         return [check.name for check in self.checks if not check.ok]
 
     def as_json(self, *, details: bool = True) -> dict[str, Any]:
