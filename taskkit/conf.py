@@ -24,6 +24,7 @@ DEFAULTS: Mapping[str, Any] = {
     "SCHEDULE": {},
     "API_TOKEN": None,
     "RABBITMQ_MANAGEMENT_URL": None,
+    "HEALTH_PUBLIC": False,
 }
 
 
@@ -93,6 +94,11 @@ class Settings:
         """RabbitMQ's management API (``None``: the broker's host, port 15672; ``""``: off)."""
         value = self._get("RABBITMQ_MANAGEMENT_URL")
         return value if isinstance(value, str) else None
+
+    @property
+    def HEALTH_PUBLIC(self) -> bool:  # noqa: N802
+        """Whether the HTTP API's health check answers callers without credentials too."""
+        return self._get("HEALTH_PUBLIC") is True
 
 
 settings = Settings()

@@ -45,7 +45,6 @@ logger = logging.getLogger("taskkit.scheduler")
 
 #: The longest the scheduler sleeps between two looks at the delayed table.
 MAX_SLEEP = 1.0
-LEASE_NAME = "beat"
 #: Missed interval ticks younger than this are sent on catch-up: a leader's hand-over.
 CATCH_UP = 2 * lease.LEASE_DURATION
 
@@ -212,8 +211,8 @@ class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-c
         return sent[-1] if sent else None
 
     def _take_lead(self) -> bool:
-        previous = None if self.leading else lease.holder(LEASE_NAME)
-        leading = lease.hold(LEASE_NAME, self.identity)
+        previous = None if self.leading else lease.holder(lease.BEAT)
+        leading = lease.hold(lease.BEAT, self.identity)
         if leading and not self.leading:  # new leader: read the schedule state afresh
             logger.info("Scheduler %s leads", self.identity)
             self.reread_schedule()
@@ -263,4 +262,4 @@ class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-c
         try:
             super().close()  # saves the last ticks' state first
         finally:
-            lease.release(LEASE_NAME, self.identity)
+            lease.release(lease.BEAT, self.identity)

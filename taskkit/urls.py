@@ -7,5 +7,6 @@ from .api import views
 app_name = "taskkit"
 urlpatterns = [
     path("", views.index, name="api-index"),
+    path(views.HEALTH, views.health, name="api-health"),
     path("<str:name>", views.task, name="api-task"),
 ]

@@ -1,4 +1,5 @@
-"""The two endpoints: ``GET <mount>/`` lists the tasks, ``POST <mount>/<name>`` runs one.
+"""The endpoints: ``GET <mount>/`` lists the tasks, ``POST <mount>/<name>`` runs one,
+``GET <mount>/health`` checks taskkit's dependencies.
 
 Checks come in this order: who calls (401, 403), which task (404), which method
 (405: a GET on a task runs nothing, so a link or an image tag cannot run one).
@@ -14,7 +15,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import queues
 from ..bridge import enqueue
+from ..conf import settings
 from ..definition import Source
 from ..definition.schedules import describe_cron, describe_every
 from ..exceptions import BadRequest, TaskkitError, TaskNotFound
@@ -108,3 +111,29 @@ def task(request: HttpRequest, name: str) -> HttpResponse:
     if (denied := refused(request, manage=True)) is not None:
         return denied
     return _run(name, request)
+
+
+#: The health check's path; a task of this name is still run by a POST there.
+HEALTH = "health"
+
+
+@csrf_exempt  # checked in auth.refused, for sessions only
+@transaction.non_atomic_requests  # the database check must not need the database first
+def health(request: HttpRequest) -> HttpResponse:
+    """``?check=NAME`` (again for more; none: all): 200 when every check passes, else 503.
+
+    With ``HEALTH_PUBLIC``, a caller the API would refuse gets the outcomes
+    without their details: a probe needs no more, and the details name hosts.
+    """
+    if request.method not in {"GET", "HEAD"} and HEALTH in all_tasks():
+        return task(request, HEALTH)
+    denied = refused(request, manage=False)
+    if denied is not None and not settings.HEALTH_PUBLIC:
+        return denied
+    if request.method not in {"GET", "HEAD"}:
+        return error(405, "Use GET.", {"Allow": "GET, HEAD"})
+    try:
+        report = queues.health(request.GET.getlist("check") or None)
+    except ValueError as exc:
+        return error(400, str(exc))
+    return json_response(report.as_json(details=denied is None), 200 if report.ok else 503)

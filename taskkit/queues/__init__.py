@@ -3,13 +3,15 @@
 Re-exports only. Queued messages, as the broker holds them, are in
 :mod:`.queued` (one view per broker in :mod:`.brokers`); delayed, failed and
 finished runs, kept in taskkit's table, in :mod:`.runs`; the workers seen and
-alive in :mod:`.workers`. The ``taskqueue`` command, the admin and the HTTP
-API call these functions.
+alive in :mod:`.workers`; whether taskkit's dependencies answer in
+:mod:`.health`. The ``taskqueue`` command, the admin and the HTTP API call
+these functions.
 """
 
 from __future__ import annotations
 
 from ..exceptions import QueueNotListable, UnknownQueue
+from .health import Health, HealthCheck, health
 from .messages import QueuedMessage
 from .queued import (
     Details,
@@ -31,6 +33,8 @@ list = list_messages
 
 __all__ = [
     "Details",
+    "Health",
+    "HealthCheck",
     "LiveWorker",
     "QueueInfo",
     "QueueNotListable",
@@ -42,6 +46,7 @@ __all__ = [
     "details",
     "failed",
     "find",
+    "health",
     "info",
     "list",
     "listable",

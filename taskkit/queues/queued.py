@@ -73,10 +73,15 @@ class Details:
 
 
 @contextmanager
-def _broker() -> Iterator[Broker]:
-    """The broker's view; :class:`~taskkit.BrokerUnavailable` when it cannot be reached."""
+def broker_view(*, retry: bool = True) -> Iterator[Broker]:
+    """The broker's view; :class:`~taskkit.BrokerUnavailable` when it cannot be reached.
+
+    ``retry=False`` connects once: kombu would otherwise keep trying for
+    seconds, longer than a health probe waits.
+    """
+    options = None if retry else {"max_retries": 0}
     try:
-        with current_app.connection_for_read() as connection:
+        with current_app.connection_for_read(transport_options=options) as connection:
             yield broker_for(connection)
     except Exception as exc:
         if isinstance(exc, TaskkitError) or not unreachable(exc):
@@ -86,7 +91,7 @@ def _broker() -> Iterator[Broker]:
 
 def listable() -> bool:
     """Whether the broker can show and remove single messages (Redis, embedded: yes)."""
-    with _broker() as broker:
+    with broker_view() as broker:
         return broker.listable
 
 
@@ -124,7 +129,7 @@ def details() -> Details:
     Fast: a length and a one-message read per queue, and four counts; no
     waiting on workers (that is :func:`live_workers`).
     """
-    with _broker() as broker:
+    with broker_view() as broker:
         queues = [
             QueueInfo(queue, length, _oldest(broker, queue) if length else None)
             for queue in _queues(broker)
@@ -144,7 +149,7 @@ def details() -> Details:
 
 def info(queue: str) -> QueueInfo:
     """One queue's length and oldest message (``UnknownQueue`` if taskkit does not know it)."""
-    with _broker() as broker:
+    with broker_view() as broker:
         _checked(broker, queue)
         length = broker.length(queue)
         return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
@@ -174,7 +179,7 @@ def list_messages(
     """
     if start < 0 or stop < start:
         raise ValueError(f"need 0 <= start <= stop, not {start} and {stop}")
-    with _broker() as broker:
+    with broker_view() as broker:
         _checked(broker, queue)
         found: list[QueuedMessage] = []
         skipped = 0
@@ -201,7 +206,7 @@ def find(name: str | None = None, payload: Mapping[str, Any] | None = None) -> d
     queued: list[QueuedMessage] = []
     held: list[QueuedMessage] = []
     match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
-    with _broker() as broker:
+    with broker_view() as broker:
         if broker.listable:
             for queue in _queues(broker):
                 queued += filter(match, broker.scan(queue, sieve=sieve))
@@ -241,7 +246,7 @@ def delete(
     if count < 0:
         raise ValueError(f"count must be 0 (all) or more, not {count}")
     match, sieve = _matcher(name, payload), Sieve.for_(name=name, payload=payload)
-    with _broker() as broker:
+    with broker_view() as broker:
         _checked(broker, queue)
         if not broker.listable:
             if not dry_run:
@@ -273,7 +278,7 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
     def is_run(message: QueuedMessage) -> bool:
         return message.run_id == wanted
 
-    with _broker() as broker:
+    with broker_view() as broker:
         if broker.listable:
             stored = TaskRun.objects.filter(pk=wanted).values_list("queue", flat=True).first()
             for queue in sorted(_queues(broker), key=lambda queue: queue != stored):
@@ -308,6 +313,6 @@ def _cancel_row(run_id: str) -> None:
 
 def purge(queue: str, *, dry_run: bool = False) -> int:
     """Remove every message of ``queue``; return how many there were (or are, with ``dry_run``)."""
-    with _broker() as broker:
+    with broker_view() as broker:
         _checked(broker, queue)
         return broker.length(queue) if dry_run else broker.purge(queue)

@@ -7,7 +7,7 @@ other takes over within the lease's duration.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -17,6 +17,8 @@ from ..models import SchedulerLease
 
 #: How long a lease lasts without renewal: the longest a dead leader is waited for.
 LEASE_DURATION = timedelta(seconds=5)
+#: The lease of taskkit's Beat scheduler.
+BEAT = "beat"
 
 
 def hold(name: str, holder: str, duration: timedelta = LEASE_DURATION) -> bool:
@@ -39,7 +41,13 @@ def hold(name: str, holder: str, duration: timedelta = LEASE_DURATION) -> bool:
 
 def holder(name: str) -> str | None:
     """Who holds (or last held, if it expired) lease ``name``; ``None`` if nobody."""
-    return SchedulerLease.objects.filter(name=name).values_list("holder", flat=True).first()
+    found = held(name)
+    return found[0] if found else None
+
+
+def held(name: str) -> tuple[str, datetime] | None:
+    """Who holds (or last held) lease ``name`` and until when; ``None`` if nobody."""
+    return SchedulerLease.objects.filter(name=name).values_list("holder", "expires_at").first()
 
 
 def release(name: str, holder: str) -> None:

@@ -5,7 +5,8 @@ and ``taskkit``). Tables by default, ``--json`` for scripts. Destructive ones
 (``del``, ``del-run``, ``del-delayed``, ``purge``) ask first unless
 ``--noinput``, and ``--dry-run`` prints what would go. Exit codes as
 ``runtask``'s: 0 done, 1 the broker or the database refused (or the answer was
-no), 2 bad invocation (unknown queue or task, bad JSON, bad run id).
+no: a ``health`` check failed), 2 bad invocation (unknown queue, task or check,
+bad JSON, bad run id).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from taskkit.exceptions import (
     TaskNotFound,
     TaskNotPeriodic,
 )
+from taskkit.queues.health import OVERDUE, READINESS
 from taskkit.scheduling.periodic import sync_periodic
 from taskkit.scheduling.recurrent import enqueue_recurrent, stop_recurrent
 
@@ -83,7 +85,9 @@ def _messages(found: list[queues.QueuedMessage]) -> str:
 
 
 class Command(BaseCommand):
-    help = "Inspect and delete queued work; control periodic tasks."
+    help = "Inspect and delete queued work; control periodic tasks; check taskkit's health."
+    #: Set by a subcommand whose answer is no: its answer is printed, then the command exits 1.
+    failure: str | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
@@ -101,6 +105,18 @@ class Command(BaseCommand):
             return command
 
         sub("details", "Every known queue with its length; delayed, running, failed counts.")
+        checking = sub("health", "Check the database, broker, scheduler, workers, delayed runs.")
+        checking.add_argument(
+            "--check",
+            action="append",
+            metavar="NAME",
+            help=f"Only this check; repeat for more ({', '.join(READINESS)}).",
+        )
+        checking.add_argument(
+            "--overdue",
+            metavar="SECONDS",
+            help="How late a delayed run may be: seconds, or 90s, 5m (60).",
+        )
         live = sub("workers", "Ask the running workers what they run (Celery's inspect).")
         live.add_argument(
             "--timeout", type=float, default=1.0, help="Seconds to wait for replies (1)."
@@ -147,6 +163,7 @@ class Command(BaseCommand):
         subcommand: str = options["subcommand"]
         actions: dict[str, Callable[[dict[str, Any]], Outcome]] = {
             "details": self.details,
+            "health": self.health,
             "workers": self.workers,
             "list": self.list,
             "find": self.find,
@@ -172,6 +189,8 @@ class Command(BaseCommand):
         except (BrokerUnavailable, OperationalError, queues.QueueNotListable) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps(value) if options["json"] else text)
+        if self.failure is not None:
+            raise CommandError(self.failure)
 
     def confirm(self, subcommand: str, options: dict[str, Any]) -> None:
         target = options.get("queue") or options.get("name") or options.get("run_id")
@@ -195,6 +214,18 @@ class Command(BaseCommand):
             f"running: {found.running}, failed: {found.failed}, periodic: {found.periodic}"
         )
         return found.as_json(), text
+
+    def health(self, options: dict[str, Any]) -> Outcome:
+        overdue = OVERDUE if options["overdue"] is None else parse_duration(options["overdue"])
+        report = queues.health(options["check"], overdue=overdue)
+        width = max(map(len, READINESS))
+        text = "\n".join(
+            f"{'ok' if check.ok else 'FAIL':4} {check.name:{width}}  {check.detail}"
+            for check in report.checks
+        )
+        if not report.ok:
+            self.failure = f"Unhealthy: {', '.join(report.failed)}."
+        return report.as_json(), text
 
     def workers(self, options: dict[str, Any]) -> Outcome:
         if options["timeout"] <= 0:
