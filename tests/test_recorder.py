@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from taskkit.bridge.work import recorder as recorder_module
+from taskkit.bridge.work.heartbeat import sweep
 from taskkit.bridge.work.recorder import Recorder
-from taskkit.models import RunStatus, TaskRun
+from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from tests.payloads import nested
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
@@ -171,3 +173,23 @@ def test_an_unreachable_database_keeps_the_rows_for_the_next_try(
     monkeypatch.undo()
     recorder.flush()
     assert TaskRun.objects.get(pk=run_id).status == RunStatus.SUCCEEDED
+
+
+def test_the_window_in_which_a_lost_workers_sweep_cannot_see_a_run(recorder: Recorder) -> None:
+    """The Guarantees page's open window: a ``track="runs"`` run has no row for its first
+    ``START_AFTER`` seconds, so the sweep of its dead worker finds nothing to settle."""
+    assert recorder_module.START_AFTER == 0.2
+
+    def lost() -> None:
+        WorkerHeartbeat.objects.update_or_create(
+            name="lost@host",
+            defaults={"started_at": timezone.now(), "seen_at": timezone.now() - timedelta(days=1)},
+        )
+
+    run_id = str(uuid.uuid4())
+    recorder.started(run_id, row(RunStatus.RUNNING, worker="lost@host"))
+    lost()
+    assert sweep() == 0 and status(run_id) is None  # inside the window: invisible
+    eventually(lambda: status(run_id) == RunStatus.RUNNING)
+    lost()
+    assert sweep() == 1 and status(run_id) == RunStatus.FAILED  # after it: failed as lost
