@@ -66,7 +66,7 @@ def test_hand_back_sends_the_same_message_again_through_celerys_retry() -> None:
 
     class Task:
         name = "echo:payload"
-        request = SimpleNamespace(id="r1")
+        request = SimpleNamespace(id="r1", args=(), kwargs={"payload": {}, "context": {"a": 1}})
 
         def retry(self, **options: Any) -> Exception:
             asked.update(options)
@@ -75,7 +75,19 @@ def test_hand_back_sends_the_same_message_again_through_celerys_retry() -> None:
     exc = OperationalError("away")
     with pytest.raises(HandedBack):
         worker.hand_back(cast(Any, Task()), exc)
-    assert asked == {"exc": exc, "countdown": worker.HAND_BACK_AFTER}
+    assert asked == {
+        "args": (),
+        "kwargs": {"payload": {}, "context": {"a": 1}},
+        "exc": exc,
+        "countdown": worker.HAND_BACK_AFTER,
+    }
+    with pytest.raises(HandedBack):  # the context carries this delivery's claim
+        worker.hand_back(cast(Any, Task()), exc, claim="2030-01-01T00:00:00+00:00")
+    assert asked["kwargs"]["context"] == {"a": 1, "claim": "2030-01-01T00:00:00+00:00"}
+    Task.request.args, Task.request.kwargs = ({}, {"a": 1}), {}  # positional, as Celery may send
+    with pytest.raises(HandedBack):
+        worker.hand_back(cast(Any, Task()), exc, claim="c")
+    assert asked["args"] == ({}, {"a": 1, "claim": "c"})
 
 
 def test_celery_retries_a_handed_back_message_without_limit() -> None:

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 import redis
+from django.db import OperationalError
+from django.utils import timezone
 
 import taskkit
 from taskkit.bridge.work import run as run_module
+from taskkit.bridge.work.cancellations import cancelled
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import InvalidMessage
 from taskkit.models import RunStatus, TaskRun
@@ -162,3 +165,27 @@ def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.worker, row.result) == (RunStatus.RUNNING, "w2@host", None)
     assert calls == [False, True]  # read before, and after the lost claim
+
+
+def test_a_claim_whose_answer_was_lost_is_this_deliverys_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim reached the database but the connection was cut before its answer: the step
+    is tried again (or the message handed back carrying the claim) and must still run."""
+    ctask, run_id = message("echo:payload")
+    TaskRun.objects.create(id=run_id, name="echo:payload", status=RunStatus.QUEUED)
+    cuts = [OperationalError("server closed the connection unexpectedly")]
+
+    def cut_after_claim(*args: Any) -> Any:
+        found = cancelled(*args)
+        if cuts:  # claim the row as this step would, then lose the answer
+            claim = TaskRun.objects.filter(pk=run_id)
+            claim.update(status=RunStatus.RUNNING, started_at=run_module._claim(context))
+            raise cuts.pop()
+        return found
+
+    context = {"run_id": run_id, "stored": True, "attempt": 1, "claim": timezone.now().isoformat()}
+    monkeypatch.setattr(run_module, "cancelled", cut_after_claim)
+    run_message(ctask, {"a": 1}, context)
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.result) == (RunStatus.SUCCEEDED, {"a": 1})

@@ -87,11 +87,14 @@ def with_database(
             pause = min(pause * 2, 2.0)
 
 
-def hand_back(ctask: CeleryTask[Any, Any], exc: Exception) -> NoReturn:
-    """Give the message back to the broker, unchanged, to be delivered again shortly.
+def hand_back(ctask: CeleryTask[Any, Any], exc: Exception, claim: str = "") -> NoReturn:
+    """Give the message back to the broker, to be delivered again shortly.
 
     Celery's ``retry`` sends the same message (same run id, payload and context)
     with a countdown and acknowledges this one; nothing of the run has happened.
+    Its context carries ``claim``, the token of this delivery's claim of the
+    run's row: if the claim reached the database unseen, the next delivery
+    knows the row as its own.
     """
     logger.warning(
         "%s %s: the database has been unreachable for %.0f s; the message goes back to the broker",
@@ -99,7 +102,12 @@ def hand_back(ctask: CeleryTask[Any, Any], exc: Exception) -> NoReturn:
         ctask.request.id,
         DATABASE_WAIT,
     )
-    raise ctask.retry(exc=exc, countdown=HAND_BACK_AFTER)
+    args, kwargs = list(ctask.request.args or ()), dict(ctask.request.kwargs or {})
+    if claim and isinstance(kwargs.get("context"), dict):
+        kwargs["context"] = {**kwargs["context"], "claim": claim}
+    elif claim and len(args) > 1 and isinstance(args[1], dict):
+        args[1] = {**args[1], "claim": claim}
+    raise ctask.retry(args=tuple(args), kwargs=kwargs, exc=exc, countdown=HAND_BACK_AFTER)
 
 
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
@@ -214,6 +222,7 @@ def _skipped(
     *,
     stored: bool,
     redelivered: bool = False,
+    claim: datetime | None = None,
 ) -> bool:
     """Whether to skip the run: cancelled while queued, or this attempt started already.
 
@@ -224,7 +233,17 @@ def _skipped(
     broker marks redelivered (a worker's restore, RabbitMQ's requeue) is checked
     against the row too, if one was written. An attempt that finished is left
     as it is; one that started is not run twice unless the task is idempotent.
+
+    ``claim`` (the claim's ``started_at``, the same for every try of this step
+    and carried by a handed-back message) tells this delivery's own claim from
+    another's: a claim whose answer a cut connection lost is found again.
     """
+    claim = claim or timezone.now()
+    mine = TaskRun.objects.filter(
+        pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
+    )
+    if stored and mine.exists():
+        return False
     if (stored or redelivered) and _started_already(task, ctx):
         return True
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
@@ -243,11 +262,20 @@ def _skipped(
     claimed = (
         TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
         .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
-        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=timezone.now())
+        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=claim)
         if stored
         else 0
     )
     return stored and not claimed and _started_already(task, ctx)  # another delivery won
+
+
+def _claim(fields: dict[str, Any]) -> datetime:
+    """This delivery's claim token: a handed-back message's, or now."""
+    carried = fields.get("claim")
+    try:
+        return datetime.fromisoformat(carried) if isinstance(carried, str) else timezone.now()
+    except ValueError:
+        return timezone.now()
 
 
 def _started_already(task: Task, ctx: TaskContext) -> bool:
@@ -371,10 +399,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     record = level is not Track.FAILURES or bool(fields.get("stored"))
     row = _row(ctask, task, ctx, sent_id, plain)
     stored = bool(fields.get("stored")) or level is Track.ALL
-    give_back = functools.partial(hand_back, ctask)
+    claim = _claim(fields)
+    give_back = functools.partial(hand_back, ctask, claim=claim.isoformat())
     redelivered = bool((getattr(ctask.request, "delivery_info", None) or {}).get("redelivered"))
     skip = functools.partial(
-        _skipped, task, ctx, fields, row, stored=stored, redelivered=redelivered
+        _skipped, task, ctx, fields, row, stored=stored, redelivered=redelivered, claim=claim
     )
     if with_database(skip, give_back):
         _release_queue_lock(task, plain, sent_id)
