@@ -46,6 +46,7 @@ def scrape(client: Client | None = None, headers: dict[str, str] = BEARER) -> di
     response = (client or Client()).get("/_tasks/metrics", headers=headers)
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == metrics.CONTENT_TYPE
+    assert response["X-Content-Type-Options"] == "nosniff"
     found = {}
     for family in text_string_to_metric_families(response.content.decode()):
         assert family.type == "gauge"

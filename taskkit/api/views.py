@@ -162,7 +162,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     try:
         from ..queues.metrics import CONTENT_TYPE, exposition  # an optional dependency
     except ModuleNotFoundError as exc:
-        if exc.name != "prometheus_client" and not str(exc.name).startswith("prometheus_client."):
+        if (exc.name or "").partition(".")[0] != "prometheus_client":
             raise
         return error(501, "The metrics need prometheus_client: install taskkit[metrics].")
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE)
+    response = HttpResponse(exposition(), content_type=CONTENT_TYPE)
+    response["X-Content-Type-Options"] = "nosniff"  # text, as every answer of the API is data
+    return response
