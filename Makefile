@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON_VERSIONS ?= 3.13 3.12 3.11
 PY := $(VENV)/bin/python
 # Extras installed into every venv; DJANGO pins the Django series (empty: newest allowed).
-EXTRAS ?= redis,rabbitmq,postgres,test
+EXTRAS ?= redis,rabbitmq,postgres,metrics,test
 DJANGO ?=
 PYTEST_ARGS ?=
 DEMO := cd testproject && ../$(PY) manage.py
@@ -64,7 +64,7 @@ test: lint types pytest pytest-postgres docs  ## Install everything, run every c
 
 test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport), on Redis.
 	TASKKIT_TEST_BROKERS=redis $(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
-		EXTRAS="redis,rabbitmq,postgres,test,backport" PYTEST_ARGS='-m "not reliability"'
+		EXTRAS="redis,rabbitmq,postgres,metrics,test,backport" PYTEST_ARGS='-m "not reliability"'
 
 bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
 	$(PY) bench/run.py $(BENCH_ARGS)

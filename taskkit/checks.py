@@ -20,6 +20,7 @@ E016     ``TASKKIT["LOCK_CACHE"]`` names no cache of ``CACHES``
 E017     ``TASKKIT["API_TOKEN"]`` is not a string of 32 characters or more
 E018     ``TASKKIT["RABBITMQ_MANAGEMENT_URL"]`` is not an http(s) URL, ``''`` or None
 E019     ``TASKKIT["HEALTH_PUBLIC"]`` is not ``True`` or ``False``
+E020     ``TASKKIT["METRICS_PUBLIC"]`` is not ``True`` or ``False``
 E030     a ``django.tasks`` backend's ``QUEUES`` names a queue against the queue rule
 E031     a Celery ``task_routes`` or ``task_queues`` queue is against the queue rule
 W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
@@ -135,6 +136,13 @@ SETTING_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], str, str | None], .
         "taskkit.E019",
         lambda value: isinstance(value, bool),
         "TASKKIT['HEALTH_PUBLIC'] must be True or False.",
+        None,
+    ),
+    (
+        "METRICS_PUBLIC",
+        "taskkit.E020",
+        lambda value: isinstance(value, bool),
+        "TASKKIT['METRICS_PUBLIC'] must be True or False.",
         None,
     ),
 )

@@ -25,6 +25,7 @@ DEFAULTS: Mapping[str, Any] = {
     "API_TOKEN": None,
     "RABBITMQ_MANAGEMENT_URL": None,
     "HEALTH_PUBLIC": False,
+    "METRICS_PUBLIC": False,
 }
 
 
@@ -99,6 +100,11 @@ class Settings:
     def HEALTH_PUBLIC(self) -> bool:  # noqa: N802
         """Whether the HTTP API's health check answers callers without credentials too."""
         return self._get("HEALTH_PUBLIC") is True
+
+    @property
+    def METRICS_PUBLIC(self) -> bool:  # noqa: N802
+        """Whether the HTTP API's Prometheus metrics answer callers without credentials too."""
+        return self._get("METRICS_PUBLIC") is True
 
 
 settings = Settings()

@@ -1,5 +1,6 @@
 """The endpoints: ``GET <mount>/`` lists the tasks, ``POST <mount>/<name>`` runs one,
-``GET <mount>/health`` checks taskkit's dependencies.
+``GET <mount>/health`` checks taskkit's dependencies, ``GET <mount>/metrics`` serves
+Prometheus.
 
 Checks come in this order: who calls (401, 403), which task (404), which method
 (405: a GET on a task runs nothing, so a link or an image tag cannot run one).
@@ -137,3 +138,33 @@ def health(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:
         return error(400, str(exc))
     return json_response(report.as_json(details=denied is None), 200 if report.ok else 503)
+
+
+#: The metrics' path; a task of this name is still run by a POST there.
+METRICS = "metrics"
+
+
+@csrf_exempt  # checked in auth.refused, for sessions only
+@transaction.non_atomic_requests  # a failing database leaves its metrics out, not the others
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format; 501 without ``prometheus_client``.
+
+    With ``METRICS_PUBLIC``, a caller the API would refuse gets them too: a
+    scraper may hold no token.
+    """
+    if request.method not in {"GET", "HEAD"} and METRICS in all_tasks():
+        return task(request, METRICS)
+    denied = refused(request, manage=False)
+    if denied is not None and not settings.METRICS_PUBLIC:
+        return denied
+    if request.method not in {"GET", "HEAD"}:
+        return error(405, "Use GET.", {"Allow": "GET, HEAD"})
+    try:
+        from ..queues.metrics import CONTENT_TYPE, exposition  # an optional dependency
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        return error(501, "The metrics need prometheus_client: install taskkit[metrics].")
+    response = HttpResponse(exposition(), content_type=CONTENT_TYPE)
+    response["X-Content-Type-Options"] = "nosniff"  # text, as every answer of the API is data
+    return response

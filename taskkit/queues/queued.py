@@ -123,6 +123,18 @@ def _oldest(broker: Broker, queue: str) -> datetime | None:
     return next((m.enqueued_at for m in broker.scan(queue)), None)
 
 
+def read_queues(broker: Broker) -> list[QueueInfo]:
+    """Every known queue with its length and oldest message: a length and a one-message read each.
+
+    The broker's half of :func:`details`, which the metrics read as well.
+    """
+    return [
+        QueueInfo(queue, length, _oldest(broker, queue) if length else None)
+        for queue in _queues(broker)
+        for length in [broker.length(queue)]
+    ]
+
+
 def details() -> Details:
     """Every known queue with its length and oldest message, and the runs' counts.
 
@@ -130,11 +142,7 @@ def details() -> Details:
     waiting on workers (that is :func:`live_workers`).
     """
     with broker_view() as broker:
-        queues = [
-            QueueInfo(queue, length, _oldest(broker, queue) if length else None)
-            for queue in _queues(broker)
-            for length in [broker.length(queue)]
-        ]
+        queues = read_queues(broker)
         name = broker.name
     counts = _counts()
     return Details(

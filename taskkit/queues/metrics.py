@@ -1,0 +1,215 @@
+"""Prometheus metrics of queued and recorded work, read afresh at every scrape.
+
+A collector, not counters kept in memory: the state lives in the broker and in
+taskkit's tables, which every process shares, so any web process answers a
+scrape with the same numbers and a restart loses none. A scrape costs what
+:func:`~taskkit.queues.details` costs on the broker (a length and a
+one-message read per queue, however long the queue) and a few indexed reads
+of the tables. Every metric is a gauge, a state read now: what happened
+(runs finished, their durations) is the workers' to count, and they do not yet.
+
+A part that cannot be read is left out and the rest still answers: an
+unreachable broker gives ``taskkit_broker_up 0`` and no queue metrics; a
+failing database, no metrics from its tables.
+
+Needs ``prometheus_client`` (``taskkit[metrics]``); nothing else in taskkit imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+from django.db import Error as DatabaseError
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..conf import settings
+from ..models import RunStatus, TaskRun, WorkerHeartbeat
+from ..registry import all_tasks
+from ..scheduling import lease
+from .health import READINESS, _hidden, health
+from .queued import broker_view, read_queues
+
+logger = logging.getLogger("taskkit.metrics")
+
+#: Every metric: its name, what it says, its labels.
+METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("taskkit_broker_up", "1 if this scrape read the broker; 0: no queue metrics.", ()),
+    ("taskkit_queue_messages", "Messages waiting in the queue.", ("queue",)),
+    (
+        "taskkit_queue_oldest_message_age_seconds",
+        "Age of the message a worker takes next, on brokers that tell (Redis, embedded).",
+        ("queue",),
+    ),
+    ("taskkit_delayed_runs", "Delayed runs and retries waiting to be sent.", ()),
+    (
+        "taskkit_delayed_overdue_seconds",
+        "How long ago the first delayed run still unsent was due (0: none is due).",
+        (),
+    ),
+    (
+        "taskkit_runs",
+        "Recorded runs of the task in the state (running, failed).",
+        ("task", "status"),
+    ),
+    ("taskkit_workers_alive", "Workers whose heartbeat is newer than WORKER_LOST_AFTER.", ()),
+    (
+        "taskkit_workers_lost",
+        "Workers not seen for WORKER_LOST_AFTER whose runs the leader has not swept yet.",
+        (),
+    ),
+    (
+        "taskkit_scheduler_leader",
+        "1 if the holder's leader lease is live; 0: expired, or held by nobody (holder empty).",
+        ("holder",),
+    ),
+    (
+        "taskkit_scheduler_lease_remaining_seconds",
+        "Seconds the leader's lease runs without a renewal (0: no leader).",
+        (),
+    ),
+    ("taskkit_up", "1 if the health check passes, as GET <mount>/health says.", ("check",)),
+)
+#: The states ``taskkit_runs`` counts (see :func:`_runs`).
+COUNTED: tuple[str, ...] = (RunStatus.RUNNING.value, RunStatus.FAILED.value)
+#: The content type of :func:`exposition`'s text.
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+
+Sample = tuple[str, tuple[str, ...], float]
+
+
+def _families() -> dict[str, GaugeMetricFamily]:
+    return {name: GaugeMetricFamily(name, text, labels=labels) for name, text, labels in METRICS}
+
+
+def _queues() -> Iterator[Sample]:
+    """The broker's queues, as :func:`~taskkit.queues.details` reads them, connecting once."""
+    try:
+        with broker_view(retry=False) as broker:  # kombu's retries outlast a scrape's timeout
+            queues, listable = read_queues(broker), broker.listable
+    except DatabaseError:
+        raise  # the known queues are kept in the database: not the broker's failure
+    except Exception as exc:  # whatever the broker raised: the rest of the scrape still answers
+        logger.warning("metrics: the broker could not be read: %s", _hidden(exc))
+        yield from [("taskkit_broker_up", (), 0), ("taskkit_up", ("broker",), 0)]
+        return
+    yield from [("taskkit_broker_up", (), 1), ("taskkit_up", ("broker",), 1)]
+    now = timezone.now()
+    for queue in queues:
+        yield "taskkit_queue_messages", (queue.name,), queue.length
+        if listable and (queue.oldest or not queue.length):  # else the first item has no time
+            age = (now - queue.oldest).total_seconds() if queue.oldest else 0.0
+            yield "taskkit_queue_oldest_message_age_seconds", (queue.name,), max(age, 0.0)
+
+
+def _health() -> Iterator[Sample]:
+    """The health checks but the broker's, which :func:`_queues` answers from its own read."""
+    for check in health([name for name in READINESS if name != "broker"]).checks:
+        yield "taskkit_up", (check.name,), float(check.ok)
+
+
+def _delayed() -> Iterator[Sample]:
+    """One aggregate on the index of the due time."""
+    found = TaskRun.objects.scheduled().aggregate(waiting=Count("pk"), first=Min("scheduled_for"))
+    first = found["first"]
+    overdue = (timezone.now() - first).total_seconds() if first else 0.0
+    yield "taskkit_delayed_runs", (), found["waiting"]
+    yield "taskkit_delayed_overdue_seconds", (), max(overdue, 0.0)
+
+
+def _runs() -> Iterator[Sample]:
+    """Running and failed runs per task: one GROUP BY over the rows in those states only.
+
+    Succeeded and cancelled rows are most of the table and grow with every run
+    until pruned; counting them would read them all at every scrape. Running
+    rows are few; failed rows stay until retried, removed or pruned, so their
+    count is a gauge, which falls too. Every registered task has both series,
+    0 without such runs, so a task's first failure is a rise that ``delta()``
+    sees, not a new series.
+    """
+    counts = {(name, status): 0 for name in all_tasks() for status in COUNTED}
+    rows = (
+        TaskRun.objects.filter(status__in=COUNTED)
+        .order_by()
+        .values_list("name", "status")
+        .annotate(runs=Count("pk"))
+    )
+    for name, status, runs in rows:
+        counts[name, status] = runs
+    for (name, status), runs in sorted(counts.items()):
+        yield "taskkit_runs", (name, status), runs
+
+
+def _workers() -> Iterator[Sample]:
+    """Heartbeats on either side of ``WORKER_LOST_AFTER``, as the health check and the sweep judge.
+
+    Lost workers are a gauge, not a ``_total``: the sweep deletes a lost
+    worker's row, and nothing keeps how many were lost before.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    found = WorkerHeartbeat.objects.aggregate(
+        alive=Count("pk", filter=Q(seen_at__gte=cutoff)),
+        lost=Count("pk", filter=Q(seen_at__lt=cutoff)),
+    )
+    yield "taskkit_workers_alive", (), found["alive"]
+    yield "taskkit_workers_lost", (), found["lost"]
+
+
+def _leader() -> Iterator[Sample]:
+    """The Beat lease's row, as the ``scheduler`` check reads it: its holder, and its time left."""
+    found = lease.held(lease.BEAT)
+    holder, left = (found[0], (found[1] - timezone.now()).total_seconds()) if found else ("", 0.0)
+    yield "taskkit_scheduler_leader", (holder,), float(left > 0)
+    yield "taskkit_scheduler_lease_remaining_seconds", (), max(left, 0.0)
+
+
+#: What a scrape reads, in order; each reads the clock when it runs, after a slow broker.
+READERS: tuple[Callable[[], Iterator[Sample]], ...] = (
+    _queues,
+    _health,
+    _delayed,
+    _runs,
+    _workers,
+    _leader,
+)
+
+
+class TaskkitCollector(Collector):
+    """taskkit's metrics, read when a :class:`~prometheus_client.CollectorRegistry` collects.
+
+    Register it on a registry of your own, or on ``prometheus_client.REGISTRY``
+    to serve the metrics with the rest of the process's.
+    """
+
+    def describe(self) -> list[Metric]:
+        """The metrics without samples: registering reads nothing (the default registry
+        would otherwise ``collect()``, perhaps before the database exists)."""
+        return list(_families().values())
+
+    def collect(self) -> Iterator[Metric]:
+        families = _families()
+        for read in READERS:
+            try:
+                samples = list(read())
+            except DatabaseError as exc:
+                logger.warning(
+                    "metrics: %s left out, the database failed: %s",
+                    read.__name__.strip("_"),
+                    _hidden(exc),
+                )
+                continue
+            for name, labels, value in samples:
+                families[name].add_metric(labels, value)
+        yield from families.values()
+
+
+def exposition() -> bytes:
+    """taskkit's metrics, read now, in Prometheus' text format (:data:`CONTENT_TYPE`)."""
+    registry = CollectorRegistry()
+    registry.register(TaskkitCollector())
+    return generate_latest(registry)
