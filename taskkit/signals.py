@@ -2,8 +2,8 @@
 
 Each is sent with ``sender=None`` and the keyword arguments ``step``, ``run_id``,
 ``task``, ``queue``, ``attempt``, ``duration``, ``worker`` and ``error``, the
-fields of the matching ``taskkit.runs`` log line (see "Logging and signals" in
-the how-to guides). A receiver runs in the process where the step happens (the
+fields of the matching ``taskkit.runs`` log line (see
+:doc:`/howto/logging-and-signals`). A receiver runs in the process where the step happens (the
 web process, the worker, Beat); what it raises is logged, never raised into the
 run or the enqueue.
 
