@@ -79,10 +79,10 @@ def steps(
     ]
 
 
-def ctask(name: str, run_id: str, **request: Any) -> Any:
+def ctask(name: str, run_id: str) -> Any:
     """The Celery task object ``run_message`` gets, for a message of ``name``."""
-    fields = {"id": run_id, "hostname": "w1@host", "delivery_info": {}, **request}
-    return SimpleNamespace(name=name, request=SimpleNamespace(**fields))
+    request = SimpleNamespace(id=run_id, hostname="w1@host", delivery_info={})
+    return SimpleNamespace(name=name, request=request)
 
 
 def test_an_enqueue_is_told_once_the_broker_took_it_after_the_commit(
