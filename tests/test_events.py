@@ -222,22 +222,29 @@ def test_a_run_skipped_as_deleted_while_queued_is_told_cancelled(
     assert got["error"].startswith("Deleted while queued: ")
 
 
-def test_a_message_celery_drops_as_revoked_is_told_cancelled(
-    told: list[dict[str, Any]], lines: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("terminated", "error"),
+    [(False, "Revoked while queued."), (True, "Terminated while running.")],
+)
+def test_a_run_celery_revoked_is_told_cancelled(
+    told: list[dict[str, Any]], lines: pytest.LogCaptureFixture, terminated: bool, error: str
 ) -> None:
+    """``delete_run`` of a message a worker held, or ``celery control revoke --terminate``."""
     run_id = str(uuid.uuid4())
     context = {"run_id": run_id, "queue": "q", "attempt": 2}
     request = SimpleNamespace(
         id=run_id, hostname="w1@host", kwargs={"payload": {}, "context": context}
     )
-    register._revoked(sender=current_app.tasks["echo:payload"], request=request)
+    task = current_app.tasks["echo:payload"]
+    register._revoked(sender=task, request=request, terminated=terminated)
     ((signal, _, got),) = steps(told, lines)
-    assert (signal, got["run_id"], got["task"], got["queue"], got["attempt"]) == (
+    assert (signal, got["run_id"], got["task"], got["queue"], got["attempt"], got["error"]) == (
         "run_cancelled",
         run_id,
         "echo:payload",
         "q",
         2,
+        error,
     )
 
 

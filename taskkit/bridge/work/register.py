@@ -65,13 +65,13 @@ def _worker_lost(
         record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
 
 
-def _revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Celery dropped a revoked message without running it (``queues.delete_run`` of a
-    message a worker held): its run is told as cancelled, as a skipped one is."""
+def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
+    """Celery dropped a revoked message (``queues.delete_run`` of a message a worker held),
+    or killed its run (``revoke --terminate``): the run is told as cancelled."""
     if isinstance(sender, BridgeTask):
         from .run import record_revoked
 
-        record_revoked(sender, request)
+        record_revoked(sender, request, terminated=bool(terminated))
 
 
 #: The Celery task attributes of every taskkit task.

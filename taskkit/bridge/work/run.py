@@ -438,11 +438,9 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     )
 
 
-def record_revoked(ctask: CeleryTask[Any, Any], request: Any) -> None:
-    """Tell of a run whose message Celery dropped as revoked: deleted while a worker held it.
-
-    The run's row, if any, was cancelled by whoever revoked it; the handler never ran.
-    """
+def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: bool) -> None:
+    """Tell of a run Celery revoked: its message dropped unrun (deleted while a worker held
+    it; the row, if any, was cancelled by whoever deleted it), or its process killed."""
     kwargs = getattr(request, "kwargs", None)
     context = kwargs.get("context") if isinstance(kwargs, dict) else None
     fields = context if isinstance(context, dict) else {}
@@ -454,7 +452,7 @@ def record_revoked(ctask: CeleryTask[Any, Any], request: Any) -> None:
         str(fields.get("queue") or ""),
         attempt if isinstance(attempt, int) else None,
         worker=getattr(request, "hostname", None),
-        error="Revoked while queued.",
+        error="Terminated while running." if terminated else "Revoked while queued.",
     )
 
 
