@@ -79,3 +79,9 @@ def test_the_definition_layers_one_upward_import_is_lazy() -> None:
     }
     assert top == set()
     assert {"bridge", "runner"} <= inside
+
+
+@pytest.mark.parametrize("module", ["events.py", "signals.py"])
+def test_the_run_events_import_no_layer_and_no_model(module: str) -> None:
+    """The bridge and the scheduler call them; receivers import the signals before the models."""
+    assert imported(PACKAGE / module) <= {"taskkit", "taskkit.signals"}

@@ -19,6 +19,7 @@ from celery import current_app
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from .. import events
 from ..bridge.send.known_queues import known_queues
 from ..bridge.send.unreachable import unreachable
 from ..bridge.work.cancellations import cancel
@@ -30,7 +31,7 @@ from ..registry import get_task
 from ..scheduling.periodic import PREFIX
 from .brokers import Broker, Match, broker_for
 from .messages import QueuedMessage
-from .runs import run_uuid
+from .runs import run_uuid, tell_deleted
 from .sieve import Sieve
 
 
@@ -279,12 +280,22 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
     """
     wanted = str(run_uuid(run_id))
     delayed = TaskRun.objects.scheduled().filter(pk=wanted)
-    if delayed.exists():
-        return dry_run or bool(delayed.delete()[0])
+    row = delayed.first()
+    if row is not None:
+        if dry_run:
+            return True
+        deleted = bool(delayed.delete()[0])
+        if deleted:
+            tell_deleted(row)
+        return deleted
     sieve = Sieve.for_(run_id=wanted)
+    found: list[QueuedMessage] = []
 
     def is_run(message: QueuedMessage) -> bool:
-        return message.run_id == wanted
+        if message.run_id != wanted:
+            return False
+        found.append(message)
+        return True
 
     with broker_view() as broker:
         if broker.listable:
@@ -294,6 +305,15 @@ def delete_run(run_id: str | uuid.UUID, *, dry_run: bool = False) -> bool:
                     return True
                 if not dry_run and broker.delete(queue, is_run, sieve, limit=1):
                     _cancel_row(wanted)
+                    removed = found[-1]
+                    events.emit_on_commit(
+                        events.Step.CANCELLED,
+                        wanted,
+                        removed.name,
+                        removed.queue,
+                        removed.attempt,
+                        error="Deleted while queued.",
+                    )
                     return True
             if _quarantined(broker, is_run, dry_run):
                 return True

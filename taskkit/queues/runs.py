@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from .. import events
 from ..bridge.send.handle import RunHandle, get_run
 from ..bridge.send.publish import publish_run
 from ..exceptions import RunNotFound
@@ -49,7 +50,16 @@ def delete_delayed(
     doomed = [row for row in rows if payload is None or row.payload == dict(payload)]
     if not dry_run:
         TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
+        for row in doomed:
+            tell_deleted(row)
     return sorted(row.scheduled_for for row in doomed if row.scheduled_for is not None)
+
+
+def tell_deleted(row: TaskRun) -> None:
+    """Tell a delayed run an operator deleted as cancelled, once the deletion commits."""
+    step = events.Step.CANCELLED
+    error = "Deleted while delayed."
+    events.emit_on_commit(step, str(row.pk), row.name, row.queue, row.attempt, error=error)
 
 
 def run_delayed_now(run_id: str | uuid.UUID) -> bool:

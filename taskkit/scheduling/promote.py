@@ -22,14 +22,16 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
+from .. import events
 from ..bridge.send.messages import Prepared
-from ..bridge.send.publish import publish, stored_run
+from ..bridge.send.publish import announce, publish, stored_run
 from ..conf import settings
 from ..exceptions import BrokerUnavailable, TaskkitError
 from ..models import RunStatus, TaskRun
@@ -59,16 +61,20 @@ def _prepared(rows: list[TaskRun]) -> list[Prepared]:
         try:
             runs.append(stored_run(row))
         except TaskkitError as exc:  # its payload no longer fits, or its handler is gone
+            error = f"{type(exc).__name__}: {exc}"
             TaskRun.objects.filter(pk=row.pk).update(
-                status=RunStatus.FAILED,
-                error=f"{type(exc).__name__}: {exc}",
-                finished_at=timezone.now(),
+                status=RunStatus.FAILED, error=error, finished_at=timezone.now()
             )
+            step = events.Step.FAILED
+            events.emit_on_commit(step, str(row.pk), row.name, row.queue, row.attempt, error=error)
     return runs
 
 
-def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
-    """Publish claimed rows, one batch per task and queue; if the broker is away, give back."""
+def _send(rows: list[TaskRun], give_back: dict[str, Any], step: events.Step) -> int:
+    """Publish claimed rows, one batch per task and queue; if the broker is away, give back.
+
+    Each batch the broker took is told as ``step`` once the claim commits.
+    """
     batches: dict[tuple[str, str], list[Prepared]] = {}
     for run in _prepared(rows):
         batches.setdefault((run.task.name, run.queue), []).append(run)
@@ -82,6 +88,8 @@ def _send(rows: list[TaskRun], give_back: dict[str, Any]) -> int:
             logger.warning("Broker unreachable; %s runs wait for the next tick", len(unsent))
             TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
             break
+        if events.wanted(step):
+            transaction.on_commit(partial(announce, step, batch))
         sent += len(batch)
     return sent
 
@@ -92,17 +100,21 @@ def promote_due(now: datetime | None = None, limit: int = 500) -> int:
     due = due.order_by("scheduled_for")
     with transaction.atomic():  # the claim commits with the publish, or not at all
         rows = _claim(due, limit, status=RunStatus.SCHEDULED)
-        return _send(rows, {"status": RunStatus.SCHEDULED}) if rows else 0
+        give_back = {"status": RunStatus.SCHEDULED}
+        return _send(rows, give_back, events.Step.PROMOTED) if rows else 0
 
 
 def resend_outbox(now: datetime | None = None, limit: int = 500) -> int:
-    """Send queued rows that were committed but never reached the broker (``track="all"``)."""
+    """Send queued rows that were committed but never reached the broker (``track="all"``).
+
+    Their enqueue never reached the broker, so they are told as enqueued now.
+    """
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.OUTBOX_AFTER)
     unsent = TaskRun.objects.queued().filter(sent_at__isnull=True, created_at__lte=cutoff)
     unsent = unsent.order_by("created_at")
     with transaction.atomic():  # the claim commits with the publish, or not at all
         rows = _claim(unsent, limit, status=RunStatus.QUEUED, sent_at__isnull=True)
-        return _send(rows, {}) if rows else 0
+        return _send(rows, {}, events.Step.ENQUEUED) if rows else 0
 
 
 def next_due() -> datetime | None:

@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ... import events
 from ...definition import Lock, Source, Task, Track
 from ...exceptions import BrokerUnavailable
 from ...models import RunStatus, TaskRun
@@ -28,7 +29,7 @@ from .celery_message import resolve_queue
 from .handle import RunHandle
 from .known_queues import remember
 from .messages import Prepared, prepare
-from .publish import publish
+from .publish import announce, publish
 
 Payload = Mapping[str, Any] | None
 
@@ -68,6 +69,7 @@ def _send_after_commit(runs: list[Prepared], outbox: bool, named: str | None) ->
                 if Lock.QUEUE in run.task.meta.locks and not outbox:
                     release(lock_key(Lock.QUEUE, run.task, run.payload), run.run_id)
             raise
+        announce(events.Step.ENQUEUED, runs)
         if named is not None and runs:  # a queue only the broker took is known
             remember(named)
         if outbox:
@@ -160,6 +162,7 @@ def enqueue_task_at(
     if queue is not None:
         remember(run.queue)
     _row(run, RunStatus.SCHEDULED, scheduled_for=when).save(force_insert=True)
+    events.emit_on_commit(events.Step.ENQUEUED, run.run_id, task.name, run.queue, run.attempt)
     return _handle(run)
 
 
@@ -191,10 +194,12 @@ def enqueue_tick(task: Task, schedule: str, tick: datetime) -> RunHandle | None:
             lock_key(Lock.QUEUE, task, run.payload), run.run_id, task.meta.lock_timeout
         )
         if holder is not None:
+            error = f"Skipped: run {holder} of this task is still queued (queue_lock)."
             TaskRun.objects.filter(pk=run.run_id).update(
-                status=RunStatus.CANCELLED,
-                finished_at=timezone.now(),
-                error=f"Skipped: run {holder} of this task is still queued (queue_lock).",
+                status=RunStatus.CANCELLED, finished_at=timezone.now(), error=error
+            )
+            events.emit_on_commit(
+                events.Step.CANCELLED, run.run_id, task.name, run.queue, run.attempt, error=error
             )
             return None
     _send_after_commit([run], outbox=True, named=None)

@@ -19,7 +19,7 @@ from weakref import WeakSet
 
 from celery import Celery, current_app
 
-from ... import upstream
+from ... import events, upstream
 from ...definition import Source
 from ...exceptions import BrokerUnavailable, TaskNotFound
 from ...models import TaskRun
@@ -103,5 +103,14 @@ def stored_run(row: TaskRun) -> Prepared:
 
 
 def publish_run(row: TaskRun) -> None:
-    """Send a stored run (claimed by the caller)."""
-    publish([stored_run(row)])
+    """Send a stored run (claimed by the caller), as enqueued again."""
+    run = stored_run(row)
+    publish([run])
+    announce(events.Step.ENQUEUED, [run])
+
+
+def announce(step: events.Step, runs: Sequence[Prepared]) -> None:
+    """Emit ``step`` for each of ``runs``, sent just now; one check if nobody is told."""
+    if events.wanted(step):
+        for run in runs:
+            events.emit(step, run.run_id, run.task.name, run.queue, run.attempt)

@@ -44,6 +44,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ...conf import settings
+from ...events import Step, emit
 from ...exceptions import TaskkitError, WorkerLost
 from ...models import TaskRun, WorkerHeartbeat
 from ..locks import release
@@ -207,7 +208,17 @@ def _lose(row: TaskRun, why: str, now: datetime) -> bool:
         for key in run_lock_keys(task, row.payload if isinstance(row.payload, dict) else {}):
             release(key, str(row.pk))
     if changed:
-        logger.warning("%s %s: %s", row.name, row.pk, fields["error"])
+        ran = (now - row.started_at).total_seconds() if row.started_at else None
+        emit(
+            Step.LOST,
+            str(row.pk),
+            row.name,
+            row.queue,
+            row.attempt,
+            duration=ran,
+            worker=row.worker,
+            error=fields["error"],
+        )
     return bool(changed)
 
 

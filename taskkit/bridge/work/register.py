@@ -65,6 +65,15 @@ def _worker_lost(
         record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
 
 
+def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
+    """Celery dropped a revoked message (``queues.delete_run`` of a message a worker held),
+    or killed its run (``revoke --terminate``): the run is told as cancelled."""
+    if isinstance(sender, BridgeTask):
+        from .run import record_revoked
+
+        record_revoked(sender, request, terminated=bool(terminated))
+
+
 #: The Celery task attributes of every taskkit task.
 COMMON_OPTIONS: dict[str, Any] = {
     "base": BridgeTask,
@@ -102,6 +111,7 @@ def register(tasks: Iterable[Task]) -> None:
     heartbeat.connect()
     consumer.connect()
     signals.task_failure.connect(_worker_lost, weak=False, dispatch_uid="taskkit.worker_lost")
+    signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="taskkit.revoked")
     for task in tasks:
         shared_task(**celery_options(task))(_body)
     # the carried tasks' messages (django.tasks functions); their meta is taskkit's defaults

@@ -35,6 +35,7 @@ from ...definition import (
     Track,
     received_payload,
 )
+from ...events import Step, emit
 from ...exceptions import InvalidMessage, TaskkitError, class_path
 from ...models import FINISHED, RunStatus, TaskRun
 from ...registry import get_task
@@ -183,29 +184,37 @@ def failed_attempt(
     return fields
 
 
+def _seconds(row: dict[str, Any], until: datetime) -> float | None:
+    """How long the run of ``row`` has run at ``until`` (``None`` if its start is not known)."""
+    started = row.get("started_at")
+    return (until - started).total_seconds() if started is not None else None
+
+
 def _record_failure(
     task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception, trace: str | None = None
 ) -> bool:
     """Record a failed attempt; return whether a retry was scheduled."""
     recorder.written(ctx.run_id)  # a pending RUNNING row must not land after this one
     history = TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first()
+    now = timezone.now()
     fields = {
         **row,
         "traceback": trace or traceback.format_exc(),
-        **failed_attempt(task, ctx.attempt, exc, list(history or []), timezone.now()),
+        **failed_attempt(task, ctx.attempt, exc, list(history or []), now),
     }
     upsert(ctx.run_id, fields)
-    if fields["status"] != RunStatus.SCHEDULED:
-        return False
-    logger.warning(
-        "%s %s failed (%s); attempt %s at %s",
-        task.name,
+    retried = bool(fields["status"] == RunStatus.SCHEDULED)
+    emit(
+        Step.RETRIED if retried else Step.FAILED,
         ctx.run_id,
-        fields["error"],
-        fields["attempt"],
-        fields["scheduled_for"],
+        task.name,
+        ctx.queue,
+        ctx.attempt,
+        duration=_seconds(row, now),
+        worker=row["worker"],
+        error=fields["error"],
     )
-    return True
+    return retried
 
 
 def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) -> None:
@@ -248,15 +257,19 @@ def _skipped(
         return True
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is not None:
-        logger.info("%s %s was deleted while queued (%s); skipped", task.name, ctx.run_id, rule)
+        error = f"Deleted while queued: {rule}."
         upsert(
             ctx.run_id,
-            {
-                **row,
-                "status": RunStatus.CANCELLED,
-                "finished_at": timezone.now(),
-                "error": f"Deleted while queued: {rule}.",
-            },
+            {**row, "status": RunStatus.CANCELLED, "finished_at": timezone.now(), "error": error},
+        )
+        emit(
+            Step.CANCELLED,
+            ctx.run_id,
+            task.name,
+            ctx.queue,
+            ctx.attempt,
+            worker=row["worker"],
+            error=error,
         )
         return True
     claimed = (
@@ -358,18 +371,21 @@ def _unrunnable(
     ctask: CeleryTask[Any, Any], run_id: str, name: str, payload: Any, exc: Exception
 ) -> None:
     """Record the run of a message that cannot run (task gone, payload or message malformed)."""
+    queue = str((getattr(ctask.request, "delivery_info", None) or {}).get("routing_key", ""))
+    worker, error = worker_name(ctask), f"{type(exc).__name__}: {exc}"
     row = {
         "name": name,
-        "queue": str((getattr(ctask.request, "delivery_info", None) or {}).get("routing_key", "")),
+        "queue": queue,
         "payload": payload if isinstance(payload, dict) else {},
-        "worker": worker_name(ctask),
+        "worker": worker,
         "status": RunStatus.FAILED,
-        "error": f"{type(exc).__name__}: {exc}",
+        "error": error,
         "finished_at": timezone.now(),
     }
     stored = TaskRun.objects.filter(pk=run_id)
-    if not stored.update(status=row["status"], error=row["error"], finished_at=row["finished_at"]):
+    if not stored.update(status=row["status"], error=error, finished_at=row["finished_at"]):
         upsert(run_id, row)
+    emit(Step.FAILED, run_id, name, queue, None, worker=worker, error=error)
 
 
 def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
@@ -419,6 +435,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     row["started_at"] = timezone.now()
     if record:
         with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
+    emit(Step.STARTED, ctx.run_id, task.name, ctx.queue, ctx.attempt, worker=row["worker"])
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:
@@ -428,16 +445,44 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     finally:
         for key in held:
             release(key, ctx.run_id)
+    done = timezone.now()
     if record:
         final = {
             **row,
             "status": RunStatus.SUCCEEDED,
-            "finished_at": timezone.now(),
+            "finished_at": done,
             "result": result,
             "error": "",
             "traceback": "",
         }
         with_database(lambda: finished(ctx.run_id, final))
+    emit(
+        Step.SUCCEEDED,
+        ctx.run_id,
+        task.name,
+        ctx.queue,
+        ctx.attempt,
+        duration=_seconds(row, done),
+        worker=row["worker"],
+    )
+
+
+def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: bool) -> None:
+    """Tell of a run Celery revoked: its message dropped unrun (deleted while a worker held
+    it; the row, if any, was cancelled by whoever deleted it), or its process killed."""
+    kwargs = getattr(request, "kwargs", None)
+    context = kwargs.get("context") if isinstance(kwargs, dict) else None
+    fields = context if isinstance(context, dict) else {}
+    attempt = fields.get("attempt")
+    emit(
+        Step.CANCELLED,
+        message_id(fields, getattr(request, "id", None)),
+        task_name(ctask.name, fields),
+        str(fields.get("queue") or ""),
+        attempt if isinstance(attempt, int) else None,
+        worker=getattr(request, "hostname", None),
+        error="Terminated while running." if terminated else "Revoked while queued.",
+    )
 
 
 def record_killed(
