@@ -118,7 +118,12 @@ def test_no_worker() -> None:
 def test_live_asks_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     answered = [queues.LiveWorker("w@box", [], 2)]
     waited: list[float] = []
-    monkeypatch.setattr(queues, "live_workers", lambda timeout: waited.append(timeout) or answered)
+
+    def live_workers(timeout: float) -> list[queues.LiveWorker]:
+        waited.append(timeout)
+        return answered
+
+    monkeypatch.setattr(queues, "live_workers", live_workers)
     assert json.loads(taskqueue("--live", "--timeout", "2", "--json")) == [
         {"name": "w@box", "active": [], "reserved": 2}
     ]
