@@ -237,6 +237,13 @@ def test_the_worker_ready_signal_starts_the_heart(monkeypatch: pytest.MonkeyPatc
     heartbeat._start(sender=object())  # no node name: nothing to beat for
     assert started == [("w1@host", ABOUT)]
 
+    def broken(sender: object) -> about.About:
+        raise AttributeError("no such thing")
+
+    monkeypatch.setattr(heartbeat, "describe", broken)
+    heartbeat._start(sender=SimpleNamespace(hostname="w2@host"))  # it beats all the same
+    assert started[-1] == ("w2@host", None)
+
 
 def test_a_second_live_process_under_one_name_never_refreshes_the_first_ones_row() -> None:
     """Two workers as ``celery@host``: the sweep never fired for the one killed."""

@@ -198,8 +198,14 @@ heart = Heart()
 
 def _start(sender: Any = None, **kwargs: Any) -> None:
     name = getattr(sender, "hostname", None)
-    if name:
-        heart.start(str(name), describe(sender))
+    if not name:
+        return
+    try:
+        found: About | None = describe(sender)
+    except Exception:  # what the worker is matters less than its heartbeat
+        logger.exception("could not tell what worker %s is; its heartbeat goes without", name)
+        found = None
+    heart.start(str(name), found)
 
 
 def _stop(**kwargs: Any) -> None:
