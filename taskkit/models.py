@@ -7,6 +7,7 @@ can be retried with exactly what it was given.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
@@ -210,11 +211,41 @@ class Dashboard(models.Model):
         return "taskkit dashboard"
 
 
+#: How long the row of a lost worker is kept, so the workers lost lately can be listed.
+LOST_KEPT = timedelta(days=1)
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    """Heartbeats as the sweep judges them, named once for every reader.
+
+    ``cutoff`` is the time before which a heartbeat is too old: now minus
+    ``WORKER_LOST_AFTER``.
+    """
+
+    def unswept(self) -> WorkerHeartbeatQuerySet:
+        """Rows the sweep has not found lost: live workers, and lost ones not swept yet."""
+        return self.filter(lost_at__isnull=True)
+
+    def alive(self, cutoff: datetime) -> WorkerHeartbeatQuerySet:
+        return self.unswept().filter(seen_at__gte=cutoff)
+
+    def missing(self, cutoff: datetime) -> WorkerHeartbeatQuerySet:
+        """Not seen since ``cutoff``: the next sweep finds them lost."""
+        return self.unswept().filter(seen_at__lt=cutoff)
+
+    def lost(self) -> WorkerHeartbeatQuerySet:
+        """Workers the sweep found lost, kept for :data:`LOST_KEPT`."""
+        return self.filter(lost_at__isnull=False)
+
+
 class WorkerHeartbeat(models.Model):
     """A worker's last sign of life, so the runs of a worker that died outright are failed.
 
     Written by the worker's main process every quarter of ``WORKER_LOST_AFTER``
-    (see :mod:`taskkit.bridge.work.heartbeat`); read by the leader Beat's sweep.
+    (see :mod:`taskkit.bridge.work.heartbeat`), with what the worker is and how
+    many runs it holds, so workers are listed without asking them; read by the
+    leader Beat's sweep, which marks a lost worker's row ``lost_at`` and
+    deletes it :data:`LOST_KEPT` later.
     """
 
     #: The Celery node name, as in ``TaskRun.worker``.
@@ -225,6 +256,33 @@ class WorkerHeartbeat(models.Model):
     #: Which process writes the row (host, pid, a random token): another process under
     #: the same node name never refreshes it while it is fresh.
     process = models.CharField(max_length=255, blank=True, default="")
+    #: The queues its consumer consumes (a list of names), as they were when it started.
+    queues = models.JSONField(default=list, db_default=[], blank=True)
+    #: The size of its pool: how many runs it works at once (0: not told, an older worker).
+    concurrency = models.PositiveIntegerField(default=0, db_default=0)
+    #: Its pool's kind (``prefork``, ``threads``, ``solo``…).
+    pool = models.CharField(max_length=100, blank=True, default="", db_default="")
+    #: Runs in progress at its last heartbeat.
+    active = models.PositiveIntegerField(default=0, db_default=0)
+    #: Runs taken from the broker but not started (prefetched) at its last heartbeat.
+    reserved = models.PositiveIntegerField(default=0, db_default=0)
+    celery_version = models.CharField(max_length=32, blank=True, default="", db_default="")
+    taskkit_version = models.CharField(max_length=32, blank=True, default="", db_default="")
+    #: When the sweep found the worker lost (empty: not found lost).
+    lost_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.name} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def host(self) -> str:
+        """The host of the process that writes the row (from ``process``)."""
+        return self.process.split(":")[0]
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process that writes the row (``None``: not told)."""
+        parts = self.process.split(":")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None

@@ -20,11 +20,14 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 import taskkit
 from taskkit import queues
-from taskkit.models import RunStatus, TaskRun
+from taskkit.bridge.work import heartbeat
+from taskkit.bridge.work.about import About
+from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.quarantine import QUARANTINE
 from taskkit.scheduling.periodic import PREFIX, sync_periodic
 from tests.integration.conftest import current, make_app, transport_settings
@@ -69,7 +72,7 @@ def text(response: Any) -> str:
 
 
 @pytest.mark.usefixtures("broker")
-def test_the_dashboard_shows_queues_counts_and_workers(viewer: Client) -> None:
+def test_the_dashboard_shows_queues_and_counts(viewer: Client) -> None:
     fill(3)
     taskkit.enqueue_in("echo:payload", 3600, {"later": True})
     TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, worker="w1@host")
@@ -85,8 +88,36 @@ def test_the_dashboard_shows_queues_counts_and_workers(viewer: Client) -> None:
     assert "ago" in page  # the oldest message's age
     counts = re.findall(r"<th>(Delayed|Running|Failed)</th><td><a [^>]+>(\d+)</a>", page)
     assert dict(counts) == {"Delayed": "1", "Running": "1", "Failed": "1"}
-    assert "w2@host" in page and "w1@host" not in page  # w1 never started a run
     assert '<meta http-equiv="refresh"' in page
+
+
+def test_the_dashboard_lists_live_workers_then_lost_ones(viewer: Client) -> None:
+    described = About(["default", "<b>mail</b>"], 4, "prefork", "5.7.0", "1.0")
+    assert heartbeat.beat("<script>w1</script>@box", timezone.now(), "box:41:aa", described, (3, 2))
+    WorkerHeartbeat.objects.create(
+        name="gone@other",
+        started_at=timezone.now() - timedelta(hours=2),
+        seen_at=timezone.now() - timedelta(hours=1),
+        lost_at=timezone.now() - timedelta(minutes=59),
+        process="other:7:bb",
+    )
+    page = text(viewer.get(url("taskkit_dashboard_changelist")))
+    table = page[page.index('<table id="workers">') :]
+    rows = re.findall(r"<tr class=\"(alive|gone)\">(.*?)</tr>", table, re.S)
+    assert [state for state, _ in rows] == ["alive", "gone"]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for _, row in rows]
+    assert cells[0][:7] == [
+        "&lt;script&gt;w1&lt;/script&gt;@box",
+        "box",
+        "41",
+        "default, &lt;b&gt;mail&lt;/b&gt;",
+        "prefork &times; 4",
+        "3",
+        "2",
+    ]
+    assert cells[0][8] == "alive"
+    assert cells[1][:3] == ["gone@other", "other", "7"] and cells[1][8].startswith("lost ")
+    assert "<script>w1" not in page
 
 
 def test_the_dashboard_reports_an_unreachable_broker(viewer: Client) -> None:

@@ -162,6 +162,20 @@ def test_a_stale_heartbeat(settings: Any) -> None:
     assert queues.health(["workers"]).ok
 
 
+def test_a_swept_worker_is_named_as_the_last_seen(settings: Any) -> None:
+    settings.TASKKIT = {"WORKER_LOST_AFTER": 30.0}
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="quiet@host", started_at=now, seen_at=now - timedelta(seconds=45)
+    )
+    heartbeat.sweep()
+    assert WorkerHeartbeat.objects.lost().exists()
+    assert answers(queues.health(["workers"]))["workers"] == (
+        False,
+        "no live worker: none seen within 30 s; quiet@host was seen 45 s ago",
+    )
+
+
 def test_an_overdue_delayed_run() -> None:
     delayed(-600)
     delayed(-90)

@@ -7,22 +7,26 @@ import socket
 import subprocess
 import time
 import uuid
+import weakref
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+import celery
 import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+import taskkit
 from taskkit.bridge.locks import acquire, lock_key
-from taskkit.bridge.work import heartbeat
+from taskkit.bridge.work import about, heartbeat
 from taskkit.definition import Lock
-from taskkit.models import RunStatus, TaskLock, TaskRun, WorkerHeartbeat
+from taskkit.models import LOST_KEPT, RunStatus, TaskLock, TaskRun, WorkerHeartbeat
 from taskkit.registry import get_task
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the heartbeat thread has its own connection
 
 NOW = timezone.now()
+ABOUT = about.About(["default", "mail"], 4, "prefork", "5.7.0", "1.0")
 
 
 def running(name: str, worker: str, started: datetime, **fields: object) -> TaskRun:
@@ -60,9 +64,88 @@ def test_the_runs_of_a_worker_not_seen_for_long_are_failed() -> None:
     assert [entry["attempt"] for entry in lost.history] == [1]
     assert TaskRun.objects.get(pk=alive.pk).status == RunStatus.RUNNING
     assert TaskRun.objects.get(pk=done.pk).status == RunStatus.SUCCEEDED
-    # the lost worker's row is gone; sweeping again changes nothing
-    assert list(WorkerHeartbeat.objects.values_list("name", flat=True)) == ["alive@host"]
+    # the lost worker's row is marked; sweeping again changes nothing
+    assert dict(WorkerHeartbeat.objects.values_list("name", "lost_at")) == {
+        "dead@host": NOW,
+        "alive@host": None,
+    }
     assert heartbeat.sweep(NOW) == 0
+    assert WorkerHeartbeat.objects.get(name="dead@host").lost_at == NOW
+
+
+def test_a_lost_worker_is_kept_a_day_then_pruned() -> None:
+    seen("dead@host", ago=61)
+    heartbeat.sweep(NOW)
+    heartbeat.sweep(NOW + LOST_KEPT)
+    assert WorkerHeartbeat.objects.lost().count() == 1
+    heartbeat.sweep(NOW + LOST_KEPT + timedelta(seconds=1))
+    assert not WorkerHeartbeat.objects.exists()
+
+
+def test_a_lost_worker_back_under_its_name_is_alive_again() -> None:
+    seen("back@host", ago=61)
+    WorkerHeartbeat.objects.filter(name="back@host").update(process="elsewhere:1:a")
+    heartbeat.sweep(NOW)
+    assert heartbeat.beat("back@host", NOW, "elsewhere:2:b")
+    row = WorkerHeartbeat.objects.get(name="back@host")
+    assert (row.lost_at, row.process, row.seen_at > NOW) == (None, "elsewhere:2:b", True)
+    assert list(WorkerHeartbeat.objects.alive(NOW).values_list("name", flat=True)) == ["back@host"]
+
+
+def test_a_beat_records_what_the_worker_is_and_holds() -> None:
+    assert heartbeat.beat("w@host", NOW, "box:41:beef", ABOUT, (2, 5))
+    row = WorkerHeartbeat.objects.get(name="w@host")
+    assert (row.host, row.pid, row.queues, row.concurrency, row.pool) == (
+        "box",
+        41,
+        ["default", "mail"],
+        4,
+        "prefork",
+    )
+    assert (row.active, row.reserved, row.celery_version, row.taskkit_version) == (
+        2,
+        5,
+        "5.7.0",
+        "1.0",
+    )
+    assert heartbeat.beat("w@host", NOW, "box:41:beef", ABOUT, (0, 0))
+    assert WorkerHeartbeat.objects.values_list("active", "reserved").get() == (0, 0)
+
+
+def test_an_older_worker_s_row_reads_empty() -> None:
+    seen("old@host", ago=1)
+    row = WorkerHeartbeat.objects.get(name="old@host")
+    assert (row.host, row.pid, row.queues, row.concurrency, row.pool) == ("", None, [], 0, "")
+
+
+def test_a_worker_is_described_from_the_consumer_worker_ready_sends() -> None:
+    from celery.concurrency.prefork import TaskPool
+
+    consumer = SimpleNamespace(
+        hostname="w@host",
+        controller=SimpleNamespace(concurrency=8, pool_cls=TaskPool),
+        pool=SimpleNamespace(limit=4),
+        task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=n) for n in ("b", "a", "b")]),
+    )
+    found = about.describe(consumer)
+    assert (found.queues, found.concurrency, found.pool) == (["a", "b"], 4, "prefork")
+    assert found.celery_version == celery.__version__
+    assert found.taskkit_version == taskkit.__version__
+    bare = about.describe(SimpleNamespace(hostname="w@host"))  # tells nothing
+    assert (bare.queues, bare.concurrency, bare.pool) == ([], 0, "")
+
+
+def test_the_runs_held_are_read_from_the_worker_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.worker import state
+
+    class Request:  # weakly referenced, as Celery's requests
+        pass
+
+    working, waiting = [Request(), Request()], [Request()]
+    monkeypatch.setattr(state, "active_requests", weakref.WeakSet(working))
+    # a run is reserved first, and stays so while it runs
+    monkeypatch.setattr(state, "reserved_requests", weakref.WeakSet(working + waiting))
+    assert about.held() == (2, 1)
 
 
 def test_a_worker_started_again_under_its_name_loses_what_it_ran_before() -> None:
@@ -123,10 +206,11 @@ def test_the_locks_of_a_lost_run_are_released() -> None:
 
 
 @override_settings(TASKKIT={"WORKER_LOST_AFTER": 0.4})
-def test_a_worker_beats_until_it_stops() -> None:
+def test_a_worker_beats_until_it_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     assert heartbeat.interval() == pytest.approx(0.1)
+    monkeypatch.setattr(heartbeat, "held", lambda: (1, 3))
     heart = heartbeat.Heart()
-    heart.start("beating@host")
+    heart.start("beating@host", ABOUT)
     try:
         deadline = time.monotonic() + 10
         while not WorkerHeartbeat.objects.filter(name="beating@host").exists():
@@ -137,6 +221,7 @@ def test_a_worker_beats_until_it_stops() -> None:
         later = WorkerHeartbeat.objects.get(name="beating@host")
         assert later.seen_at > first.seen_at
         assert later.started_at == first.started_at
+        assert (later.queues, later.active, later.reserved) == (["default", "mail"], 1, 3)
     finally:
         heart.stop()
     stopped = WorkerHeartbeat.objects.get(name="beating@host").seen_at
@@ -145,11 +230,19 @@ def test_a_worker_beats_until_it_stops() -> None:
 
 
 def test_the_worker_ready_signal_starts_the_heart(monkeypatch: pytest.MonkeyPatch) -> None:
-    names: list[str] = []
-    monkeypatch.setattr(heartbeat.heart, "start", names.append)
+    started: list[tuple[str, about.About | None]] = []
+    monkeypatch.setattr(heartbeat.heart, "start", lambda name, found: started.append((name, found)))
+    monkeypatch.setattr(heartbeat, "describe", lambda sender: ABOUT)
     heartbeat._start(sender=SimpleNamespace(hostname="w1@host"))
     heartbeat._start(sender=object())  # no node name: nothing to beat for
-    assert names == ["w1@host"]
+    assert started == [("w1@host", ABOUT)]
+
+    def broken(sender: object) -> about.About:
+        raise AttributeError("no such thing")
+
+    monkeypatch.setattr(heartbeat, "describe", broken)
+    heartbeat._start(sender=SimpleNamespace(hostname="w2@host"))  # it beats all the same
+    assert started[-1] == ("w2@host", None)
 
 
 def test_a_second_live_process_under_one_name_never_refreshes_the_first_ones_row() -> None:

@@ -107,6 +107,17 @@ def test_every_metric_is_read_from_the_broker_and_the_tables() -> None:
     }
 
 
+def test_a_worker_the_leader_swept_is_lost_no_more() -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="dead@host", started_at=now, seen_at=now - timedelta(minutes=5)
+    )
+    assert scrape()["taskkit_workers_lost"] == 1
+    heartbeat.sweep()  # its row is kept, marked lost
+    found = scrape()
+    assert found["taskkit_workers_lost"] == found["taskkit_workers_alive"] == 0
+
+
 def test_every_metric_is_described_even_without_samples() -> None:
     text = Client().get("/_tasks/metrics", headers=BEARER).content.decode()
     families = {family.name for family in text_string_to_metric_families(text)}

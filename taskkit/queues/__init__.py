@@ -26,7 +26,7 @@ from .queued import (
     purge,
 )
 from .runs import delete_delayed, failed, prune, remove_failed, retry_failed, run_delayed_now
-from .workers import LiveWorker, live_workers, workers
+from .workers import LiveWorker, WorkerInfo, live_workers, worker_list, workers
 
 #: ``taskkit.queues.list(queue)``: the public name of :func:`.queued.list_messages`.
 list = list_messages
@@ -40,6 +40,7 @@ __all__ = [
     "QueueNotListable",
     "QueuedMessage",
     "UnknownQueue",
+    "WorkerInfo",
     "delete",
     "delete_delayed",
     "delete_run",
@@ -56,5 +57,6 @@ __all__ = [
     "remove_failed",
     "retry_failed",
     "run_delayed_now",
+    "worker_list",
     "workers",
 ]

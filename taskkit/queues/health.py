@@ -8,9 +8,8 @@ periodic ticks are sent), a worker wrote its heartbeat within
 overdue (the leader does send them).
 
 A check never raises: its dependency's failure is its answer, and the text it
-gives has every password of the settings blanked out. Which queues the live
-workers consume is not recorded, and asking them (Celery's remote control)
-waits on every worker, so ``workers`` only asks that one is alive.
+gives has every password of the settings blanked out. ``workers`` only asks
+that one is alive, not that every queue is consumed.
 """
 
 from __future__ import annotations
@@ -154,12 +153,9 @@ def _scheduler(now: datetime) -> tuple[bool, str]:
 
 def _workers(now: datetime) -> tuple[bool, str]:
     limit = settings.WORKER_LOST_AFTER
-    heartbeats = WorkerHeartbeat.objects.order_by("-seen_at")
-    alive = sorted(
-        heartbeats.filter(seen_at__gte=now - timedelta(seconds=limit)).values_list(
-            "name", flat=True
-        )
-    )
+    heartbeats = WorkerHeartbeat.objects.order_by("-seen_at")  # lost ones too: the last seen
+    cutoff = now - timedelta(seconds=limit)
+    alive = sorted(heartbeats.alive(cutoff).values_list("name", flat=True))
     if alive:
         shown = ", ".join(alive[:5]) + (", …" if len(alive) > 5 else "")
         return True, f"{len(alive)} alive: {shown}"

@@ -148,11 +148,11 @@ def _runs() -> Iterator[Sample]:
 def _workers() -> Iterator[Sample]:
     """Heartbeats on either side of ``WORKER_LOST_AFTER``, as the health check and the sweep judge.
 
-    Lost workers are a gauge, not a ``_total``: the sweep deletes a lost
-    worker's row, and nothing keeps how many were lost before.
+    Lost workers are a gauge, not a ``_total``: a worker counts until the
+    sweep settles its runs, and the sweep keeps a lost worker's row a day only.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER)
-    found = WorkerHeartbeat.objects.aggregate(
+    found = WorkerHeartbeat.objects.unswept().aggregate(
         alive=Count("pk", filter=Q(seen_at__gte=cutoff)),
         lost=Count("pk", filter=Q(seen_at__lt=cutoff)),
     )

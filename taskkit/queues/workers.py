@@ -1,6 +1,7 @@
-"""Which workers are about: seen in the run table, or asked live through Celery's remote control.
+"""Which workers are about: from their heartbeats, from the run table, or asked live.
 
-Apart from :func:`taskkit.queues.details`, which never waits on a worker.
+:func:`worker_list` and :func:`workers` read taskkit's tables and never wait on
+a worker; :func:`live_workers` asks them through Celery's remote control.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from ..models import TaskRun
+from ..conf import settings
+from ..models import LOST_KEPT, TaskRun, WorkerHeartbeat
 
 
 def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
@@ -26,6 +28,87 @@ def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
         .annotate(last=Max("started_at"))
     )
     return dict(sorted(seen))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker as its last heartbeat described it."""
+
+    #: The Celery node name, as runs record it.
+    name: str
+    host: str
+    #: ``None``: an older worker's row, which does not tell.
+    pid: int | None
+    #: The queues it consumes, as when it started.
+    queues: list[str]
+    #: How many runs it works at once (0: not told).
+    concurrency: int
+    #: Its pool's kind (``prefork``, ``threads``…).
+    pool: str
+    #: Runs it was working at its last heartbeat.
+    active: int
+    #: Runs it had taken from the broker but not started (prefetched).
+    reserved: int
+    started_at: datetime
+    #: Its last heartbeat.
+    seen_at: datetime
+    #: Whether it beat within ``WORKER_LOST_AFTER`` and was not found lost since.
+    alive: bool
+    #: When the leader's sweep found it lost; ``None`` for one not (yet) found lost.
+    lost_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: WorkerHeartbeat, cutoff: datetime) -> WorkerInfo:
+        return cls(
+            name=row.name,
+            host=row.host,
+            pid=row.pid,
+            queues=list(row.queues or []),
+            concurrency=row.concurrency,
+            pool=row.pool,
+            active=row.active,
+            reserved=row.reserved,
+            started_at=row.started_at,
+            seen_at=row.seen_at,
+            alive=row.lost_at is None and row.seen_at >= cutoff,
+            lost_at=row.lost_at,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        moments = {
+            "started_at": self.started_at.isoformat(),
+            "seen_at": self.seen_at.isoformat(),
+            "lost_at": self.lost_at.isoformat() if self.lost_at else None,
+        }
+        return {
+            "name": self.name,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "pool": self.pool,
+            "active": self.active,
+            "reserved": self.reserved,
+            "alive": self.alive,
+            **moments,
+        }
+
+
+def worker_list() -> list[WorkerInfo]:
+    """Every worker with a heartbeat: the live ones by name, then the others, last seen first.
+
+    The others are those not seen for ``WORKER_LOST_AFTER`` (the leader's
+    next sweep finds them lost) and those the sweep found lost within
+    :data:`~taskkit.models.LOST_KEPT`. Read from the heartbeat table only:
+    what a worker holds is as of its last heartbeat.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    rows = WorkerHeartbeat.objects.filter(Q(lost_at__isnull=True) | Q(lost_at__gte=now - LOST_KEPT))
+    found = [WorkerInfo.from_row(row, cutoff) for row in rows]
+    alive = sorted((w for w in found if w.alive), key=lambda w: w.name)
+    gone = sorted((w for w in found if not w.alive), key=lambda w: w.seen_at, reverse=True)
+    return alive + gone
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,8 +325,8 @@ def test_live_workers(broker: Broker, worker: Any) -> None:
     names = [w.name for w in found]
     assert any(name.startswith(f"test-{broker.name}-") for name in names), names
     assert all(isinstance(w.reserved, int) and isinstance(w.active, list) for w in found)
-    listed = taskqueue("workers", "--timeout", "3", "--json")
+    listed = taskqueue("workers", "--live", "--timeout", "3", "--json")
     assert {w["name"] for w in listed} >= {n for n in names if n.startswith("test-")}
     with pytest.raises(CommandError, match="more than 0") as caught:
-        taskqueue("workers", "--timeout", "0")
+        taskqueue("workers", "--live", "--timeout", "0")
     assert caught.value.returncode == 2

@@ -47,7 +47,7 @@ def dashboard(request: HttpRequest, site: AdminSite) -> HttpResponse:
         details=details,
         queue_rows=queue_rows(details),
         error=error,
-        workers=sorted(queues.workers().items()),
+        workers=queues.worker_list(),
         now=timezone.now(),
         refresh=REFRESH,
     )

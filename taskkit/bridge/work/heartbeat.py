@@ -7,7 +7,8 @@ nobody is left to say so, and its runs would stay ``running`` for ever. So:
 
 - each worker's main process writes a :class:`~taskkit.models.WorkerHeartbeat`
   row (its node name, when it started, when it was last seen, which process
-  it is) every quarter of :ref:`WORKER_LOST_AFTER <setting-WORKER_LOST_AFTER>`,
+  it is, what it consumes and how many runs it holds: :mod:`.about`) every
+  quarter of :ref:`WORKER_LOST_AFTER <setting-WORKER_LOST_AFTER>`,
   from a thread of its own; a second live process under the same node name is
   refused the row (and logs an error), so it never keeps a dead one's row
   fresh (``taskworker`` gives each process a name of its own);
@@ -15,7 +16,10 @@ nobody is left to say so, and its runs would stay ``running`` for ever. So:
   ``WORKER_LOST_AFTER`` seconds is lost, and so is the previous life of a
   worker that started again under the same name. Their ``running`` runs are
   failed with ``WorkerLost`` (or their retry scheduled, as the task's retry
-  policy says), their run locks released; a lost worker's row is then deleted.
+  policy says), their run locks released; a lost worker's row is then marked
+  ``lost_at``, listed among the workers lost lately, and deleted
+  :data:`~taskkit.models.LOST_KEPT` later. A worker back under its name takes
+  its row again.
 
 The runs of an ``idempotent`` task are left alone: their message goes back to
 the queue (at once on RabbitMQ, after ``visibility_timeout`` on Redis) and the
@@ -46,8 +50,9 @@ from django.utils import timezone
 from ...conf import settings
 from ...events import Step, emit
 from ...exceptions import TaskkitError, WorkerLost
-from ...models import TaskRun, WorkerHeartbeat
+from ...models import LOST_KEPT, TaskRun, WorkerHeartbeat
 from ..locks import release
+from .about import About, describe, held
 
 logger = logging.getLogger("taskkit.worker")
 REFUSALS_BEFORE_ERROR = 3
@@ -60,11 +65,19 @@ def interval() -> float:
     return max(settings.WORKER_LOST_AFTER / 4, 0.1)
 
 
-def beat(name: str, started_at: datetime, process: str) -> bool:
+def beat(
+    name: str,
+    started_at: datetime,
+    process: str,
+    about: About | None = None,
+    load: tuple[int, int] = (0, 0),
+) -> bool:
     """Say that worker ``name``, started at ``started_at``, is alive now; ``False`` if refused.
 
-    The row is this ``process``'s, or free: new, already this process's, not
-    refreshed for ``WORKER_LOST_AFTER`` (its writer is gone), or written by a
+    ``about`` is what the worker is, ``load`` how many runs it works and holds
+    unstarted. The row is this ``process``'s, or free: new, already this
+    process's, not refreshed for ``WORKER_LOST_AFTER`` or found lost (its
+    writer is gone), or written by a
     process of this host that no longer exists (a restart under a fixed
     ``-n``). A row written under this very host and pid by another life (a
     container's pid 1 started again) is free once it missed two heartbeats:
@@ -73,10 +86,20 @@ def beat(name: str, started_at: datetime, process: str) -> bool:
     can never keep the first one's row fresh after the first died.
     """
     now = timezone.now()
-    fields = {"started_at": started_at, "seen_at": now, "process": process}
+    active, reserved = load
+    fields = {
+        "started_at": started_at,
+        "seen_at": now,
+        "process": process,
+        "active": active,
+        "reserved": reserved,
+        "lost_at": None,
+        **(about.fields() if about else {}),
+    }
     stale = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
     rows = WorkerHeartbeat.objects.filter(name=name)
-    if rows.filter(Q(process=process) | Q(process="") | Q(seen_at__lt=stale)).update(**fields):
+    takeable = Q(process=process) | Q(process="") | Q(seen_at__lt=stale) | Q(lost_at__isnull=False)
+    if rows.filter(takeable).update(**fields):
         return True
     held = rows.values_list("process", "seen_at").first()
     if held is not None:
@@ -126,7 +149,7 @@ class Heart:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, about: About | None = None) -> None:
         if self._thread is not None:
             return
         started_at = timezone.now()
@@ -134,18 +157,19 @@ class Heart:
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop,
-            args=(name, started_at, process),
+            args=(name, started_at, process, about),
             name="taskkit-heartbeat",
             daemon=True,
         )
         self._thread.start()
 
-    def _loop(self, name: str, started_at: datetime, process: str) -> None:
+    def _loop(self, name: str, started_at: datetime, process: str, about: About | None) -> None:
         refused = 0
         try:
             while True:
                 try:
-                    refused = 0 if beat(name, started_at, process) else refused + 1
+                    accepted = beat(name, started_at, process, about, held())
+                    refused = 0 if accepted else refused + 1
                     if refused == REFUSALS_BEFORE_ERROR:  # a previous life's row is free by then
                         logger.error(
                             "another live worker process uses the node name %s: give each "
@@ -174,8 +198,14 @@ heart = Heart()
 
 def _start(sender: Any = None, **kwargs: Any) -> None:
     name = getattr(sender, "hostname", None)
-    if name:
-        heart.start(str(name))
+    if not name:
+        return
+    try:
+        found: About | None = describe(sender)
+    except Exception:  # what the worker is matters less than its heartbeat
+        logger.exception("could not tell what worker %s is; its heartbeat goes without", name)
+        found = None
+    heart.start(str(name), found)
 
 
 def _stop(**kwargs: Any) -> None:
@@ -223,11 +253,15 @@ def _lose(row: TaskRun, why: str, now: datetime) -> bool:
 
 
 def sweep(now: datetime | None = None) -> int:
-    """Settle the ``running`` runs of lost workers; return how many were failed or retried."""
+    """Settle the ``running`` runs of lost workers; return how many were failed or retried.
+
+    A lost worker's row is marked, not deleted, so the workers lost lately can
+    be listed; the rows marked :data:`~taskkit.models.LOST_KEPT` ago go.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
     settled = 0
-    for heartbeat in WorkerHeartbeat.objects.all():
+    for heartbeat in WorkerHeartbeat.objects.unswept():
         runs = TaskRun.objects.running().filter(worker=heartbeat.name)
         lost = heartbeat.seen_at < cutoff
         if lost:
@@ -237,5 +271,8 @@ def sweep(now: datetime | None = None) -> int:
             why = f"restarted at {heartbeat.started_at.isoformat()}"
         settled += sum(_lose(row, why, now) for row in runs)
         if lost:  # unless it came back meanwhile
-            WorkerHeartbeat.objects.filter(name=heartbeat.name, seen_at=heartbeat.seen_at).delete()
+            WorkerHeartbeat.objects.unswept().filter(
+                name=heartbeat.name, seen_at=heartbeat.seen_at
+            ).update(lost_at=now)
+    WorkerHeartbeat.objects.lost().filter(lost_at__lt=now - LOST_KEPT).delete()
     return settled

@@ -84,6 +84,13 @@ def _messages(found: list[queues.QueuedMessage]) -> str:
     return _table(rows)
 
 
+def _state(worker: queues.WorkerInfo) -> str:
+    """``alive``; ``silent`` (not seen, not swept yet); ``lost`` and when the sweep found it."""
+    if worker.lost_at is not None:
+        return f"lost {worker.lost_at.isoformat(timespec='seconds')}"
+    return "alive" if worker.alive else "silent"
+
+
 class Command(BaseCommand):
     help = "Inspect and delete queued work; control periodic tasks; check taskkit's health."
     #: Set by a subcommand whose answer is no: its answer is printed, then the command exits 1.
@@ -117,9 +124,16 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="How late a delayed run may be: seconds, or 90s, 5m (60).",
         )
-        live = sub("workers", "Ask the running workers what they run (Celery's inspect).")
-        live.add_argument(
-            "--timeout", type=float, default=1.0, help="Seconds to wait for replies (1)."
+        listed = sub(
+            "workers", "Live workers, and those lost in the last day, by their heartbeats."
+        )
+        listed.add_argument(
+            "--live",
+            action="store_true",
+            help="Ask the running workers instead (Celery's inspect).",
+        )
+        listed.add_argument(
+            "--timeout", type=float, default=1.0, help="With --live: seconds to wait (1)."
         )
         listing = sub("list", "Show messages of a queue without consuming them.")
         listing.add_argument("queue")
@@ -228,6 +242,30 @@ class Command(BaseCommand):
         return report.as_json(), text
 
     def workers(self, options: dict[str, Any]) -> Outcome:
+        if options["live"]:
+            return self.live_workers(options)
+        found = queues.worker_list()
+        rows = [
+            ["WORKER", "HOST", "PID", "QUEUES", "POOL", "ACTIVE", "RESERVED", "SEEN AT", "STATE"]
+        ]
+        rows += [
+            [
+                w.name,
+                w.host or "-",
+                str(w.pid or "-"),
+                ",".join(w.queues) or "-",
+                f"{w.pool or '?'} {w.concurrency or '?'}",
+                str(w.active),
+                str(w.reserved),
+                w.seen_at.isoformat(timespec="seconds"),
+                _state(w),
+            ]
+            for w in found
+        ]
+        text = _table(rows) if found else "No worker has written a heartbeat in the last day."
+        return [w.as_json() for w in found], text
+
+    def live_workers(self, options: dict[str, Any]) -> Outcome:
         if options["timeout"] <= 0:
             raise ValueError(f"--timeout must be more than 0, not {options['timeout']}")
         found = queues.live_workers(options["timeout"])
