@@ -224,9 +224,26 @@ def test_a_worker_beats_until_it_stops(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (later.queues, later.active, later.reserved) == (["default", "mail"], 1, 3)
     finally:
         heart.stop()
-    stopped = WorkerHeartbeat.objects.get(name="beating@host").seen_at
+    # stopped cleanly: no row left, so it is not listed among the workers lost
+    assert not WorkerHeartbeat.objects.filter(name="beating@host").exists()
+
+
+@override_settings(TASKKIT={"WORKER_LOST_AFTER": 0.4})
+def test_a_worker_stopped_with_runs_left_running_keeps_its_row_for_the_sweep() -> None:
+    """A cold shutdown killed its runs: the sweep must still find the worker and fail them."""
+    heart = heartbeat.Heart()
+    heart.start("cold@host", ABOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not WorkerHeartbeat.objects.filter(name="cold@host").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        running("crash:plain", "cold@host", timezone.now())
+    finally:
+        heart.stop()
+    stopped = WorkerHeartbeat.objects.get(name="cold@host").seen_at
     time.sleep(0.3)
-    assert WorkerHeartbeat.objects.get(name="beating@host").seen_at == stopped
+    assert WorkerHeartbeat.objects.get(name="cold@host").seen_at == stopped  # no more beats
 
 
 def test_the_worker_ready_signal_starts_the_heart(monkeypatch: pytest.MonkeyPatch) -> None:

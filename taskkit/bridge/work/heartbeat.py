@@ -101,9 +101,9 @@ def beat(
     takeable = Q(process=process) | Q(process="") | Q(seen_at__lt=stale) | Q(lost_at__isnull=False)
     if rows.filter(takeable).update(**fields):
         return True
-    held = rows.values_list("process", "seen_at").first()
-    if held is not None:
-        holder, seen_at = held
+    taken = rows.values_list("process", "seen_at").first()
+    if taken is not None:
+        holder, seen_at = taken
         if _same_pid(holder):  # a previous life with this pid (pid 1 in a container)
             free = seen_at < now - timedelta(seconds=2 * interval())
         else:
@@ -180,12 +180,14 @@ class Heart:
                     logger.exception("could not write the heartbeat of %s", name)
                     close_old_connections()
                 if self._stop.wait(interval()):
+                    _stopped(name, process)
                     return
         finally:
             connections.close_all()  # this thread's connections
 
     def stop(self) -> None:
-        """Stop beating (a warm shutdown): the row goes stale, and is swept once lost."""
+        """Stop beating (a warm shutdown): the row goes, unless runs of it are left ``running``
+        (a cold shutdown killed them), which the sweep then settles once it is lost."""
         if self._thread is None:
             return
         self._stop.set()
@@ -194,6 +196,15 @@ class Heart:
 
 
 heart = Heart()
+
+
+def _stopped(name: str, process: str) -> None:
+    """A worker stopped cleanly leaves no row: it is not listed among the workers lost."""
+    try:
+        if not TaskRun.objects.running().filter(worker=name).exists():
+            WorkerHeartbeat.objects.filter(name=name, process=process).delete()
+    except Exception:  # the database away: the row goes stale and is swept
+        logger.exception("could not remove the heartbeat of %s", name)
 
 
 def _start(sender: Any = None, **kwargs: Any) -> None:
