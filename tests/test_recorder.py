@@ -183,7 +183,11 @@ def test_the_window_in_which_a_lost_workers_sweep_cannot_see_a_run(recorder: Rec
     def lost() -> None:
         WorkerHeartbeat.objects.update_or_create(
             name="lost@host",
-            defaults={"started_at": timezone.now(), "seen_at": timezone.now() - timedelta(days=1)},
+            defaults={
+                "started_at": timezone.now(),
+                "seen_at": timezone.now() - timedelta(days=1),
+                "lost_at": None,  # not swept yet
+            },
         )
 
     run_id = str(uuid.uuid4())
