@@ -127,7 +127,9 @@ def test_one_killed_is_lost_and_the_other_keeps_working(
         assert [line.split()[0] for line in recorded(key, 1, TIMEOUT)] == ["start"]
 
         assert workers[survivor].poll() is None
-        assert set(WorkerHeartbeat.objects.values_list("name", flat=True)) == {survivor}
+        kept = WorkerHeartbeat.objects.values_list("name", "lost_at")
+        assert {name for name, lost_at in kept if lost_at is None} == {survivor}
+        assert {name for name, lost_at in kept if lost_at is not None} == {doomed}  # listed lost
         after = taskkit.enqueue("echo:payload", {"after": "the kill"})
         assert after.result(timeout=TIMEOUT) == {"after": "the kill"}
         assert status(after.id, RunStatus.SUCCEEDED).worker == survivor
