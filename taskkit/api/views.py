@@ -126,18 +126,30 @@ def health(request: HttpRequest) -> HttpResponse:
     With ``HEALTH_PUBLIC``, a caller the API would refuse gets the outcomes
     without their details: a probe needs no more, and the details name hosts.
     """
-    if request.method not in {"GET", "HEAD"} and HEALTH in all_tasks():
-        return task(request, HEALTH)
-    denied = refused(request, manage=False)
-    if denied is not None and not settings.HEALTH_PUBLIC:
-        return denied
-    if request.method not in {"GET", "HEAD"}:
-        return error(405, "Use GET.", {"Allow": "GET, HEAD"})
+    answer, trusted = _read_only(request, HEALTH, public=settings.HEALTH_PUBLIC)
+    if answer is not None:
+        return answer
     try:
         report = queues.health(request.GET.getlist("check") or None)
     except ValueError as exc:
         return error(400, str(exc))
-    return json_response(report.as_json(details=denied is None), 200 if report.ok else 503)
+    return json_response(report.as_json(details=trusted), 200 if report.ok else 503)
+
+
+def _read_only(
+    request: HttpRequest, name: str, *, public: bool
+) -> tuple[HttpResponse | None, bool]:
+    """What a GET-only view at ``name`` answers before its own work (a POST runs the task so
+    named, a refusal, a 405), and whether the API itself lets the caller in (``public``
+    lets everyone else in too)."""
+    if request.method not in {"GET", "HEAD"} and name in all_tasks():
+        return task(request, name), True
+    denied = refused(request, manage=False)
+    if denied is not None and not public:
+        return denied, False
+    if request.method not in {"GET", "HEAD"}:
+        return error(405, "Use GET.", {"Allow": "GET, HEAD"}), False
+    return None, denied is None
 
 
 #: The metrics' path; a task of this name is still run by a POST there.
@@ -152,13 +164,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     With ``METRICS_PUBLIC``, a caller the API would refuse gets them too: a
     scraper may hold no token.
     """
-    if request.method not in {"GET", "HEAD"} and METRICS in all_tasks():
-        return task(request, METRICS)
-    denied = refused(request, manage=False)
-    if denied is not None and not settings.METRICS_PUBLIC:
-        return denied
-    if request.method not in {"GET", "HEAD"}:
-        return error(405, "Use GET.", {"Allow": "GET, HEAD"})
+    answer, _ = _read_only(request, METRICS, public=settings.METRICS_PUBLIC)
+    if answer is not None:
+        return answer
     try:
         from ..queues.metrics import CONTENT_TYPE, exposition  # an optional dependency
     except ModuleNotFoundError as exc:
