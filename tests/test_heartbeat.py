@@ -15,8 +15,10 @@ import celery
 import pytest
 from django.test import override_settings
 from django.utils import timezone
+from kombu import Queue
 
 import taskkit
+from taskkit.bridge import broadcast
 from taskkit.bridge.locks import acquire, lock_key
 from taskkit.bridge.work import about, heartbeat
 from taskkit.definition import Lock
@@ -125,7 +127,13 @@ def test_a_worker_is_described_from_the_consumer_worker_ready_sends() -> None:
         hostname="w@host",
         controller=SimpleNamespace(concurrency=8, pool_cls=TaskPool),
         pool=SimpleNamespace(limit=4),
-        task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=n) for n in ("b", "a", "b")]),
+        task_consumer=SimpleNamespace(
+            queues=[
+                *(SimpleNamespace(name=n) for n in ("b", "a", "b")),
+                Queue("a"),
+                broadcast.worker_queue(),  # bcast.<uuid>: broadcasts, not work
+            ]
+        ),
     )
     found = about.describe(consumer)
     assert (found.queues, found.concurrency, found.pool) == (["a", "b"], 4, "prefork")

@@ -53,10 +53,17 @@ def describe(consumer: Any) -> About:
 
 
 def _queues(consumer: Any) -> list[str]:
-    """The queues the task consumer consumes; else the ones the app is set to consume."""
+    """The queues the task consumer consumes (its broadcast queues aside: a fanout exchange's
+    queue of its own, ``bcast.<uuid>``, holds no work); else the ones the app is set to consume."""
     task_consumer = getattr(consumer, "task_consumer", None)
     if task_consumer is not None:
-        return sorted({queue.name for queue in task_consumer.queues})
+        return sorted(
+            {
+                queue.name
+                for queue in task_consumer.queues
+                if getattr(getattr(queue, "exchange", None), "type", "") != "fanout"
+            }
+        )
     app = getattr(consumer, "app", None)
     return sorted(app.amqp.queues.consume_from) if app is not None else []
 
