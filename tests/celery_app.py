@@ -16,6 +16,6 @@ def shorter_database_wait(**_: object) -> None:
     """``TASKKIT_TEST_DATABASE_WAIT``: the fault tests' database outages outlast a shorter wait."""
     wait = os.environ.get("TASKKIT_TEST_DATABASE_WAIT")
     if wait:
-        from taskkit.bridge.work import run
+        from taskkit.bridge.work import delivery
 
-        run.DATABASE_WAIT = float(wait)
+        delivery.DATABASE_WAIT = float(wait)

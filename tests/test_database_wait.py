@@ -8,13 +8,13 @@ from typing import Any, NoReturn, cast
 import pytest
 from django.db import OperationalError
 
-from taskkit.bridge.work import run as worker
+from taskkit.bridge.work import delivery as worker
 
 
 def test_a_step_is_tried_again_while_the_database_is_away(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("taskkit.bridge.work.run.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("taskkit.bridge.work.delivery.time.sleep", lambda seconds: None)
     failures = [OperationalError("connection reset"), OperationalError("connection refused")]
 
     def step() -> str:
@@ -50,7 +50,7 @@ def test_after_the_handler_it_goes_on_trying_past_database_wait(
 ) -> None:
     """The run's outcome must be written: no hand-back (that would run it twice), no giving up."""
     monkeypatch.setattr(worker, "DATABASE_WAIT", 0.0)
-    monkeypatch.setattr("taskkit.bridge.work.run.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("taskkit.bridge.work.delivery.time.sleep", lambda seconds: None)
     failures = [OperationalError("away")] * 50
 
     def step() -> str:

@@ -12,7 +12,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 import taskkit
-from taskkit.bridge.work import run as run_module
+from taskkit.bridge.work import delivery
 from taskkit.bridge.work.cancellations import cancelled
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import InvalidMessage
@@ -150,7 +150,7 @@ def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_
     ctask, run_id = message("echo:payload")
     TaskRun.objects.create(id=run_id, name="echo:payload", status=RunStatus.QUEUED)
     context = {"run_id": run_id, "stored": True, "attempt": 1}
-    real = run_module._started_already
+    real = delivery.started_already
     calls: list[bool] = []
 
     def racing(task: Any, ctx: Any) -> bool:
@@ -160,7 +160,7 @@ def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_
         calls.append(started)
         return started
 
-    monkeypatch.setattr(run_module, "_started_already", racing)
+    monkeypatch.setattr(delivery, "started_already", racing)
     run_message(ctask, {"a": 1}, context)
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.worker, row.result) == (RunStatus.RUNNING, "w2@host", None)
@@ -180,12 +180,12 @@ def test_a_claim_whose_answer_was_lost_is_this_deliverys_own(
         found = cancelled(*args)
         if cuts:  # claim the row as this step would, then lose the answer
             claim = TaskRun.objects.filter(pk=run_id)
-            claim.update(status=RunStatus.RUNNING, started_at=run_module._claim(context))
+            claim.update(status=RunStatus.RUNNING, started_at=delivery.claim_token(context))
             raise cuts.pop()
         return found
 
     context = {"run_id": run_id, "stored": True, "attempt": 1, "claim": timezone.now().isoformat()}
-    monkeypatch.setattr(run_module, "cancelled", cut_after_claim)
+    monkeypatch.setattr(delivery, "cancelled", cut_after_claim)
     run_message(ctask, {"a": 1}, context)
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.result) == (RunStatus.SUCCEEDED, {"a": 1})

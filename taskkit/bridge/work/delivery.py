@@ -1,0 +1,183 @@
+"""One delivery of a run's message, before its handler runs: may it start at all?
+
+- The database may be away: each step waits for it (:func:`with_database`), and
+  after ``DATABASE_WAIT`` a step before the handler hands the message back to
+  the broker (:func:`hand_back`).
+- The delivery may come too late or twice: the run was cancelled while queued,
+  or this attempt finished or started already (a Beat's batch sent again, a
+  broker's redelivery). :func:`skipped` says so, and claims a stored run's row
+  for this delivery with a token (:func:`claim_token`) that survives a lost
+  answer and a hand-back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+from celery import Task as CeleryTask
+from django.db import InterfaceError, OperationalError, close_old_connections
+from django.utils import timezone
+
+from ...definition import Task, TaskContext
+from ...events import Step, emit
+from ...models import FINISHED, RunStatus, TaskRun
+from .cancellations import cancelled
+from .recorder import upsert
+
+logger = logging.getLogger("taskkit.worker")
+
+#: How long a run waits for an unreachable database (a restart, a failover) before it
+#: hands its message back to the broker.
+DATABASE_WAIT = 30.0
+#: When a message handed back is delivered again.
+HAND_BACK_AFTER = 5.0
+
+T = TypeVar("T")
+
+
+def with_database(
+    step: Callable[[], T], hand_back: Callable[[Exception], NoReturn] | None = None
+) -> T:
+    """``step()``, tried again while the database is unreachable.
+
+    The message of a run is acknowledged when the run starts: a run that raised
+    because the database was away would be dropped without a trace. It waits
+    instead; a broken connection is closed, and the next try opens another.
+    After ``DATABASE_WAIT`` a step before the handler ran calls ``hand_back``,
+    which gives the message back to the broker; a step after it (the run's
+    outcome) has none and goes on trying, as running the handler again would run
+    the task twice.
+    """
+    deadline = time.monotonic() + DATABASE_WAIT
+    pause = 0.1
+    while True:
+        try:
+            return step()
+        except (OperationalError, InterfaceError) as exc:
+            if hand_back is not None and time.monotonic() >= deadline:
+                hand_back(exc)
+            logger.warning("the database is unreachable (%s); trying again in %.1f s", exc, pause)
+            close_old_connections()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def hand_back(ctask: CeleryTask[Any, Any], exc: Exception, claim: str = "") -> NoReturn:
+    """Give the message back to the broker, to be delivered again shortly.
+
+    Celery's ``retry`` sends the same message (same run id, payload and context)
+    with a countdown and acknowledges this one; nothing of the run has happened.
+    Its context carries ``claim``, the token of this delivery's claim of the
+    run's row: if the claim reached the database unseen, the next delivery
+    knows the row as its own.
+    """
+    logger.warning(
+        "%s %s: the database has been unreachable for %.0f s; the message goes back to the broker",
+        ctask.name,
+        ctask.request.id,
+        DATABASE_WAIT,
+    )
+    args, kwargs = list(ctask.request.args or ()), dict(ctask.request.kwargs or {})
+    if claim and isinstance(kwargs.get("context"), dict):
+        kwargs["context"] = {**kwargs["context"], "claim": claim}
+    elif claim and len(args) > 1 and isinstance(args[1], dict):
+        args[1] = {**args[1], "claim": claim}
+    raise ctask.retry(args=tuple(args), kwargs=kwargs, exc=exc, countdown=HAND_BACK_AFTER)
+
+
+def skipped(
+    task: Task,
+    ctx: TaskContext,
+    fields: dict[str, Any],
+    row: dict[str, Any],
+    *,
+    stored: bool,
+    redelivered: bool = False,
+    claim: datetime | None = None,
+) -> bool:
+    """Whether to skip the run: cancelled while queued, or this attempt started already.
+
+    A stored run's row tells both, and is claimed: one atomic update, the step's
+    last, moves it to ``running`` for this attempt, so of two deliveries of one
+    attempt (a scheduler killed after the broker took its batch but before its
+    claim committed sends the batch again) only one starts. A delivery the
+    broker marks redelivered (a worker's restore, RabbitMQ's requeue) is checked
+    against the row too, if one was written. An attempt that finished is left
+    as it is; one that started is not run twice unless the task is idempotent.
+
+    ``claim`` (the claim's ``started_at``, the same for every try of this step
+    and carried by a handed-back message) tells this delivery's own claim from
+    another's: a claim whose answer a cut connection lost is found again.
+    """
+    claim = claim or timezone.now()
+    mine = TaskRun.objects.filter(
+        pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
+    )
+    if stored and mine.exists():
+        return False
+    if (stored or redelivered) and started_already(task, ctx):
+        return True
+    rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
+    if rule is not None:
+        error = f"Deleted while queued: {rule}."
+        upsert(
+            ctx.run_id,
+            {**row, "status": RunStatus.CANCELLED, "finished_at": timezone.now(), "error": error},
+        )
+        emit(
+            Step.CANCELLED,
+            ctx.run_id,
+            task.name,
+            ctx.queue,
+            ctx.attempt,
+            worker=row["worker"],
+            error=error,
+        )
+        return True
+    claimed = (
+        TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
+        .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
+        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=claim)
+        if stored
+        else 0
+    )
+    return stored and not claimed and started_already(task, ctx)  # another delivery won
+
+
+def claim_token(fields: dict[str, Any]) -> datetime:
+    """This delivery's claim token: a handed-back message's, or now."""
+    carried = fields.get("claim")
+    try:
+        return datetime.fromisoformat(carried) if isinstance(carried, str) else timezone.now()
+    except ValueError:
+        return timezone.now()
+
+
+def started_already(task: Task, ctx: TaskContext) -> bool:
+    """Whether the row says this attempt was cancelled, finished, or (not idempotent) started."""
+    found = TaskRun.objects.filter(pk=ctx.run_id).values_list("status", "attempt").first()
+    if found is None:
+        return False
+    status, attempt = found
+    if status == RunStatus.CANCELLED:
+        logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
+        return True
+    if attempt != ctx.attempt:
+        return False
+    if status in FINISHED:
+        logger.info("%s %s attempt %s ran already; skipped", task.name, ctx.run_id, attempt)
+        return True
+    if status == RunStatus.RUNNING and not task.meta.idempotent:
+        logger.warning(
+            "%s %s attempt %s was delivered again after it started; not run twice "
+            "(the task is not idempotent)",
+            task.name,
+            ctx.run_id,
+            attempt,
+        )
+        return True
+    return False
