@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 EXTRAS ?= redis,rabbitmq,postgres,metrics,test
 DJANGO ?=
 PYTEST_ARGS ?=
+# Where `make run` serves the demo: `make run PORT=8123`.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 DEMO := cd testproject && ../$(PY) manage.py
 
 .PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 bench soak clean
@@ -24,12 +27,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## Create .venv and install taskkit (editable) with its extras and test tools.
 
-run: install  ## Install, migrate, print an admin login, start the demo: web + worker + Beat.
+run: install  ## Install, migrate, print an admin login, start the demo: web + worker + Beat (PORT=8000).
 	$(DEMO) migrate --noinput
-	$(DEMO) ensure_admin
+	$(DEMO) ensure_admin --address $(HOST):$(PORT)
 	cd testproject && { ../$(PY) manage.py taskworker --queues '*' --beat --pool threads & \
 		worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-		../$(PY) manage.py runserver 127.0.0.1:8000; }
+		../$(PY) manage.py runserver $(HOST):$(PORT); }
 
 lint: install  ## ruff lint and format check.
 	$(VENV)/bin/ruff check .

@@ -26,6 +26,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.backends.base import BaseBackend, DisabledBackend
 from celery.beat import event_t
 from celery.schedules import crontab, schedstate
 from django.db import close_old_connections
@@ -90,6 +91,12 @@ def owned_cron(entry: Any) -> bool:
     return str(entry.name).startswith(PREFIX) and isinstance(entry.schedule, crontab)
 
 
+def needs_backend_cleanup(app: Any) -> bool:
+    """Whether ``app``'s result backend keeps results that only a cleanup task expires."""
+    backend: BaseBackend = app.backend
+    return not isinstance(backend, DisabledBackend) and not backend.supports_autoexpire
+
+
 class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat is untyped
     """Beat's database scheduler with taskkit's periodic ticks, delayed runs and lease."""
 
@@ -116,6 +123,17 @@ class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-c
         (django-celery-beat issues #916 and #956). Excluding nothing avoids both.
         """
         return Q(pk__in=[])
+
+    def install_default_entries(self, data: Any) -> None:
+        """Celery's nightly ``celery.backend_cleanup`` only where a result backend needs it.
+
+        django-celery-beat adds it whenever ``result_expires`` is set, Celery's
+        default, and writes it to the periodic task table: with no result backend
+        it is a stray task in the admin that deletes nothing. A project that lists
+        it in ``beat_schedule`` still gets it from there.
+        """
+        if needs_backend_cleanup(self.app):
+            super().install_default_entries(data)
 
     def setup_schedule(self) -> None:
         result = sync_periodic()

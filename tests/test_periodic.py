@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from celery import current_app
+from celery import Celery, current_app
+from celery.backends.base import BaseBackend
 from django.db import IntegrityError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
@@ -324,3 +325,25 @@ def test_an_heir_owes_the_gap_even_if_the_leader_saved_no_tick(reload_registry: 
     assert since is not None and timezone.now() - since >= CATCH_UP
     ticks = interval_ticks(timedelta(seconds=1), timezone.now(), since)
     assert len(ticks) >= CATCH_UP.total_seconds() - 1  # the whole gap, one tick a second
+
+
+class _KeepingBackend(BaseBackend):
+    """A result backend whose results expire only through ``celery.backend_cleanup``."""
+
+    supports_autoexpire = False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", [None, _KeepingBackend], ids=["no result backend", "keeping"])
+def test_celery_backend_cleanup_is_installed_only_for_a_backend_that_needs_it(
+    backend: type[BaseBackend] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend is not None:
+        monkeypatch.setattr(Celery, "backend", property(lambda app: backend(app)))
+    assert current_app.conf.result_expires  # Celery's default, which made django-celery-beat add it
+    beat = Scheduler(app=current_app, lazy=True)
+    beat.setup_schedule()  # what Beat does at start
+    schedule = beat.schedule
+    wanted = backend is not None
+    assert ("celery.backend_cleanup" in schedule) is wanted
+    assert PeriodicTask.objects.filter(task="celery.backend_cleanup").exists() is wanted

@@ -141,6 +141,9 @@ def test_ensure_admin_prints_a_login(manage: list[str], tmp_path: Path) -> None:
     second = run([*manage, "ensure_admin"], tmp_path)
     assert "user: admin" in first.stdout and "password: " in first.stdout
     assert first.stdout != second.stdout  # a fresh password each time, the user kept
+    assert "http://127.0.0.1:8000/admin/" in first.stdout
+    elsewhere = run([*manage, "ensure_admin", "--address", "127.0.0.1:8123"], tmp_path)
+    assert "http://127.0.0.1:8123/admin/" in elsewhere.stdout  # what `make run PORT=8123` prints
 
 
 def test_sqlite_runs_in_wal_mode(manage: list[str], tmp_path: Path) -> None:

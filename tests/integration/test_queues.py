@@ -16,6 +16,7 @@ from kombu import Exchange, Queue
 
 import taskkit
 from taskkit import queues
+from taskkit.bridge import broadcast
 from taskkit.models import Cancellation, KnownQueue, TaskRun
 from taskkit.queues.brokers import broker_for
 from taskkit.scheduling.periodic import PREFIX
@@ -30,7 +31,8 @@ QUEUE = "inspect"  # no worker consumes it until a test starts one
 def queue(broker: Broker) -> Iterator[str]:
     KnownQueue.objects.get_or_create(name=QUEUE)  # what the first enqueue there records
     with broker.app.connection_for_write() as connection:
-        bound = Queue(QUEUE).bind(connection.default_channel)
+        # declared as Celery declares a queue it sends to: bound to an exchange of its name
+        bound = Queue(QUEUE, Exchange(QUEUE), QUEUE).bind(connection.default_channel)
         bound.declare()
         bound.purge()
     yield QUEUE
@@ -271,8 +273,12 @@ def test_the_queues_the_broker_reveals(broker: Broker, queue: str) -> None:
     with broker.app.connection_for_write() as connection:
         declared = Queue("declared-empty", Exchange("declared-empty"), "declared-empty")
         declared.bind(connection.default_channel).declare()  # as Celery declares its queues
+        left = broadcast.worker_queue()  # a worker's; the broker may keep it after the worker left
+        left.bind(connection.default_channel).declare()
         revealed = broker_for(connection).queues()
         declared.bind(connection.default_channel).delete()
+        left.bind(connection.default_channel).delete()
+    assert left.name.startswith("bcast.") and left.name not in revealed
     if broker.name == "redis":  # kombu's bindings
         assert {queue, "declared-empty"} <= revealed
     elif broker.name == "filesystem":  # only queues with a message file

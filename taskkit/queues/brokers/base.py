@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -43,9 +44,16 @@ class Broker(Protocol):
         """Remove every message of ``queue``; return how many."""
 
 
+#: A worker's own queue on a fanout exchange (kombu's ``Broadcast(unique=True)``).
+_BROADCAST = re.compile(r"bcast\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def celery_own(name: str) -> bool:
-    """Celery's remote control (``*.pidbox``) and events (``celeryev*``): workers' own, not work."""
-    return name.endswith("pidbox") or name.startswith("celeryev")
+    """Celery's remote control (``*.pidbox``), events (``celeryev*``) and a worker's broadcast
+    queue (``bcast.<uuid>``, which the broker may keep after the worker left): not work."""
+    return (
+        name.endswith("pidbox") or name.startswith("celeryev") or bool(_BROADCAST.fullmatch(name))
+    )
 
 
 def text(value: bytes | str) -> str:

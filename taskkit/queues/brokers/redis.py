@@ -144,7 +144,7 @@ class RedisBroker:
             found |= {
                 text(member).split(self.channel.sep)[-1] for member in self.client.smembers(key)
             }
-        return {queue for queue in found if queue}
+        return {queue for queue in found if queue and not celery_own(queue)}
 
     def length(self, queue: str) -> int:
         with self.client.pipeline(transaction=False) as pipe:

@@ -4,11 +4,16 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
     help = "Create the demo admin user with a fresh random password and print the login."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--address", default="127.0.0.1:8000", help="Where the demo serves (host:port)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = secrets.token_urlsafe(12)
@@ -17,5 +22,6 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         self.stdout.write(
-            f"\n  Demo admin: http://127.0.0.1:8000/admin/\n  user: admin   password: {password}\n"
+            f"\n  Demo admin: http://{options['address']}/admin/"
+            f"\n  user: admin   password: {password}\n"
         )
