@@ -85,3 +85,25 @@ def test_the_definition_layers_one_upward_import_is_lazy() -> None:
 def test_the_run_events_import_no_layer_and_no_model(module: str) -> None:
     """The bridge and the scheduler call them; receivers import the signals before the models."""
     assert imported(PACKAGE / module) <= {"taskkit", "taskkit.signals"}
+
+
+def test_every_install_line_names_the_distribution() -> None:
+    """``taskkit`` on PyPI is another project: the docs, the README and the errors that say
+    what to install all name the distribution ``pyproject.toml`` builds."""
+    import re
+    import tomllib
+
+    root = PACKAGE.parent
+    name = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "django-taskkit"
+    texts = [root / "README.md", *(root / "docs").rglob("*.rst"), *PACKAGE.rglob("*.py")]
+    wrong = []
+    for path in texts:
+        for found in re.finditer(r"(?:pip install|install) \"?([\w-]*taskkit)\b", path.read_text()):
+            if found.group(1) != name:
+                wrong.append(f"{path.relative_to(root)}: {found.group(0)}")
+        wrong += [
+            f"{path.relative_to(root)}: {extra}"
+            for extra in re.findall(r"(?<![\w-])taskkit\[\w+\]", path.read_text())
+        ]
+    assert not wrong

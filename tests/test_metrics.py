@@ -235,7 +235,7 @@ def test_without_prometheus_client_the_endpoint_says_what_to_install(
     response = Client().get("/_tasks/metrics", headers=BEARER)
     assert response.status_code == 501
     assert response.json() == {
-        "error": "The metrics need prometheus_client: install taskkit[metrics]."
+        "error": "The metrics need prometheus_client: install django-taskkit[metrics]."
     }
     assert Client().get("/_tasks/metrics").status_code == 401  # refused first, as ever
 

@@ -172,7 +172,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] != "prometheus_client":
             raise
-        return error(501, "The metrics need prometheus_client: install taskkit[metrics].")
+        return error(501, "The metrics need prometheus_client: install django-taskkit[metrics].")
     response = HttpResponse(exposition(), content_type=CONTENT_TYPE)
     response["X-Content-Type-Options"] = "nosniff"  # text, as every answer of the API is data
     return response
