@@ -257,7 +257,7 @@ def test_enqueue_of_an_unknown_task_goes_back_to_the_tasks(manager: Client) -> N
 
 @pytest.mark.usefixtures("broker")
 def test_the_queue_browser_pages_and_shortens_and_escapes_payloads(viewer: Client) -> None:
-    fill(55, note="<script>alert(1)</script>")
+    handles = fill(55, note="<script>alert(1)</script>")
     taskkit.enqueue("echo:payload", {"long": "x" * 500})
     first = text(viewer.get(url("taskkit_queue", "default")))
     assert first.count('class="taskkit-payload"') == 50
@@ -270,6 +270,8 @@ def test_the_queue_browser_pages_and_shortens_and_escapes_payloads(viewer: Clien
     assert long is not None
     assert len(html.unescape(long.group(1))) == 200 and long.group(1).endswith("…")
     assert viewer.get(url("taskkit_queue", "nowhere")).status_code == 404
+    runs = reverse("admin:taskkit_taskrun_changelist")
+    assert f'href="{runs}?q={handles[0].id}"' in first  # each run id links to its run
 
 
 @pytest.mark.usefixtures("broker")

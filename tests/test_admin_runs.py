@@ -126,13 +126,67 @@ def test_the_remove_action_keeps_unfinished_runs() -> None:
     assert list(TaskRun.objects.values_list("pk", flat=True)) == [running.pk]
 
 
-def test_progress_bars_and_the_reload_while_running() -> None:
+def test_progress_bars_and_live_updates_while_running() -> None:
     viewer = staff("viewer", "view_dashboard")
-    TaskRun.objects.create(name="echo:payload", status=RunStatus.SUCCEEDED)
-    assert 'http-equiv="refresh"' not in text(viewer.get(url("changelist")))
-    TaskRun.objects.create(
+    done = TaskRun.objects.create(name="echo:payload", status=RunStatus.SUCCEEDED)
+    assert "data-taskkit-live" not in text(viewer.get(url("changelist")))
+    assert "data-taskkit-live" not in text(viewer.get(url("change", done.pk)))
+    running = TaskRun.objects.create(
         name="echo:payload", status=RunStatus.RUNNING, progress_done=1, progress_total=4
     )
     page = text(viewer.get(url("changelist")))
     assert '<progress value="1" max="4"></progress> 1/4' in page
-    assert 'http-equiv="refresh"' in page
+    assert 'data-taskkit-live="3"' in page and "taskkit/live.js" in page
+    assert 'data-taskkit-live="3"' in text(viewer.get(url("change", running.pk)))
+
+
+def test_search_by_short_id_error_text_and_payload_content() -> None:
+    first = failed_run(payload={"order": "A-1042"}, error="KeyError: 'customer'")
+    second = failed_run(payload={"order": "B-7"}, error="ValueError: negative amount")
+    viewer = staff("viewer", "view_dashboard")
+
+    def found(term: str) -> set[str]:
+        page = text(viewer.get(url("changelist"), {"q": term}))
+        return {str(run.pk)[:8] for run in (first, second) if str(run.pk)[:8] in page}
+
+    assert found(str(first.pk)[:8]) == {str(first.pk)[:8]}  # the short id the list shows
+    assert found(str(second.pk)[:8].upper()) == {str(second.pk)[:8]}
+    assert found("negative amount") == {str(second.pk)[:8]}
+    assert found("a-1042") == {str(first.pk)[:8]}  # payload content, any case
+    assert found("echo:payload") == {str(first.pk)[:8], str(second.pk)[:8]}
+    assert found("nothing like it") == set()
+
+
+def test_times_have_seconds_and_the_zone_and_wait_and_duration_are_columns(settings: Any) -> None:
+    from datetime import UTC, datetime
+
+    settings.TIME_ZONE = "Europe/Paris"
+    queued = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
+    run = TaskRun.objects.create(
+        name="echo:payload",
+        status=RunStatus.SUCCEEDED,
+        created_at=queued,
+        started_at=queued.replace(second=12),
+        finished_at=queued.replace(second=12, microsecond=250_000),
+    )
+    viewer = staff("viewer", "view_dashboard")
+    listing = text(viewer.get(url("changelist")))
+    assert "2026-01-05 09:00:00 CET" in listing  # queued at, in the project's zone
+    assert "12 s" in listing and "0.25 s" in listing  # the wait, then the duration
+    detail = text(viewer.get(url("change", run.pk)))
+    assert "2026-01-05 09:00:12 CET" in detail  # started at
+
+
+def test_failed_attempts_are_a_table() -> None:
+    history = [
+        {"attempt": 1, "error": "ValueError: once", "exception": "builtins.ValueError",
+         "finished_at": "2026-01-05T08:00:00+00:00"},
+        {"attempt": 2, "error": f"ValueError: {SCRIPT}", "exception": "builtins.ValueError",
+         "finished_at": "2026-01-05T08:01:00+00:00"},
+    ]  # fmt: skip
+    run = failed_run(history=history)
+    viewer = staff("viewer", "view_dashboard")
+    detail = text(viewer.get(url("change", run.pk)))
+    assert 'class="taskkit-attempts"' in detail
+    assert "<td>1</td><td>2026-01-05 08:00:00 UTC</td><td>builtins.ValueError</td>" in detail
+    assert SCRIPT not in detail and "ValueError: &lt;script&gt;" in detail

@@ -107,3 +107,21 @@ def test_every_install_line_names_the_distribution() -> None:
             for extra in re.findall(r"(?<![\w-])taskkit\[\w+\]", path.read_text())
         ]
     assert not wrong
+
+
+def test_the_package_data_takes_every_file_that_is_not_python() -> None:
+    """A wheel holds the templates and static files the admin needs (it once held none)."""
+    import tomllib
+
+    root = PACKAGE.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["taskkit"]
+    taken = {path for pattern in patterns for path in PACKAGE.glob(pattern) if path.is_file()}
+    data = {
+        path
+        for path in PACKAGE.rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
+    }
+    assert data - taken == set()
+    assert any(path.suffix == ".html" for path in data)  # the check sees the templates

@@ -1,26 +1,31 @@
 """Runs and failures in the admin: filter, read payload, result, error and traceback; retry, remove.
 
 Read-only but for taskkit's own actions, which managers only get: retry a
-failed run (:func:`taskkit.retry_failed`) and remove finished runs. The list
-reloads itself while a run is running, so progress bars move without JavaScript.
+failed run (:func:`taskkit.retry_failed`) and remove finished runs. While a run
+runs, the list and the run's page update in place (``static/taskkit/live.js``),
+keeping ticked rows, scroll and open forms.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from .. import times
 from ..exceptions import BrokerUnavailable, TaskNotFound
-from ..models import RunStatus, TaskRun, TaskRunQuerySet
+from ..models import FINISHED, RunStatus, TaskRun, TaskRunQuerySet
 from ..permissions import can_manage
 from ..queues import retry_failed
 from ..registry import all_tasks
@@ -28,6 +33,8 @@ from .access import OperatorsOnly
 
 #: Seconds between reloads of the list while a run is running.
 REFRESH = 3
+#: The short id the list shows, or a longer prefix of the hex of a run id.
+SHORT_ID = re.compile(r"[0-9a-fA-F]{4,32}")
 
 
 class TaskNameFilter(admin.SimpleListFilter):
@@ -39,6 +46,17 @@ class TaskNameFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> QuerySet[TaskRun]:
         return queryset.filter(name=self.value()) if self.value() else queryset
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start is not None and end is not None else None
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _pretty(value: Any) -> str:
@@ -78,14 +96,15 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "queue",
         "attempt",
-        "created_at",
-        "finished_at",
+        "queued_at",
+        "wait",
+        "duration",
         "progress",
         "worker",
         "short_error",
     )
     list_filter = ("status", TaskNameFilter)
-    search_fields = ("name",)
+    search_fields = ("name",)  # the search box; get_search_results says what it finds
     ordering = ("-created_at",)
     actions = ("retry_selected", "remove_selected")
     change_list_template = "admin/taskkit/taskrun/change_list.html"
@@ -98,16 +117,18 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         "attempt",
         "source",
         "worker",
-        "created_at",
-        "scheduled_for",
-        "started_at",
-        "finished_at",
+        "queued_at",
+        "due_at",
+        "started",
+        "finished",
+        "wait",
+        "duration",
         "progress",
         "payload_json",
         "result_json",
         "error_text",
         "traceback_text",
-        "history_json",
+        "attempts_table",
     )
     readonly_fields = fields
 
@@ -121,6 +142,32 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="run", ordering="id")
     def short_id(self, run: TaskRun) -> str:
         return str(run.pk)[:8]
+
+    @admin.display(description="queued at", ordering="created_at")
+    def queued_at(self, run: TaskRun) -> str:
+        return times.shown(run.created_at)
+
+    @admin.display(description="due at")
+    def due_at(self, run: TaskRun) -> str:
+        return times.shown(run.scheduled_for)
+
+    @admin.display(description="started at")
+    def started(self, run: TaskRun) -> str:
+        return times.shown(run.started_at)
+
+    @admin.display(description="finished at", ordering="finished_at")
+    def finished(self, run: TaskRun) -> str:
+        return times.shown(run.finished_at)
+
+    @admin.display(description="wait")
+    def wait(self, run: TaskRun) -> str:
+        """From queued (or due, for a delayed run) to started."""
+        since = run.scheduled_for or run.created_at
+        return times.span(_seconds(since, run.started_at))
+
+    @admin.display(description="duration")
+    def duration(self, run: TaskRun) -> str:
+        return times.span(_seconds(run.started_at, run.finished_at))
 
     @admin.display(description="progress")
     def progress(self, run: TaskRun) -> str:
@@ -156,18 +203,49 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         return format_html("<pre>{}</pre>", run.traceback) if run.traceback else "-"
 
     @admin.display(description="failed attempts")
-    def history_json(self, run: TaskRun) -> str:
-        return format_html("<pre>{}</pre>", _pretty(run.history)) if run.history else "-"
+    def attempts_table(self, run: TaskRun) -> str:
+        """One row per failed attempt: when it ended, with what; oddly shaped entries as JSON."""
+        entries = [entry for entry in run.history if isinstance(entry, dict)]
+        if not run.history:
+            return "-"
+        if len(entries) != len(run.history):
+            return format_html("<pre>{}</pre>", _pretty(run.history))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    entry.get("attempt", "?"),
+                    times.shown(_moment(entry.get("finished_at"))),
+                    entry.get("exception", ""),
+                    entry.get("error", ""),
+                )
+                for entry in entries
+            ),
+        )
+        return format_html(
+            '<table class="taskkit-attempts"><thead><tr><th>attempt</th><th>failed at</th>'
+            "<th>exception</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
-    # -- search by run id, as well as by name -----------------------------------------------
+    # -- search by run id (or the short id the list shows), name, error text, payload ---------
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[TaskRun], search_term: str
     ) -> tuple[QuerySet[TaskRun], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
         try:
-            return queryset.filter(pk=uuid.UUID(search_term.strip())), False
+            return queryset.filter(pk=uuid.UUID(term)), False
         except ValueError:
-            return super().get_search_results(request, queryset, search_term)
+            pass
+        matches = Q(name__icontains=term) | Q(error__icontains=term)
+        matches |= Q(payload_text__icontains=term)
+        if SHORT_ID.fullmatch(term):
+            matches |= Q(id__startswith=term.lower())
+        return queryset.alias(payload_text=Cast("payload", TextField())).filter(matches), False
 
     # -- actions: bulk on the list, one run on its page -------------------------------------
 
@@ -210,7 +288,7 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         ]
         return own + super().get_urls()
 
-    # -- the list reloads itself while something runs ---------------------------------------
+    # -- the list and a run's page follow runs in place while something runs ----------------
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -229,5 +307,11 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        extra = {**(extra_context or {}), "can_manage": can_manage(request.user)}
+        run = TaskRun.objects.filter(pk=object_id).only("status").first()
+        following = run is not None and run.status not in FINISHED
+        extra = {
+            **(extra_context or {}),
+            "can_manage": can_manage(request.user),
+            "refresh": REFRESH if following else None,
+        }
         return super().change_view(request, object_id, form_url, extra)

@@ -7,16 +7,26 @@ Besides ``application/json`` and ``nosniff``, ``<``, ``>`` and ``&`` are written
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 
+from ..times import local
+
 _ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
 class InertJSONEncoder(DjangoJSONEncoder):
-    """JSON with no ``<``, ``>`` or ``&`` left; they only ever occur inside strings."""
+    """JSON with no ``<``, ``>`` or ``&`` left; they only ever occur inside strings.
+
+    Moments are written in the project's time zone with their offset, as the admin
+    and ``taskqueue`` show them (:mod:`taskkit.times`).
+    """
+
+    def default(self, o: Any) -> Any:
+        return super().default(local(o) if isinstance(o, datetime) else o)
 
     def encode(self, o: Any) -> str:
         return super().encode(o).translate(_ESCAPES)

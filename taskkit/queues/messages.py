@@ -10,6 +10,7 @@ from typing import Any
 
 from ..bridge.carrier import task_name
 from ..quarantine import PROBLEM_HEADER, item_id, problem
+from ..times import iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class QueuedMessage:
             "name": self.name,
             "queue": self.queue,
             "payload": self.payload,
-            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "enqueued_at": iso(self.enqueued_at),
             "attempt": self.attempt,
             "source": self.source,
             "position": self.position,

@@ -12,7 +12,8 @@ A part that cannot be read is left out and the rest still answers: an
 unreachable broker gives ``taskkit_broker_up 0`` and no queue metrics; a
 failing database, no metrics from its tables.
 
-Needs ``prometheus_client`` (``django-taskkit[metrics]``); nothing else in taskkit imports this module.
+Needs ``prometheus_client`` (``django-taskkit[metrics]``); nothing else in taskkit imports
+this module.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..models import RunStatus, TaskRun
 from ..quarantine import QUARANTINE
 from ..registry import get_task
 from ..scheduling.periodic import PREFIX
+from ..times import iso
 from .brokers import Broker, Match, broker_for
 from .messages import QueuedMessage
 from .runs import run_uuid, tell_deleted
@@ -62,7 +63,7 @@ class Details:
                 {
                     "name": q.name,
                     "length": q.length,
-                    "oldest": q.oldest.isoformat() if q.oldest else None,
+                    "oldest": iso(q.oldest),
                 }
                 for q in self.queues
             ],

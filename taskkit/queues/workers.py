@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..models import LOST_KEPT, TaskRun, WorkerHeartbeat
+from ..times import iso
 
 
 def workers(since: timedelta = timedelta(hours=1)) -> dict[str, datetime]:
@@ -76,9 +77,9 @@ class WorkerInfo:
 
     def as_json(self) -> dict[str, Any]:
         moments = {
-            "started_at": self.started_at.isoformat(),
-            "seen_at": self.seen_at.isoformat(),
-            "lost_at": self.lost_at.isoformat() if self.lost_at else None,
+            "started_at": iso(self.started_at),
+            "seen_at": iso(self.seen_at),
+            "lost_at": iso(self.lost_at),
         }
         return {
             "name": self.name,
@@ -133,7 +134,7 @@ def _active(entry: Mapping[str, Any]) -> dict[str, Any]:
         "run_id": str(context.get("run_id") or entry.get("id")),
         "name": entry.get("name"),
         "payload": kwargs.get("payload", kwargs) if context else kwargs,
-        "started_at": datetime.fromtimestamp(started, UTC).isoformat() if started else None,
+        "started_at": iso(datetime.fromtimestamp(started, UTC)) if started else None,
     }
 
 

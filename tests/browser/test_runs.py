@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from taskkit.models import RunStatus, TaskRun
@@ -40,17 +41,46 @@ def test_retry_a_failed_run_from_the_list(login: Login) -> None:
     screenshot(page, "run-detail")
 
 
-def test_a_progress_bar_moves_while_the_run_runs(login: Login) -> None:
+def test_live_updates_keep_ticked_rows_and_scroll_and_can_be_paused(login: Login) -> None:
     run = TaskRun.objects.create(
         name="echo:payload", status=RunStatus.RUNNING, progress_done=1, progress_total=4
     )
+    failed = TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, error="boom")
     page = login(make_user("root", superuser=True))
+    page.set_viewport_size({"width": 1280, "height": 300})
     page.goto("/admin/taskkit/taskrun/")
     bar = page.locator("#result_list progress")
     expect(bar).to_have_attribute("value", "1")
     screenshot(page, "runs-progress")
+    row = page.locator("#result_list tbody tr").filter(has_text=str(failed.pk)[:8])
+    row.locator("input.action-select").check()
+    scrolled = page.evaluate("window.scrollTo(0, 150); window.scrollY")
     TaskRun.objects.filter(pk=run.pk).update(progress_done=3)
-    expect(bar).to_have_attribute("value", "3", timeout=15_000)  # the page reloads itself
+    expect(bar).to_have_attribute("value", "3")  # updated in place, within a few seconds
+    expect(row.locator("input.action-select")).to_be_checked()  # the tick survived
+    expect(page.locator(".action-counter")).to_contain_text("1 of 2 selected")
+    assert page.evaluate("window.scrollY") == scrolled
+    TaskRun.objects.create(name="db:migrate", status=RunStatus.RUNNING)
+    expect(page.locator("#taskkit-live-notice")).to_contain_text("1 new run(s)")
+    page.get_by_role("button", name="Pause live updates").click()
+    TaskRun.objects.filter(pk=run.pk).update(progress_done=4)
+    page.wait_for_timeout(7_000)  # two ticks: paused, nothing changes
+    expect(bar).to_have_attribute("value", "3")
+    page.get_by_role("button", name="Resume live updates").click()
+    expect(bar).to_have_attribute("value", "4")
+
+
+def test_a_runs_page_follows_it_until_it_finishes(login: Login) -> None:
+    run = TaskRun.objects.create(name="echo:payload", status=RunStatus.RUNNING)
+    page = login(make_user("root", superuser=True))
+    page.goto(f"/admin/taskkit/taskrun/{run.pk}/change/")
+    expect(page.locator(".field-status")).to_contain_text("Running")
+    TaskRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SUCCEEDED, result={"answer": 42}, finished_at=timezone.now()
+    )
+    expect(page.locator(".field-status")).to_contain_text("Succeeded")
+    expect(page.locator(".field-result_json")).to_contain_text('"answer": 42')
+    expect(page.locator("#taskkit-live-toggle")).to_be_hidden()  # finished: no more updates
 
 
 def test_a_view_only_user_has_no_actions_and_a_forged_retry_is_refused(login: Login) -> None:

@@ -33,6 +33,7 @@ from taskkit.exceptions import (
 from taskkit.queues.health import OVERDUE, READINESS
 from taskkit.scheduling.periodic import sync_periodic
 from taskkit.scheduling.recurrent import enqueue_recurrent, stop_recurrent
+from taskkit.times import iso
 
 USAGE_ERROR = 2
 USAGE_ERRORS = (
@@ -76,7 +77,7 @@ def _messages(found: list[queues.QueuedMessage]) -> str:
             str(m.position),
             m.run_id,
             m.name or f"(malformed: {m.problem})",
-            m.enqueued_at.isoformat(timespec="seconds") if m.enqueued_at else "-",
+            iso(m.enqueued_at) or "-",
             repr(m.raw)[:200] if m.problem else json.dumps(m.payload, sort_keys=True),
         ]
         for m in found
@@ -87,7 +88,7 @@ def _messages(found: list[queues.QueuedMessage]) -> str:
 def _state(worker: queues.WorkerInfo) -> str:
     """``alive``; ``silent`` (not seen, not swept yet); ``lost`` and when the sweep found it."""
     if worker.lost_at is not None:
-        return f"lost {worker.lost_at.isoformat(timespec='seconds')}"
+        return f"lost {iso(worker.lost_at)}"
     return "alive" if worker.alive else "silent"
 
 
@@ -257,7 +258,7 @@ class Command(BaseCommand):
                 f"{w.pool or '?'} {w.concurrency or '?'}",
                 str(w.active),
                 str(w.reserved),
-                w.seen_at.isoformat(timespec="seconds"),
+                str(iso(w.seen_at)),
                 _state(w),
             ]
             for w in found
@@ -286,7 +287,7 @@ class Command(BaseCommand):
             "queued": [m.as_json() for m in found["queued"]],
             "held": [m.as_json() for m in found["held"]],
             "delayed": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
-                         "scheduled_for": r.scheduled_for.isoformat()} for r in found["delayed"]],
+                         "scheduled_for": iso(r.scheduled_for)} for r in found["delayed"]],
             "running": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
                          "worker": r.worker} for r in found["running"]],
         }  # fmt: skip
@@ -326,7 +327,7 @@ class Command(BaseCommand):
             options["name"], self.payload(options), options["queue"], dry_run=options["dry_run"]
         )
         verb = "Would remove" if options["dry_run"] else "Removed"
-        times = [moment.isoformat() for moment in due]
+        times = [str(iso(moment)) for moment in due]
         text = f"{verb} {len(due)} delayed run(s)" + (f": {', '.join(times)}" if times else ".")
         return {"removed": times, "dry_run": options["dry_run"]}, text
 
@@ -338,15 +339,12 @@ class Command(BaseCommand):
 
     def failed(self, options: dict[str, Any]) -> Outcome:
         rows = queues.failed(options["name"], options["limit"])
-        value = [
-            {**row.as_dict(), "finished_at": row.finished_at and row.finished_at.isoformat()}
-            for row in rows
-        ]
+        value = [{**row.as_dict(), "finished_at": iso(row.finished_at)} for row in rows]
         table = [["RUN ID", "NAME", "FINISHED AT", "ERROR"]] + [
             [
                 str(row.pk),
                 row.name,
-                row.finished_at.isoformat(timespec="seconds") if row.finished_at else "-",
+                iso(row.finished_at) or "-",
                 row.error.splitlines()[0][:80] if row.error else "-",
             ]
             for row in rows
