@@ -10,7 +10,7 @@ import html
 import io
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,38 @@ def test_enqueue_validates_the_payload_before_sending(manager: Client) -> None:
     assert response["Location"] == url("taskkit_run", message.run_id)
     waiting = text(manager.get(response["Location"]))
     assert "Waiting in its queue" in waiting and 'http-equiv="refresh"' in waiting
+
+
+@pytest.mark.usefixtures("broker")
+def test_enqueue_with_a_queue_a_delay_a_time_or_a_priority(manager: Client, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Paris"
+    target = url("taskkit_task_enqueue", "echo:payload")
+    form = text(manager.get(target))
+    for field in ("payload", "queue", "delay", "at", "priority"):
+        assert f'name="{field}"' in form
+    for bad, complaint in [
+        ({"queue": "a/b"}, "queue name"),
+        ({"queue": "celeryev"}, "celeryev"),
+        ({"delay": "-1"}, "greater than or equal to 0"),
+        ({"delay": "soon"}, "Enter a number"),
+        ({"at": "tomorrow"}, "Enter a valid date/time"),
+        ({"delay": "5", "at": "2030-01-01T10:00:00"}, "not both"),
+        ({"priority": "256"}, "less than or equal to 255"),
+    ]:
+        assert complaint in text(manager.post(target, {"payload": "{}", **bad})), bad
+    assert length() == 0 and not TaskRun.objects.exists()
+    manager.post(target, {"payload": '{"n": 1}', "queue": "elsewhere", "priority": "3"})
+    (message,) = queues.list("elsewhere")
+    assert message.payload == {"n": 1}
+    before = timezone.now()
+    manager.post(target, {"payload": '{"n": 2}', "delay": "60"})
+    later = TaskRun.objects.get(payload={"n": 2})
+    assert later.status == RunStatus.SCHEDULED and later.scheduled_for is not None
+    assert 59 <= (later.scheduled_for - before).total_seconds() <= 70
+    manager.post(target, {"payload": '{"n": 3}', "at": "2030-01-02T10:00:00"})
+    at = TaskRun.objects.get(payload={"n": 3})
+    assert at.scheduled_for == datetime(2030, 1, 2, 9, 0, tzinfo=UTC)  # 10:00 in Paris
+    assert length() == 0  # nothing delayed went to the default queue
 
 
 @pytest.mark.usefixtures("broker")

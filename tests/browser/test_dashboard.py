@@ -83,6 +83,26 @@ def test_enqueue_a_task_with_a_payload_and_watch_it_finish(login: Login) -> None
 
 
 @pytest.mark.usefixtures("broker")
+def test_enqueue_form_delays_a_run_on_another_queue(login: Login) -> None:
+    page = login(make_user("root", superuser=True))
+    page.goto("/admin/taskkit/dashboard/tasks/echo:payload/enqueue/")
+    page.fill("#id_payload", '{"later": true}')
+    page.fill("#id_queue", "a/b")
+    page.fill("#id_delay", "120")
+    page.get_by_role("button", name="Enqueue").click()
+    expect(page.locator(".field-queue .errorlist")).to_be_visible()
+    expect(page.locator("#id_delay")).to_have_value("120")  # what was typed is kept
+    page.fill("#id_queue", "later")
+    page.fill("#id_priority", "3")
+    screenshot(page, "enqueue-later")
+    page.get_by_role("button", name="Enqueue").click()
+    expect(page.locator(".messagelist")).to_contain_text("Queued echo:payload as run")
+    page.goto("/admin/taskkit/dashboard/delayed/")
+    expect(page.locator("#content")).to_contain_text("echo:payload")
+    expect(page.locator("#content")).to_contain_text("later")
+
+
+@pytest.mark.usefixtures("broker")
 def test_delayed_and_periodic_pages(login: Login, reload_registry: Any) -> None:
     reload_registry(
         "tests.apps.nested", "tests.apps.single", TASKKIT={"SCHEDULE": {"0 * * * *": "db:migrate"}}

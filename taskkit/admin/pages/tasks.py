@@ -9,8 +9,9 @@ from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from ...bridge import enqueue
-from ...definition import parse_payload
+from ... import bridge
+from ...definition import Task, parse_payload
+from ...definition.names import validate_queue_name
 from ...definition.schedules import describe_schedule
 from ...exceptions import InvalidPayload, TaskNotFound
 from ...models import TaskRun
@@ -21,10 +22,33 @@ from .common import BROKER_ERRORS, broker_problem, done, page, viewer
 
 
 class EnqueueForm(forms.Form):
+    """What ``runtask --enqueue`` takes: a payload, and optionally a queue, a time, a priority."""
+
     payload = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"}),
         required=False,
         help_text="A JSON object; empty for none.",
+    )
+    queue = forms.CharField(
+        required=False, max_length=200, help_text="Empty for the task's own queue."
+    )
+    delay = forms.FloatField(
+        required=False,
+        min_value=0,
+        label="Run in (seconds)",
+        help_text="Empty to run now. A delayed run waits in Delayed until it is due.",
+    )
+    at = forms.DateTimeField(
+        required=False,
+        label="Or run at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+        help_text="In the project's time zone.",
+    )
+    priority = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=255,
+        help_text="A Celery message priority, in the broker's own order; empty for none.",
     )
 
     def clean_payload(self) -> dict[str, Any]:
@@ -32,6 +56,31 @@ class EnqueueForm(forms.Form):
             return parse_payload(self.cleaned_data["payload"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean_queue(self) -> str | None:
+        queue = self.cleaned_data["queue"].strip()
+        try:
+            return validate_queue_name(queue) if queue else None
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("delay") is not None and cleaned.get("at") is not None:
+            raise forms.ValidationError("Give a delay or a time to run at, not both.")
+        return cleaned
+
+    def send(self, task: Task) -> bridge.RunHandle:
+        """Queue the run the form describes (valid forms only)."""
+        data = self.cleaned_data
+        when = data["at"]
+        if data["delay"] is not None:
+            when = bridge.delay_to_datetime(data["delay"])
+        if when is not None:
+            return bridge.enqueue_task_at(
+                task, when, data["payload"], data["queue"], priority=data["priority"]
+            )
+        return bridge.enqueue_task(task, data["payload"], data["queue"], priority=data["priority"])
 
 
 def _schedules() -> dict[str, list[str]]:
@@ -76,7 +125,7 @@ def enqueue_task(request: HttpRequest, site: AdminSite, name: str) -> HttpRespon
             raise PermissionDenied
         if form.is_valid():
             try:
-                handle = enqueue(name, form.cleaned_data["payload"])
+                handle = form.send(task)
             except InvalidPayload as exc:
                 form.add_error("payload", str(exc))
             except BROKER_ERRORS as exc:
