@@ -190,3 +190,36 @@ def test_failed_attempts_are_a_table() -> None:
     assert 'class="taskkit-attempts"' in detail
     assert "<td>1</td><td>2026-01-05 08:00:00 UTC</td><td>builtins.ValueError</td>" in detail
     assert SCRIPT not in detail and "ValueError: &lt;script&gt;" in detail
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "thread pool"])
+def test_stop_a_running_run_asks_first_and_says_what_happened(
+    stopped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def cancel_running(run_id: str) -> bool:
+        asked.append(str(run_id))
+        return stopped
+
+    monkeypatch.setattr("taskkit.admin.runs.cancel_running", cancel_running)
+    run = TaskRun.objects.create(name="echo:payload", status=RunStatus.RUNNING)
+    viewer, manager = staff("viewer", "view_dashboard"), staff("manager", "manage_tasks")
+    assert 'value="Stop"' not in text(viewer.get(url("change", run.pk)))
+    assert viewer.post(url("stop", run.pk)).status_code == 403
+    assert 'value="Stop"' in text(manager.get(url("change", run.pk)))
+    assert manager.get(url("stop", run.pk)).status_code == 405
+    asking = text(manager.post(url("stop", run.pk)))
+    assert "Are you sure?" in asking and not asked
+    page = text(manager.post(url("stop", run.pk), {"confirm": "yes"}, follow=True))
+    assert asked == [str(run.pk)]
+    assert ("it is cancelled" in page) is stopped
+    assert ("a thread pool cannot" in page) is not stopped
+
+
+def test_stopping_a_run_that_is_not_running_says_so() -> None:
+    run = failed_run()
+    manager = staff("manager", "manage_tasks")
+    assert 'value="Stop"' not in text(manager.get(url("change", run.pk)))
+    page = text(manager.post(url("stop", run.pk), {"confirm": "yes"}, follow=True))
+    assert f"No running run {run.pk}." in page

@@ -1,7 +1,8 @@
 """Runs and failures in the admin: filter, read payload, result, error and traceback; retry, remove.
 
 Read-only but for taskkit's own actions, which managers only get: retry a
-failed run (:func:`taskkit.retry_failed`) and remove finished runs. While a run
+failed run (:func:`taskkit.retry_failed`), remove finished runs, and stop a
+running one (:func:`taskkit.queues.cancel_running`). While a run
 runs, the list and the run's page update in place (``static/taskkit/live.js``),
 keeping ticked rows, scroll and open forms.
 """
@@ -24,12 +25,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from .. import times
-from ..exceptions import BrokerUnavailable, TaskNotFound
+from ..exceptions import BrokerUnavailable, RunNotFound, TaskNotFound
 from ..models import FINISHED, RunStatus, TaskRun, TaskRunQuerySet
 from ..permissions import can_manage
-from ..queues import retry_failed
+from ..queues import cancel_running, retry_failed
 from ..registry import all_tasks
 from .access import OperatorsOnly
+from .pages.common import BROKER_ERRORS, broker_problem, confirm
 
 #: Seconds between reloads of the list while a run is running.
 REFRESH = 3
@@ -273,8 +275,40 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         to = reverse("admin:taskkit_taskrun_changelist")
         return self._one(request, run_id, _remove, to)
 
+    def stop_view(self, request: HttpRequest, run_id: str) -> HttpResponse:
+        """Stop a running run (:func:`taskkit.queues.cancel_running`), once confirmed."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not can_manage(request.user):
+            raise PermissionDenied
+        to = reverse("admin:taskkit_taskrun_change", args=[run_id])
+        question = f"Stop run {run_id}? Its worker kills the process running it."
+        if (asking := confirm(request, self.admin_site, question, to)) is not None:
+            return asking
+        try:
+            stopped = cancel_running(run_id)
+        except RunNotFound as exc:
+            messages.error(request, str(exc))
+        except BROKER_ERRORS as exc:
+            messages.error(request, broker_problem(exc))
+        else:
+            if stopped:
+                messages.success(request, f"Stopped run {run_id}: it is cancelled.")
+            else:
+                messages.warning(
+                    request,
+                    f"Asked its worker to stop run {run_id}, but it is still running: only a "
+                    "process pool (prefork) can stop one run; a thread pool cannot.",
+                )
+        return HttpResponseRedirect(to)
+
     def get_urls(self) -> list[URLPattern]:
         own = [
+            path(
+                "<uuid:run_id>/stop/",
+                self.admin_site.admin_view(self.stop_view),
+                name="taskkit_taskrun_stop",
+            ),
             path(
                 "<uuid:run_id>/retry/",
                 self.admin_site.admin_view(self.retry_view),

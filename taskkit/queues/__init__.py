@@ -25,7 +25,16 @@ from .queued import (
     listable,
     purge,
 )
-from .runs import delete_delayed, failed, prune, remove_failed, retry_failed, run_delayed_now
+from .runs import (
+    cancel_running,
+    delete_delayed,
+    failed,
+    find_running,
+    prune,
+    remove_failed,
+    retry_failed,
+    run_delayed_now,
+)
 from .workers import LiveWorker, WorkerInfo, live_workers, worker_list, workers
 
 #: ``taskkit.queues.list(queue)``: the public name of :func:`.queued.list_messages`.
@@ -41,12 +50,14 @@ __all__ = [
     "QueuedMessage",
     "UnknownQueue",
     "WorkerInfo",
+    "cancel_running",
     "delete",
     "delete_delayed",
     "delete_run",
     "details",
     "failed",
     "find",
+    "find_running",
     "health",
     "info",
     "list",

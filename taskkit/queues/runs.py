@@ -8,12 +8,14 @@ ones can be deleted or sent now.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -131,3 +133,38 @@ def remove_failed(
     """Delete failed runs; return how many were deleted (or would be, with ``dry_run``)."""
     runs = _failed(run_id, name)
     return runs.count() if dry_run else runs.delete()[0]
+
+
+def find_running(run_id: str | uuid.UUID) -> TaskRun:
+    """The row of a running run (:class:`RunNotFound` if it is not running)."""
+    pk = run_uuid(run_id)
+    row = TaskRun.objects.filter(pk=pk, status=RunStatus.RUNNING).first()
+    if row is None:
+        raise RunNotFound(f"No running run {pk}.")
+    return row
+
+
+#: How long :func:`cancel_running` waits for the worker to record the run as cancelled.
+CANCEL_WAIT = 5.0
+
+
+def cancel_running(run_id: str | uuid.UUID, *, wait: float = CANCEL_WAIT) -> bool:
+    """Stop a running run: Celery's ``revoke(terminate=True)``, sent to the worker running it.
+
+    That worker kills the pool process running the run (SIGTERM) and records the
+    run as cancelled, releasing its locks. Only a process pool can kill one run:
+    a thread pool cannot stop a thread, and the run goes on. Return whether the
+    run was recorded as cancelled within ``wait`` seconds.
+    """
+    row = find_running(run_id)
+    pk = row.pk
+    current_app.control.revoke(
+        str(pk), terminate=True, signal="SIGTERM", destination=[row.worker] if row.worker else None
+    )
+    deadline = time.monotonic() + wait
+    while True:
+        if TaskRun.objects.filter(pk=pk, status=RunStatus.CANCELLED).exists():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +11,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+import taskkit
 from taskkit.models import RunStatus, TaskRun
+from tests.integration.conftest import Broker, start_worker, stop
 from tests.users import make_user
 
 from .conftest import forged_post, screenshot
@@ -94,3 +98,25 @@ def test_a_view_only_user_has_no_actions_and_a_forged_retry_is_refused(login: Lo
     assert forged_post(page, f"/admin/taskkit/taskrun/{run.pk}/retry/") == 403
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
+
+
+def test_stop_a_running_run_from_its_page(login: Login, broker: Broker) -> None:
+    process = start_worker(broker, "browser-stop", pool="prefork")
+    try:
+        key = f"stop-{uuid.uuid4().hex}"
+        handle = taskkit.enqueue("crash:plain", {"key": key, "seconds": 60})
+        deadline = time.monotonic() + 60
+        while not TaskRun.objects.filter(pk=handle.id, status=RunStatus.RUNNING).exists():
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        page = login(make_user("root", superuser=True))
+        page.goto(f"/admin/taskkit/taskrun/{handle.id}/change/")
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("#content")).to_contain_text("Are you sure?")
+        page.get_by_role("button", name="Yes").click()
+        expect(page.locator(".messagelist")).to_contain_text("it is cancelled")
+        expect(page.locator(".field-status")).to_contain_text("Cancelled")
+        screenshot(page, "run-stopped")
+    finally:
+        stop(process)
+    assert TaskRun.objects.get(pk=handle.id).error == "Terminated while running."

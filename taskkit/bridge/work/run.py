@@ -319,15 +319,33 @@ def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: boo
     context = kwargs.get("context") if isinstance(kwargs, dict) else None
     fields = context if isinstance(context, dict) else {}
     attempt = fields.get("attempt")
+    run_id, name = message_id(fields, getattr(request, "id", None)), task_name(ctask.name, fields)
+    error = "Terminated while running." if terminated else "Revoked while queued."
+    if terminated:  # an operator stopped it (queues.cancel_running): its process is gone
+        sent = kwargs.get("payload") if isinstance(kwargs, dict) else None
+        with_database(functools.partial(_record_terminated, run_id, name, sent, error))
     emit(
         Step.CANCELLED,
-        message_id(fields, getattr(request, "id", None)),
-        task_name(ctask.name, fields),
+        run_id,
+        name,
         str(fields.get("queue") or ""),
         attempt if isinstance(attempt, int) else None,
         worker=getattr(request, "hostname", None),
-        error="Terminated while running." if terminated else "Revoked while queued.",
+        error=error,
     )
+
+
+def _record_terminated(run_id: str, name: str, payload: Any, error: str) -> None:
+    """The run's row cancelled and its locks released, as the killed process cannot."""
+    TaskRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        status=RunStatus.CANCELLED, error=error, finished_at=timezone.now()
+    )
+    try:
+        task = get_task(name)
+    except TaskkitError:
+        return
+    for key in run_lock_keys(task, payload if isinstance(payload, dict) else {}):
+        release(key, run_id)
 
 
 def record_killed(

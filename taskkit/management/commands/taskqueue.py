@@ -47,7 +47,7 @@ USAGE_ERRORS = (
 #: What each subcommand returns: a JSON value, and the text printed without --json.
 Outcome = tuple[Any, str]
 
-DESTRUCTIVE = {"del", "del-run", "del-delayed", "purge", "remove-failed", "prune"}
+DESTRUCTIVE = {"del", "del-run", "stop-run", "del-delayed", "purge", "remove-failed", "prune"}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -150,6 +150,9 @@ class Command(BaseCommand):
         deleting.add_argument("--payload", help="Only messages with this payload (JSON).")
         deleting.add_argument("--count", type=int, default=0, help="At most N (0: all).")
         sub("del-run", "Delete one run, queued or delayed, by id.").add_argument("run_id")
+        sub(
+            "stop-run", "Stop a running run: its worker kills the process running it (prefork)."
+        ).add_argument("run_id")
         delayed = sub("del-delayed", "Delete the delayed runs of a task.")
         delayed.add_argument("name")
         delayed.add_argument("--payload", help="Only runs with this payload (JSON).")
@@ -184,6 +187,7 @@ class Command(BaseCommand):
             "find": self.find,
             "del": self.delete,
             "del-run": self.delete_run,
+            "stop-run": self.stop_run,
             "del-delayed": self.delete_delayed,
             "purge": self.purge,
             "failed": self.failed,
@@ -321,6 +325,18 @@ class Command(BaseCommand):
             raise RunNotFound(f"No queued or delayed run {options['run_id']}.")
         verb = "Would remove" if options["dry_run"] else "Removed"
         return {"removed": 1, "dry_run": options["dry_run"]}, f"{verb} run {options['run_id']}."
+
+    def stop_run(self, options: dict[str, Any]) -> Outcome:
+        run_id = options["run_id"]
+        if options["dry_run"]:
+            running = queues.find_running(run_id)
+            return {"stopped": False, "dry_run": True}, f"Would stop run {running.pk}."
+        if not queues.cancel_running(run_id):
+            raise CommandError(
+                f"Asked its worker to stop run {run_id}, but it is still running: only a "
+                "process pool (prefork) can stop one run; a thread pool cannot."
+            )
+        return {"stopped": True, "dry_run": False}, f"Stopped run {run_id}: it is cancelled."
 
     def delete_delayed(self, options: dict[str, Any]) -> Outcome:
         due = queues.delete_delayed(
