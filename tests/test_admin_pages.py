@@ -422,3 +422,31 @@ def test_quarantined_items_are_shown_with_their_problem_and_deleted_one_by_one(
     (last,) = queues.list(QUARANTINE)
     call_command("taskqueue", "del-run", last.run_id, "--noinput", stdout=io.StringIO())
     assert list(folder.glob(f"*.{QUARANTINE}.msg")) == []
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_dashboard_charts_what_finished_lately_by_task_and_queue(viewer: Client) -> None:
+    now = timezone.now()
+    for status, name, queue in [
+        (RunStatus.SUCCEEDED, "echo:payload", "default"),
+        (RunStatus.SUCCEEDED, "echo:payload", "default"),
+        (RunStatus.FAILED, "db:migrate", "slow"),
+    ]:
+        TaskRun.objects.create(
+            name=name, queue=queue, status=status, created_at=now - timedelta(seconds=3),
+            started_at=now - timedelta(seconds=1), finished_at=now,
+        )  # fmt: skip
+    page = text(viewer.get(url("taskkit_dashboard_changelist")))
+    assert 'id="chart-runs"' in page and 'id="chart-wait"' in page
+    assert "Runs finished: 2 succeeded, 1 failed, in the last hour" in page
+    assert page.count('<g class="bucket">') == 60
+    assert ": 2 succeeded, 1 failed</title>" in page  # the minute they finished in
+    assert "2.00 s mean wait</title>" in page
+    by_task = text(viewer.get(url("taskkit_dashboard_changelist"), {"task": "db:migrate"}))
+    assert "Runs finished: 0 succeeded, 1 failed" in by_task
+    by_queue = text(viewer.get(url("taskkit_dashboard_changelist"), {"queue": "default"}))
+    assert "Runs finished: 2 succeeded, 0 failed" in by_queue
+    day = text(viewer.get(url("taskkit_dashboard_changelist"), {"window": "day"}))
+    assert day.count('<g class="bucket">') == 24 and "in the last day" in day
+    odd = text(viewer.get(url("taskkit_dashboard_changelist"), {"window": "<x>", "task": "<x>"}))
+    assert "in the last hour" in odd and "<x>" not in odd

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 import taskkit
@@ -37,7 +39,7 @@ def test_browse_a_queue_delete_one_and_purge(login: Login) -> None:
     page = login(make_user("root", superuser=True))
     page.get_by_role("link", name="Dashboard").first.click()
     expect(queue_length(page)).to_have_text("5")
-    screenshot(page, "dashboard")
+    screenshot(page, "dashboard-queues")
     page.get_by_role("link", name="default", exact=True).click()
     rows = page.locator("#messages tbody tr")
     expect(rows).to_have_count(5)
@@ -141,3 +143,39 @@ def test_a_view_only_user_sees_pages_without_buttons_and_is_refused_on_a_forged_
     assert queues.info("default").length == 1
     page.goto("/admin/taskkit/dashboard/")
     assert re.search("Tasks dashboard", page.title())
+
+
+@pytest.mark.usefixtures("broker")
+def test_charts_of_what_finished_lately_filtered_by_task(login: Login) -> None:
+    now = timezone.now()
+    for minutes, name, status, wait in [
+        (0, "echo:payload", RunStatus.SUCCEEDED, 1.5),
+        (0, "echo:payload", RunStatus.FAILED, 0.5),
+        (7, "db:migrate", RunStatus.SUCCEEDED, 12.0),
+        (30, "echo:payload", RunStatus.SUCCEEDED, 3.0),
+    ]:
+        done = now - timedelta(minutes=minutes)
+        TaskRun.objects.create(
+            name=name, status=status, created_at=done - timedelta(seconds=wait + 1),
+            started_at=done - timedelta(seconds=1), finished_at=done,
+        )  # fmt: skip
+    page = login(make_user("root", superuser=True))
+    page.goto("/admin/taskkit/dashboard/")
+    runs = page.locator("#chart-runs")
+    expect(runs).to_be_visible()
+    expect(runs.locator("g.bucket")).to_have_count(60)
+    drawn = runs.locator("rect.ok").evaluate_all(
+        "rects => rects.filter(r => r.getBBox().height > 0).length"
+    )
+    assert drawn == 3  # three minutes had successes
+    expect(page.locator("#chart-wait circle")).to_have_count(3)
+    screenshot(page, "dashboard")
+    page.select_option("#chart-filter select[name=task]", "db:migrate")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#chart-wait circle")).to_have_count(1)
+    expect(page.locator("#chart-wait circle title")).to_contain_text("12 s mean wait")
+    expect(page.locator("#chart-runs > title")).to_contain_text("1 succeeded, 0 failed")
+    page.select_option("#chart-filter select[name=window]", "day")
+    page.get_by_role("button", name="Show").click()
+    expect(runs.locator("g.bucket")).to_have_count(24)
+    screenshot(page, "dashboard-day")
