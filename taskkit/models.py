@@ -266,6 +266,8 @@ class WorkerHeartbeat(models.Model):
     active = models.PositiveIntegerField(default=0, db_default=0)
     #: Runs taken from the broker but not started (prefetched) at its last heartbeat.
     reserved = models.PositiveIntegerField(default=0, db_default=0)
+    #: Of those, how many per queue: ``{"default": 7}``.
+    reserved_queues = models.JSONField(default=dict, db_default={}, blank=True)
     celery_version = models.CharField(max_length=32, blank=True, default="", db_default="")
     taskkit_version = models.CharField(max_length=32, blank=True, default="", db_default="")
     #: When the sweep found the worker lost (empty: not found lost).

@@ -15,7 +15,7 @@ from django.utils import timezone
 from taskkit import queues
 from taskkit.bridge.work import heartbeat
 from taskkit.bridge.work.about import About
-from taskkit.models import LOST_KEPT, WorkerHeartbeat
+from taskkit.models import LOST_KEPT, KnownQueue, WorkerHeartbeat
 
 pytestmark = [
     pytest.mark.django_db,
@@ -130,3 +130,45 @@ def test_live_asks_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert waited == [2.0]
     with pytest.raises(CommandError, match="more than 0"):
         taskqueue("--live", "--timeout", "0")
+
+
+def test_runs_taken_but_not_started_are_counted_per_queue(tmp_path: Any) -> None:
+    from tests.integration.conftest import current, make_app, transport_settings
+
+    assert heartbeat.beat("a@box", timezone.now(), "box:1:a", ABOUT, (1, 5), {"mail": 5})
+    row("b@box", seen_ago=5, reserved=2, reserved_queues={"mail": 1, "default": 1})
+    row("gone@box", seen_ago=600, reserved=9, reserved_queues={"mail": 9})  # not alive
+    assert queues.reserved_by_queue() == {"mail": 6, "default": 1}
+    KnownQueue.objects.bulk_create([KnownQueue(name="mail"), KnownQueue(name="default")])
+    app = make_app("reserved", "filesystem://", **transport_settings("filesystem", tmp_path))
+    with current(app):
+        WorkerHeartbeat.objects.filter(name="a@box").update(seen_at=timezone.now())
+        found = {q.name: q for q in queues.details().queues}
+        assert (found["mail"].length, found["mail"].reserved) == (0, 6)
+        assert found["default"].reserved == 1
+        assert queues.info("mail").reserved == 6
+        out = StringIO()
+        call_command("taskqueue", "details", stdout=out)
+        assert "TAKEN, NOT STARTED" in out.getvalue()
+        call_command("taskqueue", "details", "--json", stdout=(out := StringIO()))
+        shown = {q["name"]: q["reserved"] for q in json.loads(out.getvalue())["queues"]}
+    assert shown["mail"] == 6
+
+
+def test_a_worker_counts_what_it_holds_unstarted_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+    from types import SimpleNamespace
+
+    from celery.worker import state
+
+    from taskkit.bridge.work import about
+
+    class Request(SimpleNamespace):  # weakly referenced and hashable, as Celery's requests
+        __hash__ = object.__hash__
+
+    working = [Request(delivery_info={"routing_key": "mail"})]
+    waiting = [Request(delivery_info={"routing_key": "mail"}) for _ in range(2)]
+    waiting += [Request(delivery_info={"routing_key": "default"}), Request(delivery_info=None)]
+    monkeypatch.setattr(state, "active_requests", weakref.WeakSet(working))
+    monkeypatch.setattr(state, "reserved_requests", weakref.WeakSet(working + waiting))
+    assert about.waiting() == {"mail": 2, "default": 1, "?": 1}

@@ -35,7 +35,14 @@ from .runs import (
     retry_failed,
     run_delayed_now,
 )
-from .workers import LiveWorker, WorkerInfo, live_workers, worker_list, workers
+from .workers import (
+    LiveWorker,
+    WorkerInfo,
+    live_workers,
+    reserved_by_queue,
+    worker_list,
+    workers,
+)
 
 #: ``taskkit.queues.list(queue)``: the public name of :func:`.queued.list_messages`.
 list = list_messages
@@ -66,6 +73,7 @@ __all__ = [
     "prune",
     "purge",
     "remove_failed",
+    "reserved_by_queue",
     "retry_failed",
     "run_delayed_now",
     "worker_list",

@@ -11,7 +11,7 @@ import itertools
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from .brokers import Broker, Match, broker_for
 from .messages import QueuedMessage
 from .runs import run_uuid, tell_deleted
 from .sieve import Sieve
+from .workers import reserved_by_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,8 @@ class QueueInfo:
     length: int
     #: When the message a worker takes next was queued (``None``: empty, or not listable).
     oldest: datetime | None = None
+    #: Runs live workers took from it but have not started (prefetched), not in ``length``.
+    reserved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Details:
                     "name": q.name,
                     "length": q.length,
                     "oldest": iso(q.oldest),
+                    "reserved": q.reserved,
                 }
                 for q in self.queues
             ],
@@ -144,8 +148,10 @@ def details() -> Details:
     waiting on workers (that is :func:`live_workers`).
     """
     with broker_view() as broker:
-        queues = read_queues(broker)
+        found = read_queues(broker)
         name = broker.name
+    held = reserved_by_queue()
+    queues = [replace(queue, reserved=held.get(queue.name, 0)) for queue in found]
     counts = _counts()
     return Details(
         broker=name,
@@ -162,7 +168,8 @@ def info(queue: str) -> QueueInfo:
     with broker_view() as broker:
         _checked(broker, queue)
         length = broker.length(queue)
-        return QueueInfo(queue, length, _oldest(broker, queue) if length else None)
+        oldest = _oldest(broker, queue) if length else None
+    return QueueInfo(queue, length, oldest, reserved_by_queue().get(queue, 0))
 
 
 def _matcher(name: str | None, payload: Mapping[str, Any] | None) -> Match:

@@ -126,6 +126,20 @@ class LiveWorker:
         return {"name": self.name, "active": self.active, "reserved": self.reserved}
 
 
+def reserved_by_queue() -> dict[str, int]:
+    """Runs live workers took from each queue but have not started, at their last heartbeat.
+
+    A queue's length leaves them out: the broker handed them over (prefetch).
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    totals: dict[str, int] = {}
+    for held in WorkerHeartbeat.objects.alive(cutoff).values_list("reserved_queues", flat=True):
+        for queue, count in (held or {}).items():
+            if isinstance(count, int):
+                totals[queue] = totals.get(queue, 0) + count
+    return totals
+
+
 def _active(entry: Mapping[str, Any]) -> dict[str, Any]:
     kwargs = entry.get("kwargs") or {}
     context: dict[str, Any] = kwargs["context"] if isinstance(kwargs.get("context"), dict) else {}

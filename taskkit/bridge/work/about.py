@@ -68,6 +68,24 @@ def _queues(consumer: Any) -> list[str]:
     return sorted(app.amqp.queues.consume_from) if app is not None else []
 
 
+def waiting() -> dict[str, int]:
+    """Runs this process took from the broker but has not started, per queue they came from."""
+    from celery.worker import state
+
+    for _ in range(3):
+        try:
+            unstarted = set(state.reserved_requests) - set(state.active_requests)
+        except RuntimeError:  # the worker's thread changed a set while it was copied
+            continue
+        counts: dict[str, int] = {}
+        for request in unstarted:
+            info = getattr(request, "delivery_info", None) or {}
+            queue = str(info.get("routing_key") or "?")
+            counts[queue] = counts.get(queue, 0) + 1
+        return counts
+    return {}
+
+
 def held() -> tuple[int, int]:
     """Runs this process works now, and runs it took from the broker but has not started.
 

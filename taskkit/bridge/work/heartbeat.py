@@ -52,7 +52,7 @@ from ...events import Step, emit
 from ...exceptions import TaskkitError, WorkerLost
 from ...models import LOST_KEPT, TaskRun, WorkerHeartbeat
 from ..locks import release
-from .about import About, describe, held
+from .about import About, describe, held, waiting
 
 logger = logging.getLogger("taskkit.worker")
 REFUSALS_BEFORE_ERROR = 3
@@ -71,13 +71,14 @@ def beat(
     process: str,
     about: About | None = None,
     load: tuple[int, int] = (0, 0),
+    by_queue: dict[str, int] | None = None,
 ) -> bool:
     """Say that worker ``name``, started at ``started_at``, is alive now; ``False`` if refused.
 
     ``about`` is what the worker is, ``load`` how many runs it works and holds
-    unstarted. The row is this ``process``'s, or free: new, already this
-    process's, not refreshed for ``WORKER_LOST_AFTER`` or found lost (its
-    writer is gone), or written by a
+    unstarted, ``by_queue`` the unstarted ones per queue. The row is this
+    ``process``'s, or free: new, already this process's, not refreshed for
+    ``WORKER_LOST_AFTER`` or found lost (its writer is gone), or written by a
     process of this host that no longer exists (a restart under a fixed
     ``-n``). A row written under this very host and pid by another life (a
     container's pid 1 started again) is free once it missed two heartbeats:
@@ -93,6 +94,7 @@ def beat(
         "process": process,
         "active": active,
         "reserved": reserved,
+        "reserved_queues": by_queue or {},
         "lost_at": None,
         **(about.fields() if about else {}),
     }
@@ -168,7 +170,7 @@ class Heart:
         try:
             while True:
                 try:
-                    accepted = beat(name, started_at, process, about, held())
+                    accepted = beat(name, started_at, process, about, held(), waiting())
                     refused = 0 if accepted else refused + 1
                     if refused == REFUSALS_BEFORE_ERROR:  # a previous life's row is free by then
                         logger.error(

@@ -227,7 +227,8 @@ class Command(BaseCommand):
 
     def details(self, options: dict[str, Any]) -> Outcome:
         found = queues.details()
-        rows = [["QUEUE", "LENGTH"]] + [[q.name, str(q.length)] for q in found.queues]
+        rows = [["QUEUE", "LENGTH", "TAKEN, NOT STARTED"]]
+        rows += [[q.name, str(q.length), str(q.reserved)] for q in found.queues]
         text = (
             f"{_table(rows)}\n\nbroker: {found.broker}; delayed: {found.delayed}, "
             f"running: {found.running}, failed: {found.failed}, periodic: {found.periodic}"
