@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from taskkit.models import RunStatus, SchedulerLease, TaskRun, WorkerHeartbeat
 from taskkit.quarantine import QUARANTINE
 from taskkit.queues.health import LIVENESS, READINESS, consumers_answer
 from taskkit.scheduling import lease
-from tests.integration.conftest import current, make_app, transport_settings
+from tests.integration.conftest import current, make_app
 from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,14 +32,6 @@ PASSWORD = "broker-Pa55-health"
 UNREACHABLE = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # nobody listens
 TOKEN = "h" * 40
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[None]:
-    """A broker of this test's own (the embedded one): reachable, and empty."""
-    app = make_app("health", "filesystem://", **transport_settings("filesystem", tmp_path))
-    with current(app):
-        yield
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def answers(report: queues.Health) -> dict[str, tuple[bool, str]]:
 # The function
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_all_pass() -> None:
     delayed(-30)  # late, but not by a minute
     report = queues.health()
@@ -189,7 +180,7 @@ def consuming(name: str, *queues: str, seen_ago: float = 0) -> None:
     )
 
 
-@pytest.mark.usefixtures("broker")
+@pytest.mark.usefixtures("embedded_broker")
 def test_a_queue_with_messages_and_no_live_consumer_fails(settings: Any) -> None:
     settings.TASKKIT = {"WORKER_LOST_AFTER": 30.0}
     for queue in ("default", "default", "reports", "mail"):
@@ -267,7 +258,7 @@ def taskqueue_health(*args: str) -> tuple[str, CommandError | None]:
     return out.getvalue(), None
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
     out, failed = taskqueue_health()
     assert failed is None
@@ -283,7 +274,7 @@ def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
     assert lines[3] == "ok   workers    1 alive: alive@host"
 
 
-@pytest.mark.usefixtures("broker", "worker")
+@pytest.mark.usefixtures("embedded_broker", "worker")
 def test_the_command_exits_1_naming_what_failed() -> None:
     delayed(-120)
     out, failed = taskqueue_health()
@@ -297,7 +288,7 @@ def test_the_command_exits_1_naming_what_failed() -> None:
     assert taskqueue_health("--check", "delayed", "--overdue", "5m")[1] is None
 
 
-@pytest.mark.usefixtures("broker")
+@pytest.mark.usefixtures("embedded_broker")
 def test_the_command_prints_json() -> None:
     out, failed = taskqueue_health("--check", "broker", "--check", "scheduler", "--json")
     assert failed is not None and failed.returncode == 1
@@ -331,7 +322,7 @@ def token() -> Iterator[None]:
         yield
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker", "token")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker", "token")
 def test_the_endpoint_is_200_when_every_check_passes() -> None:
     response = Client().get("/_tasks/health", headers=BEARER)
     assert response.status_code == 200
@@ -343,7 +334,7 @@ def test_the_endpoint_is_200_when_every_check_passes() -> None:
     assert Client().head("/_tasks/health", headers=BEARER).status_code == 200
 
 
-@pytest.mark.usefixtures("broker", "worker", "token")
+@pytest.mark.usefixtures("embedded_broker", "worker", "token")
 def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() -> None:
     failing = Client().get("/_tasks/health", headers=BEARER)
     assert failing.status_code == 503
@@ -378,7 +369,7 @@ def test_the_endpoint_says_the_broker_is_unreachable_without_its_password() -> N
     assert PASSWORD not in response.content.decode()
 
 
-@pytest.mark.usefixtures("broker")
+@pytest.mark.usefixtures("embedded_broker")
 def test_the_endpoint_refuses_callers_the_api_refuses() -> None:
     anonymous = Client().get("/_tasks/health")
     assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Bearer"
@@ -388,7 +379,7 @@ def test_the_endpoint_refuses_callers_the_api_refuses() -> None:
     assert viewer.status_code == 200 and "detail" in viewer.json()["checks"][0]
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_public_mode_answers_anyone_without_details() -> None:
     with override_settings(TASKKIT={"HEALTH_PUBLIC": True, "API_TOKEN": TOKEN}):
         anonymous = Client().get("/_tasks/health")

@@ -7,7 +7,6 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from taskkit.checks import check_taskkit
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.queues import metrics
 from taskkit.scheduling import lease
-from tests.integration.conftest import current, make_app, transport_settings
+from tests.integration.conftest import current, make_app
 from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,10 +36,9 @@ COUNTERS = {"taskkit_scheduler_leader_changes"}
 
 
 @pytest.fixture(autouse=True)
-def broker(tmp_path: Path) -> Iterator[None]:
+def broker(embedded_broker: Any) -> Iterator[None]:
     """Every scrape reads a broker: this test's own embedded one, never the machine's."""
-    app = make_app("metrics", "filesystem://", **transport_settings("filesystem", tmp_path))
-    with current(app), override_settings(TASKKIT={"API_TOKEN": TOKEN}):
+    with override_settings(TASKKIT={"API_TOKEN": TOKEN}):
         yield
 
 
