@@ -6,6 +6,8 @@ worker in ``tests/reliability/test_worker_metrics.py``.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from io import StringIO
@@ -131,3 +133,19 @@ def test_a_metrics_port_is_a_tcp_port(started: list[list[str]], port: str) -> No
     with pytest.raises(CommandError, match="--metrics-port must be a TCP port"):
         taskworker("--metrics-port", port)
     assert started == []
+
+
+def test_multiprocess_mode_is_told_from_the_environment_at_import(tmp_path: Path) -> None:
+    """``multiprocessing()`` reads how ``prometheus_client`` chose its values' class."""
+    code = "from taskkit import run_metrics; print(run_metrics.multiprocessing())"
+    answers = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for env in (
+            {**os.environ, run_metrics.MULTIPROCESS_DIR: str(tmp_path)},
+            {k: v for k, v in os.environ.items() if k != run_metrics.MULTIPROCESS_DIR},
+        )
+    ]
+    assert answers == ["True", "False"]
+    assert not run_metrics.multiprocessing()  # this process imported it without the variable
