@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from enum import StrEnum
 from datetime import datetime
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
