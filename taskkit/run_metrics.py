@@ -14,7 +14,7 @@ answers a scrape with the sum of them all, the dead pool processes' included
 variable the counts stay in the process that made them, which suits a
 ``solo`` or ``threads`` pool and the tests.
 
-Needs ``prometheus_client`` (``taskkit[metrics]``); only ``taskworker
+Needs ``prometheus_client`` (``django-taskkit[metrics]``); only ``taskworker
 --metrics-port`` imports this module, and nothing in taskkit needs it.
 """
 

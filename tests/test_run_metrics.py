@@ -109,7 +109,9 @@ def test_a_worker_starts_without_prometheus_client_unless_asked_for_metrics(
     monkeypatch.delenv(run_metrics.MULTIPROCESS_DIR, raising=False)
     taskworker()
     assert len(started) == 1
-    with pytest.raises(CommandError, match=r"needs prometheus_client: pip install 'taskkit\["):
+    with pytest.raises(
+        CommandError, match=r"needs prometheus_client: pip install 'django-taskkit\["
+    ):
         taskworker("--metrics-port", "9999")
     assert len(started) == 1
 

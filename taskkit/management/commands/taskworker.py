@@ -107,7 +107,7 @@ def serve_metrics(port: int, address: str) -> None:
         from taskkit import run_metrics
     except ImportError:
         raise CommandError(
-            "--metrics-port needs prometheus_client: pip install 'taskkit[metrics]'."
+            "--metrics-port needs prometheus_client: pip install 'django-taskkit[metrics]'."
         ) from None
     if not run_metrics.multiprocessing():
         raise CommandError(
@@ -145,7 +145,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--metrics-port",
             type=int,
-            help="Serve the worker's run metrics for Prometheus on this port (taskkit[metrics]).",
+            help="Serve the run metrics for Prometheus on this port (django-taskkit[metrics]).",
         )
         parser.add_argument(
             "--metrics-address",
