@@ -34,7 +34,7 @@ from . import signals
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: The buckets of both histograms, in seconds: background runs take from milliseconds to an hour.
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-#: The signals :func:`install` listens to, under the ``dispatch_uid`` that keeps it to once.
+#: The ``dispatch_uid`` of :func:`install`'s receivers: each is connected once, however often.
 UID = "taskkit.run_metrics"
 
 
@@ -98,7 +98,7 @@ def install() -> RunMetrics:
     """
     global _installed
     if _installed is None:
-        metrics = _make()
+        _installed = _make()
         for signal, receiver in (
             (signals.run_started, _started),
             (signals.run_succeeded, _succeeded),
@@ -107,7 +107,6 @@ def install() -> RunMetrics:
         ):
             signal.connect(receiver, dispatch_uid=UID, weak=False)
         worker_process_shutdown.connect(_process_gone, dispatch_uid=UID, weak=False)
-        _installed = metrics
     return _installed
 
 
