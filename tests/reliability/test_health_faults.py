@@ -4,7 +4,8 @@
 private ``redis-server`` broker is up, exit 1 naming ``broker`` once it is
 killed; exit 1 naming ``database`` while the proxy to a private PostgreSQL
 database refuses and resets connections, and 0 again once it forwards them. A
-real Beat killed outright fails ``scheduler`` once its lease runs out; a real
+real Beat killed outright fails ``scheduler`` once its lease runs out, and the
+Beat that leads next counts as the lease's first change; a real
 worker killed outright fails ``workers`` once its heartbeat is too old, and
 while it lives, a queue it does not consume but that holds a message fails
 ``consumers``. Every probe runs with a deadline: a check that hung would fail
@@ -186,17 +187,26 @@ def kill(process: subprocess.Popen[str]) -> None:
     process.wait(10)
 
 
-def test_the_leader_killed_fails_the_scheduler_check(broker: Broker) -> None:
+def test_the_leader_killed_fails_the_scheduler_check_and_the_next_one_is_a_change(
+    broker: Broker,
+) -> None:
     assert not queues.health(["scheduler"]).ok  # nobody leads yet
     beat = start_beat(broker.url)
     try:
         detail = until("scheduler", True)
         assert " leads; its lease runs " in detail
+        assert lease.changes(lease.BEAT) == 0  # the first leader is no change
         kill(beat)
         detail = until("scheduler", False)
         assert detail.startswith("no leader: the lease of ") and " expired " in detail
     finally:
         stop(beat)
+    successor = start_beat(broker.url)
+    try:
+        until("scheduler", True)
+        assert lease.changes(lease.BEAT) == 1
+    finally:
+        stop(successor)
 
 
 def test_the_worker_killed_fails_the_workers_check_and_an_unconsumed_queue_fails_consumers(
