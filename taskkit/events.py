@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -70,12 +71,14 @@ def emit(
     duration: float | None = None,
     worker: str | None = None,
     error: str | None = None,
+    waited: float | None = None,
 ) -> None:
     """Log ``step`` of run ``run_id`` and send its signal; a receiver's error is only logged.
 
     ``attempt`` is the attempt the step is about (``None`` when not known),
     ``duration`` the seconds it ran (succeeded, retried, failed) or had run
-    when its worker was found lost, ``worker`` the Celery node name.
+    when its worker was found lost, ``worker`` the Celery node name, ``waited``
+    the seconds its message waited in the queue before it started (started only).
     """
     signal, level = ROUTES[step]
     log = logger.isEnabledFor(level)
@@ -90,11 +93,26 @@ def emit(
         "duration": duration,
         "worker": worker,
         "error": error,
+        "waited": waited,
     }
     if log:
         logger.log(level, *_message(fields), extra={PREFIX + k: v for k, v in fields.items()})
     if signal.receivers:
         signal.send_robust(None, **fields)  # Django logs a receiver's error (django.dispatch)
+
+
+def queued_for(enqueued_at: object, started: datetime) -> float | None:
+    """Seconds from a message's ``enqueued_at`` (its context's ISO 8601 text) to ``started``.
+
+    ``None`` for a message without the time (sent by an older taskkit, or by
+    hand); 0 rather than a negative wait when the sender's clock runs ahead.
+    """
+    if not isinstance(enqueued_at, str):
+        return None
+    try:
+        return max((started - datetime.fromisoformat(enqueued_at)).total_seconds(), 0.0)
+    except (TypeError, ValueError):  # not an ISO time, or a naive one
+        return None
 
 
 def _message(fields: Mapping[str, object]) -> tuple[object, ...]:
@@ -103,6 +121,8 @@ def _message(fields: Mapping[str, object]) -> tuple[object, ...]:
     args = [fields[k] for k in ("task", "run_id", "step", "queue", "attempt")]
     if fields["duration"] is not None:
         text, args = text + " in %.3f s", [*args, fields["duration"]]
+    if fields["waited"] is not None:
+        text, args = text + " after %.3f s queued", [*args, fields["waited"]]
     if fields["worker"]:
         text, args = text + " on %s", [*args, fields["worker"]]
     if fields["error"]:

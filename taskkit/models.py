@@ -141,8 +141,12 @@ class SchedulerLease(models.Model):
     """Which scheduler process leads: only the holder of an unexpired lease sends work."""
 
     name = models.CharField(max_length=100, primary_key=True)
+    #: Empty once its holder released it: nobody leads until another takes it.
     holder = models.CharField(max_length=100)
     expires_at = models.DateTimeField()
+    #: How many holders the lease has had, the first one counted: it grows each time a
+    #: scheduler takes the lease from another (or after a release), never on a renewal.
+    term = models.PositiveBigIntegerField(default=1, db_default=1)
 
     def __str__(self) -> str:
         return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"

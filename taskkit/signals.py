@@ -1,7 +1,7 @@
 """Django signals, one per step of a run's life: connect receivers to these.
 
 Each is sent with ``sender=None`` and the keyword arguments ``step``, ``run_id``,
-``task``, ``queue``, ``attempt``, ``duration``, ``worker`` and ``error``, the
+``task``, ``queue``, ``attempt``, ``duration``, ``worker``, ``error`` and ``waited``, the
 fields of the matching ``taskkit.runs`` log line (see
 :doc:`/howto/logging-and-signals`). A receiver runs in the process where the step happens (the
 web process, the worker, Beat); what it raises is logged, never raised into the

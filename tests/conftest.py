@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from celery.app.task import Task
 from django.apps import AppConfig, apps
 from django.test import override_settings
@@ -13,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from taskkit import registry
 from taskkit.registry import TaskRegistry
+from tests.integration.conftest import current, make_app, transport_settings
 
 pytest_plugins = ["taskkit.testing"]
 
@@ -71,3 +74,13 @@ def _forget_remembered_queues() -> Iterator[None]:
     from taskkit.bridge.send import known_queues
 
     known_queues._remembered.clear()
+
+
+@pytest.fixture
+def embedded_broker(tmp_path: Path) -> Iterator[Celery]:
+    """A broker of the test's own, the embedded one, made current: reachable, empty, and
+    never the machine's."""
+    app = make_app("embedded", "filesystem://", **transport_settings("filesystem", tmp_path))
+    with current(app):
+        yield app
+    app.close()

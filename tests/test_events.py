@@ -103,6 +103,7 @@ def test_an_enqueue_is_told_once_the_broker_took_it_after_the_commit(
         "duration": None,
         "worker": None,
         "error": None,
+        "waited": None,
     }
     assert (
         runs(lines)[0].getMessage()
@@ -162,12 +163,36 @@ def test_a_run_is_told_started_and_succeeded_with_its_worker_and_duration(
             "duration": None,
             "worker": "w1@host",
             "error": None,
+            "waited": None,  # a message sent without its time
         },
     )
     assert succeeded[:2] == ("run_succeeded", "INFO")
     assert succeeded[2]["worker"] == "w1@host"
     assert 0 <= succeeded[2]["duration"] < 5
     assert "succeeded (queue q, attempt 1) in " in runs(lines)[1].getMessage()
+
+
+def test_a_started_run_tells_how_long_its_message_waited_in_the_queue(
+    told: list[dict[str, Any]], lines: pytest.LogCaptureFixture
+) -> None:
+    run_id = str(uuid.uuid4())
+    sent = (timezone.now() - timedelta(seconds=90)).isoformat()
+    context = {"run_id": run_id, "queue": "q", "enqueued_at": sent}
+    run_message(ctask("echo:payload", run_id), {}, context)
+    (started, succeeded) = steps(told, lines)
+    assert 90 <= started[2]["waited"] < 95
+    assert succeeded[2]["waited"] is None
+    assert " started (queue q, attempt 1) after 9" in runs(lines)[0].getMessage()
+
+
+@pytest.mark.parametrize("sent", [None, 17, "yesterday", "2026-01-01T00:00:00"])
+def test_a_wait_is_not_told_without_a_readable_aware_time(sent: Any) -> None:
+    assert events.queued_for(sent, timezone.now()) is None
+
+
+def test_a_sender_clock_ahead_gives_no_negative_wait() -> None:
+    now = timezone.now()
+    assert events.queued_for((now + timedelta(seconds=5)).isoformat(), now) == 0.0
 
 
 def test_a_failed_attempt_is_told_retried_and_the_last_one_failed(

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +18,13 @@ from django.utils import timezone
 import taskkit
 from taskkit import queues
 from taskkit.bridge.work import heartbeat
+from taskkit.bridge.work.about import About
 from taskkit.checks import check_taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun, WorkerHeartbeat
-from taskkit.queues.health import LIVENESS, READINESS
+from taskkit.quarantine import QUARANTINE
+from taskkit.queues.health import LIVENESS, READINESS, consumers_answer
 from taskkit.scheduling import lease
-from tests.integration.conftest import current, make_app, transport_settings
+from tests.integration.conftest import current, make_app
 from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,14 +32,6 @@ PASSWORD = "broker-Pa55-health"
 UNREACHABLE = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # nobody listens
 TOKEN = "h" * 40
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[None]:
-    """A broker of this test's own (the embedded one): reachable, and empty."""
-    app = make_app("health", "filesystem://", **transport_settings("filesystem", tmp_path))
-    with current(app):
-        yield
 
 
 @pytest.fixture
@@ -68,7 +61,7 @@ def answers(report: queues.Health) -> dict[str, tuple[bool, str]]:
 # The function
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_all_pass() -> None:
     delayed(-30)  # late, but not by a minute
     report = queues.health()
@@ -79,6 +72,7 @@ def test_all_pass() -> None:
     assert found["broker"][1].endswith("; default holds 0 message(s)")
     assert found["scheduler"][1].startswith("beat-host:1:cafe leads; its lease runs ")
     assert found["workers"][1] == "1 alive: alive@host"
+    assert found["consumers"][1].startswith("every queue holding messages is consumed (0 of ")
     assert found["delayed"][1] == "none overdue by more than 60 s; 1 waiting"
     assert report.as_json()["checks"][0] == {
         "name": "database",
@@ -176,6 +170,50 @@ def test_a_swept_worker_is_named_as_the_last_seen(settings: Any) -> None:
     )
 
 
+def consuming(name: str, *queues: str, seen_ago: float = 0) -> None:
+    """A worker's heartbeat, consuming ``queues``, written ``seen_ago`` seconds ago."""
+    now = timezone.now() - timedelta(seconds=seen_ago)
+    about = About(list(queues), 1, "prefork", "5.7", "1.0")
+    WorkerHeartbeat.objects.update_or_create(
+        name=name,
+        defaults={"started_at": now, "seen_at": now, "process": f"h:{name}", **about.fields()},
+    )
+
+
+@pytest.mark.usefixtures("embedded_broker")
+def test_a_queue_with_messages_and_no_live_consumer_fails(settings: Any) -> None:
+    settings.TASKKIT = {"WORKER_LOST_AFTER": 30.0}
+    for queue in ("default", "default", "reports", "mail"):
+        taskkit.enqueue("echo:payload", queue=queue)
+    consuming("a@host", "default", "maintenance")
+    consuming("b@host", "reports", seen_ago=45)  # lost: consumes nothing now
+    assert answers(queues.health(["consumers"]))["consumers"] == (
+        False,
+        "no live worker consumes mail (1), reports (1)",
+    )
+    consuming("b@host", "reports", "mail")  # beats again, consuming both
+    found = answers(queues.health(["consumers"]))["consumers"]
+    assert found[0], found
+    assert found[1].startswith("every queue holding messages is consumed (3 of ")
+
+
+def test_empty_queues_and_the_quarantine_need_no_consumer() -> None:
+    lengths = {QUARANTINE: 3, "empty": 0, "busy": 2}
+    assert consumers_answer(lengths, {"busy": 1}) == (
+        True,
+        "every queue holding messages is consumed (1 of 3)",
+    )
+    assert consumers_answer(lengths, {"busy": 0}) == (False, "no live worker consumes busy (2)")
+
+
+def test_the_consumers_check_fails_with_its_broker() -> None:
+    app = make_app("away", UNREACHABLE)
+    with current(app):
+        found = answers(queues.health(["consumers"]))["consumers"]
+    app.close()
+    assert not found[0] and "unreachable" in found[1] and PASSWORD not in found[1]
+
+
 def test_an_overdue_delayed_run() -> None:
     delayed(-600)
     delayed(-90)
@@ -220,7 +258,7 @@ def taskqueue_health(*args: str) -> tuple[str, CommandError | None]:
     return out.getvalue(), None
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
     out, failed = taskqueue_health()
     assert failed is None
@@ -230,12 +268,13 @@ def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
         "ok   broker    ",
         "ok   scheduler ",
         "ok   workers   ",
+        "ok   consumers ",
         "ok   delayed   ",
     ]
     assert lines[3] == "ok   workers    1 alive: alive@host"
 
 
-@pytest.mark.usefixtures("broker", "worker")
+@pytest.mark.usefixtures("embedded_broker", "worker")
 def test_the_command_exits_1_naming_what_failed() -> None:
     delayed(-120)
     out, failed = taskqueue_health()
@@ -249,7 +288,7 @@ def test_the_command_exits_1_naming_what_failed() -> None:
     assert taskqueue_health("--check", "delayed", "--overdue", "5m")[1] is None
 
 
-@pytest.mark.usefixtures("broker")
+@pytest.mark.usefixtures("embedded_broker")
 def test_the_command_prints_json() -> None:
     out, failed = taskqueue_health("--check", "broker", "--check", "scheduler", "--json")
     assert failed is not None and failed.returncode == 1
@@ -283,7 +322,7 @@ def token() -> Iterator[None]:
         yield
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker", "token")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker", "token")
 def test_the_endpoint_is_200_when_every_check_passes() -> None:
     response = Client().get("/_tasks/health", headers=BEARER)
     assert response.status_code == 200
@@ -295,7 +334,7 @@ def test_the_endpoint_is_200_when_every_check_passes() -> None:
     assert Client().head("/_tasks/health", headers=BEARER).status_code == 200
 
 
-@pytest.mark.usefixtures("broker", "worker", "token")
+@pytest.mark.usefixtures("embedded_broker", "worker", "token")
 def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() -> None:
     failing = Client().get("/_tasks/health", headers=BEARER)
     assert failing.status_code == 503
@@ -305,6 +344,7 @@ def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() ->
         "broker": True,
         "scheduler": False,
         "workers": True,
+        "consumers": True,
         "delayed": True,
     }
     live = Client().get("/_tasks/health?check=database&check=broker", headers=BEARER)
@@ -314,7 +354,7 @@ def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() ->
     assert bad.status_code == 400
     assert bad.json() == {
         "error": "unknown health check 'beat': choose from database, broker, scheduler, "
-        "workers, delayed"
+        "workers, consumers, delayed"
     }
 
 
@@ -329,7 +369,7 @@ def test_the_endpoint_says_the_broker_is_unreachable_without_its_password() -> N
     assert PASSWORD not in response.content.decode()
 
 
-@pytest.mark.usefixtures("broker")
+@pytest.mark.usefixtures("embedded_broker")
 def test_the_endpoint_refuses_callers_the_api_refuses() -> None:
     anonymous = Client().get("/_tasks/health")
     assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Bearer"
@@ -339,7 +379,7 @@ def test_the_endpoint_refuses_callers_the_api_refuses() -> None:
     assert viewer.status_code == 200 and "detail" in viewer.json()["checks"][0]
 
 
-@pytest.mark.usefixtures("broker", "leader", "worker")
+@pytest.mark.usefixtures("embedded_broker", "leader", "worker")
 def test_public_mode_answers_anyone_without_details() -> None:
     with override_settings(TASKKIT={"HEALTH_PUBLIC": True, "API_TOKEN": TOKEN}):
         anonymous = Client().get("/_tasks/health")

@@ -7,7 +7,6 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,24 +19,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import taskkit
 from taskkit.bridge.work import heartbeat
+from taskkit.bridge.work.about import About
 from taskkit.checks import check_taskkit
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.queues import metrics
 from taskkit.scheduling import lease
-from tests.integration.conftest import current, make_app, transport_settings
+from tests.integration.conftest import current, make_app
 from tests.users import staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "m" * 40
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nobody listens
+#: The families of counters, named without ``_total`` as the parser names them.
+COUNTERS = {"taskkit_scheduler_leader_changes"}
 
 
 @pytest.fixture(autouse=True)
-def broker(tmp_path: Path) -> Iterator[None]:
+def broker(embedded_broker: Any) -> Iterator[None]:
     """Every scrape reads a broker: this test's own embedded one, never the machine's."""
-    app = make_app("metrics", "filesystem://", **transport_settings("filesystem", tmp_path))
-    with current(app), override_settings(TASKKIT={"API_TOKEN": TOKEN}):
+    with override_settings(TASKKIT={"API_TOKEN": TOKEN}):
         yield
 
 
@@ -49,7 +50,7 @@ def scrape(client: Client | None = None, headers: dict[str, str] = BEARER) -> di
     assert response["X-Content-Type-Options"] == "nosniff"
     found = {}
     for family in text_string_to_metric_families(response.content.decode()):
-        assert family.type == "gauge"
+        assert family.type == ("counter" if family.name in COUNTERS else "gauge"), family.name
         for sample in family.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             found[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
@@ -72,11 +73,17 @@ def test_every_metric_is_read_from_the_broker_and_the_tables() -> None:
     row("echo:fail", RunStatus.FAILED)
     row("gone:task", RunStatus.FAILED)  # a task since removed keeps its series
     row("echo:payload", RunStatus.SUCCEEDED)
-    assert heartbeat.beat("alive@host", now, "worker-host:2:beef")
+    about = About(["default", "plain"], 2, "prefork", "5.7", "1.0")
+    assert heartbeat.beat("alive@host", now, "worker-host:2:beef", about)
     WorkerHeartbeat.objects.create(
-        name="dead@host", started_at=now, seen_at=now - timedelta(minutes=5), process="h:3:ab"
+        name="dead@host",
+        started_at=now,
+        seen_at=now - timedelta(minutes=5),
+        process="h:3:ab",
+        queues=["later"],  # lost: consumes nothing
     )
-    assert lease.hold(lease.BEAT, "beat-host:1:cafe")
+    assert lease.hold(lease.BEAT, "old-beat:1:dead", timedelta(seconds=-1))
+    assert lease.hold(lease.BEAT, "beat-host:1:cafe")  # took over from the dead one
 
     found = scrape()
 
@@ -86,6 +93,9 @@ def test_every_metric_is_read_from_the_broker_and_the_tables() -> None:
     assert found['taskkit_queue_messages{queue="plain"}'] == 0  # known from the settings
     assert 0 <= found['taskkit_queue_oldest_message_age_seconds{queue="default"}'] < 60
     assert found['taskkit_queue_oldest_message_age_seconds{queue="plain"}'] == 0
+    assert found['taskkit_queue_consumers{queue="default"}'] == 1
+    assert found['taskkit_queue_consumers{queue="plain"}'] == 1
+    assert found['taskkit_queue_consumers{queue="later"}'] == 0  # its worker is lost
     assert found["taskkit_delayed_runs"] == 3
     assert 120 <= found["taskkit_delayed_overdue_seconds"] < 180
     assert found['taskkit_runs{status="running",task="echo:payload"}'] == 2
@@ -98,11 +108,13 @@ def test_every_metric_is_read_from_the_broker_and_the_tables() -> None:
     assert found["taskkit_workers_lost"] == 1
     assert found['taskkit_scheduler_leader{holder="beat-host:1:cafe"}'] == 1
     assert 0 < found["taskkit_scheduler_lease_remaining_seconds"] <= 5
+    assert found["taskkit_scheduler_leader_changes_total"] == 1
     assert {key: value for key, value in found.items() if key.startswith("taskkit_up")} == {
         'taskkit_up{check="broker"}': 1,
         'taskkit_up{check="database"}': 1,
         'taskkit_up{check="scheduler"}': 1,
         'taskkit_up{check="workers"}': 1,
+        'taskkit_up{check="consumers"}': 0,  # later holds a message nobody takes
         'taskkit_up{check="delayed"}': 0,  # due two minutes ago
     }
 
@@ -121,7 +133,7 @@ def test_a_worker_the_leader_swept_is_lost_no_more() -> None:
 def test_every_metric_is_described_even_without_samples() -> None:
     text = Client().get("/_tasks/metrics", headers=BEARER).content.decode()
     families = {family.name for family in text_string_to_metric_families(text)}
-    assert families == {name for name, _, _ in metrics.METRICS}
+    assert families == {name.removesuffix("_total") for name, _, _ in metrics.METRICS}
 
 
 def test_an_empty_project_reads_zeros() -> None:
@@ -130,7 +142,9 @@ def test_an_empty_project_reads_zeros() -> None:
     assert found["taskkit_workers_alive"] == found["taskkit_workers_lost"] == 0
     assert found['taskkit_scheduler_leader{holder=""}'] == 0
     assert found["taskkit_scheduler_lease_remaining_seconds"] == 0
+    assert found["taskkit_scheduler_leader_changes_total"] == 0
     assert found['taskkit_up{check="scheduler"}'] == found['taskkit_up{check="workers"}'] == 0
+    assert found['taskkit_up{check="consumers"}'] == 1  # no queue holds a message
 
 
 def test_an_expired_lease_names_its_last_holder_at_0() -> None:
@@ -151,7 +165,7 @@ def test_the_run_table_is_read_by_state_never_whole() -> None:
     with CaptureQueriesContext(connection) as queries:
         scrape()
     reads = [q["sql"] for q in queries.captured_queries if '"taskkit_taskrun"' in q["sql"]]
-    assert len(reads) == 3  # delayed, running and failed, and the health check's delayed
+    assert len(reads) == 2  # delayed (the health check's too), and running and failed
     assert all('"taskkit_taskrun"."status" ' in sql for sql in reads)
     (grouped,) = [sql for sql in reads if "GROUP BY" in sql]
     assert "IN ('running', 'failed')" in grouped

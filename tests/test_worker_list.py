@@ -157,18 +157,17 @@ def test_runs_taken_but_not_started_are_counted_per_queue(tmp_path: Any) -> None
 
 def test_a_worker_counts_what_it_holds_unstarted_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     import weakref
-    from types import SimpleNamespace
 
     from celery.worker import state
 
     from taskkit.bridge.work import about
 
-    class Request(SimpleNamespace):  # weakly referenced and hashable, as Celery's requests
-        __hash__ = object.__hash__
+    class Request:  # weakly referenced, as Celery's requests
+        def __init__(self, queue: str | None) -> None:
+            self.delivery_info = {"routing_key": queue} if queue else None
 
-    working = [Request(delivery_info={"routing_key": "mail"})]
-    waiting = [Request(delivery_info={"routing_key": "mail"}) for _ in range(2)]
-    waiting += [Request(delivery_info={"routing_key": "default"}), Request(delivery_info=None)]
+    working = [Request("mail")]
+    waiting = [Request("mail"), Request("mail"), Request("default"), Request(None)]
     monkeypatch.setattr(state, "active_requests", weakref.WeakSet(working))
     monkeypatch.setattr(state, "reserved_requests", weakref.WeakSet(working + waiting))
     assert about.waiting() == {"mail": 2, "default": 1, "?": 1}

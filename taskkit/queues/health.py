@@ -4,18 +4,20 @@
 answers, the broker takes a connection. :data:`READINESS` adds what queued
 work needs to be done: a leader Beat holds its lease (delayed runs, retries and
 periodic ticks are sent), a worker wrote its heartbeat within
-``WORKER_LOST_AFTER`` (queued runs are taken), and no delayed run is long
+``WORKER_LOST_AFTER`` (queued runs are taken), every queue holding messages is
+consumed by a live worker (as its heartbeat says), and no delayed run is long
 overdue (the leader does send them).
 
 A check never raises: its dependency's failure is its answer, and the text it
-gives has every password of the settings blanked out. ``workers`` only asks
-that one is alive, not that every queue is consumed.
+gives has every password of the settings blanked out. ``workers`` asks that
+one worker is alive; ``consumers`` that no queue with messages waits for a
+worker that consumes it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,11 +32,12 @@ from django.utils import timezone
 from ..conf import settings
 from ..exceptions import TaskkitError
 from ..models import TaskRun, WorkerHeartbeat
+from ..quarantine import QUARANTINE
 from ..scheduling import lease
-from .queued import broker_view
+from .queued import _queues, broker_view
 
 #: Every check, in the order they run and are shown.
-READINESS = ("database", "broker", "scheduler", "workers", "delayed")
+READINESS = ("database", "broker", "scheduler", "workers", "consumers", "delayed")
 #: The checks a process needs to serve at all.
 LIVENESS = ("database", "broker")
 #: A delayed run due longer ago than this is overdue (the ``delayed`` check).
@@ -97,6 +100,7 @@ def health(checks: Iterable[str] | None = None, *, overdue: timedelta | float = 
         "broker": _broker,
         "scheduler": _scheduler,
         "workers": _workers,
+        "consumers": _consumers,
         "delayed": lambda now: _delayed(now, late),
     }
     return Health(tuple(_run(name, probes[name]) for name in wanted))
@@ -142,7 +146,11 @@ def _broker(now: datetime) -> tuple[bool, str]:
 
 
 def _scheduler(now: datetime) -> tuple[bool, str]:
-    found = lease.held(lease.BEAT)
+    return scheduler_answer(lease.held(lease.BEAT), now)
+
+
+def scheduler_answer(found: tuple[str, datetime] | None, now: datetime) -> tuple[bool, str]:
+    """The ``scheduler`` check of the lease's holder and expiry (``None``: nobody holds it)."""
     if found is None:
         return False, "no leader: no Beat with taskkit's scheduler holds the lease"
     holder, expires_at = found
@@ -168,13 +176,50 @@ def _workers(now: datetime) -> tuple[bool, str]:
     )
 
 
-def _delayed(now: datetime, late: timedelta) -> tuple[bool, str]:
-    cutoff = now - late
-    found = TaskRun.objects.scheduled().aggregate(
+def _consumers(now: datetime) -> tuple[bool, str]:
+    with broker_view(retry=False) as broker:
+        lengths = {queue: broker.length(queue) for queue in _queues(broker)}
+    return consumers_answer(lengths, consumed(now))
+
+
+def consumed(now: datetime) -> dict[str, int]:
+    """How many live workers consume each queue, as their heartbeats say."""
+    cutoff = now - timedelta(seconds=settings.WORKER_LOST_AFTER)
+    counts: dict[str, int] = {}
+    for queues in WorkerHeartbeat.objects.alive(cutoff).values_list("queues", flat=True):
+        for queue in set(queues or []):
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
+
+
+def consumers_answer(lengths: Mapping[str, int], consumers: Mapping[str, int]) -> tuple[bool, str]:
+    """The ``consumers`` check: which queues hold messages that no live worker consumes.
+
+    The quarantine is left out: it holds what no worker can run, for an operator.
+    """
+    waiting = {queue: n for queue, n in lengths.items() if n and queue != QUARANTINE}
+    orphans = sorted(queue for queue in waiting if not consumers.get(queue))
+    if orphans:
+        shown = ", ".join(f"{queue} ({waiting[queue]})" for queue in orphans)
+        return False, f"no live worker consumes {shown}"
+    return True, f"every queue holding messages is consumed ({len(waiting)} of {len(lengths)})"
+
+
+def delayed_found(now: datetime, late: timedelta) -> dict[str, Any]:
+    """One aggregate on the index of the due time: ``waiting``, ``overdue`` and ``first``."""
+    return TaskRun.objects.scheduled().aggregate(
         waiting=Count("pk"),
-        overdue=Count("pk", filter=Q(scheduled_for__lt=cutoff)),
+        overdue=Count("pk", filter=Q(scheduled_for__lt=now - late)),
         first=Min("scheduled_for"),
     )
+
+
+def _delayed(now: datetime, late: timedelta) -> tuple[bool, str]:
+    return delayed_answer(delayed_found(now, late), now, late)
+
+
+def delayed_answer(found: Mapping[str, Any], now: datetime, late: timedelta) -> tuple[bool, str]:
+    """The ``delayed`` check of :func:`delayed_found`'s aggregate."""
     threshold = f"more than {_span(late)}"
     if found["overdue"]:
         return False, (

@@ -5,8 +5,10 @@ taskkit's tables, which every process shares, so any web process answers a
 scrape with the same numbers and a restart loses none. A scrape costs what
 :func:`~taskkit.queues.details` costs on the broker (a length and a
 one-message read per queue, however long the queue) and a few indexed reads
-of the tables. Every metric is a gauge, a state read now: what happened
-(runs finished, their durations) is the workers' to count, and they do not yet.
+of the tables, each read once. Every metric is a state read now, a gauge, but
+the count of leader changes, which the lease's row keeps: what happened on the
+workers (runs finished, their durations) is theirs to count
+(:mod:`taskkit.run_metrics`, served by ``taskworker --metrics-port``).
 
 A part that cannot be read is left out and the rest still answers: an
 unreachable broker gives ``taskkit_broker_up 0`` and no queue metrics; a
@@ -23,17 +25,26 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..conf import settings
 from ..models import RunStatus, TaskRun, WorkerHeartbeat
 from ..registry import all_tasks
 from ..scheduling import lease
-from .health import READINESS, _hidden, health
+from .health import (
+    OVERDUE,
+    _hidden,
+    consumed,
+    consumers_answer,
+    delayed_answer,
+    delayed_found,
+    health,
+    scheduler_answer,
+)
 from .queued import broker_view, read_queues
 
 logger = logging.getLogger("taskkit.metrics")
@@ -45,6 +56,11 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "taskkit_queue_oldest_message_age_seconds",
         "Age of the message a worker takes next, on brokers that tell (Redis, embedded).",
+        ("queue",),
+    ),
+    (
+        "taskkit_queue_consumers",
+        "Live workers consuming the queue, as their heartbeats say.",
         ("queue",),
     ),
     ("taskkit_delayed_runs", "Delayed runs and retries waiting to be sent.", ()),
@@ -74,6 +90,11 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Seconds the leader's lease runs without a renewal (0: no leader).",
         (),
     ),
+    (
+        "taskkit_scheduler_leader_changes_total",
+        "Times the leader lease passed to another Beat (a takeover, or after a release).",
+        (),
+    ),
     ("taskkit_up", "1 if the health check passes, as GET <mount>/health says.", ("check",)),
 )
 #: The states ``taskkit_runs`` counts (see :func:`_runs`).
@@ -84,12 +105,18 @@ CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 Sample = tuple[str, tuple[str, ...], float]
 
 
-def _families() -> dict[str, GaugeMetricFamily]:
-    return {name: GaugeMetricFamily(name, text, labels=labels) for name, text, labels in METRICS}
+def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    return {
+        name: (CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily)(
+            name, text, labels=labels
+        )
+        for name, text, labels in METRICS
+    }
 
 
 def _queues() -> Iterator[Sample]:
-    """The broker's queues, as :func:`~taskkit.queues.details` reads them, connecting once."""
+    """The broker's queues, as :func:`~taskkit.queues.details` reads them, connecting once;
+    and who consumes them, from the heartbeats (the ``consumers`` check)."""
     try:
         with broker_view(retry=False) as broker:  # kombu's retries outlast a scrape's timeout
             queues, listable = read_queues(broker), broker.listable
@@ -98,29 +125,36 @@ def _queues() -> Iterator[Sample]:
     except Exception as exc:  # whatever the broker raised: the rest of the scrape still answers
         logger.warning("metrics: the broker could not be read: %s", _hidden(exc))
         yield from [("taskkit_broker_up", (), 0), ("taskkit_up", ("broker",), 0)]
+        yield "taskkit_up", ("consumers",), 0
         return
     yield from [("taskkit_broker_up", (), 1), ("taskkit_up", ("broker",), 1)]
     now = timezone.now()
+    consumers = consumed(now)
     for queue in queues:
         yield "taskkit_queue_messages", (queue.name,), queue.length
+        yield "taskkit_queue_consumers", (queue.name,), consumers.get(queue.name, 0)
         if listable and (queue.oldest or not queue.length):  # else the first item has no time
             age = (now - queue.oldest).total_seconds() if queue.oldest else 0.0
             yield "taskkit_queue_oldest_message_age_seconds", (queue.name,), max(age, 0.0)
+    ok, _ = consumers_answer({queue.name: queue.length for queue in queues}, consumers)
+    yield "taskkit_up", ("consumers",), float(ok)
 
 
 def _health() -> Iterator[Sample]:
-    """The health checks but the broker's, which :func:`_queues` answers from its own read."""
-    for check in health([name for name in READINESS if name != "broker"]).checks:
+    """The checks no other reader answers from its own read."""
+    for check in health(["database", "workers"]).checks:
         yield "taskkit_up", (check.name,), float(check.ok)
 
 
 def _delayed() -> Iterator[Sample]:
-    """One aggregate on the index of the due time."""
-    found = TaskRun.objects.scheduled().aggregate(waiting=Count("pk"), first=Min("scheduled_for"))
+    """One aggregate on the index of the due time, the ``delayed`` check's too."""
+    now = timezone.now()
+    found = delayed_found(now, OVERDUE)
     first = found["first"]
-    overdue = (timezone.now() - first).total_seconds() if first else 0.0
+    overdue = (now - first).total_seconds() if first else 0.0
     yield "taskkit_delayed_runs", (), found["waiting"]
     yield "taskkit_delayed_overdue_seconds", (), max(overdue, 0.0)
+    yield "taskkit_up", ("delayed",), float(delayed_answer(found, now, OVERDUE)[0])
 
 
 def _runs() -> Iterator[Sample]:
@@ -162,21 +196,25 @@ def _workers() -> Iterator[Sample]:
 
 
 def _leader() -> Iterator[Sample]:
-    """The Beat lease's row, as the ``scheduler`` check reads it: its holder, and its time left."""
+    """The Beat lease's row: its holder, its time left, its changes, and the ``scheduler`` check."""
+    now = timezone.now()
     found = lease.held(lease.BEAT)
-    holder, left = (found[0], (found[1] - timezone.now()).total_seconds()) if found else ("", 0.0)
+    holder, left = (found[0], (found[1] - now).total_seconds()) if found else ("", 0.0)
     yield "taskkit_scheduler_leader", (holder,), float(left > 0)
     yield "taskkit_scheduler_lease_remaining_seconds", (), max(left, 0.0)
+    yield "taskkit_up", ("scheduler",), float(scheduler_answer(found, now)[0])
+    yield "taskkit_scheduler_leader_changes_total", (), lease.changes(lease.BEAT)
 
 
-#: What a scrape reads, in order; each reads the clock when it runs, after a slow broker.
-READERS: tuple[Callable[[], Iterator[Sample]], ...] = (
-    _queues,
-    _health,
-    _delayed,
-    _runs,
-    _workers,
-    _leader,
+#: What a scrape reads, in order, with the checks each answers (0 when its read fails);
+#: each reads the clock when it runs, after a slow broker.
+READERS: tuple[tuple[Callable[[], Iterator[Sample]], tuple[str, ...]], ...] = (
+    (_queues, ("consumers",)),
+    (_health, ("database", "workers")),
+    (_delayed, ("delayed",)),
+    (_runs, ()),
+    (_workers, ()),
+    (_leader, ("scheduler",)),
 )
 
 
@@ -194,7 +232,7 @@ class TaskkitCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = _families()
-        for read in READERS:
+        for read, checks in READERS:
             try:
                 samples = list(read())
             except DatabaseError as exc:
@@ -203,7 +241,7 @@ class TaskkitCollector(Collector):
                     read.__name__.strip("_"),
                     _hidden(exc),
                 )
-                continue
+                samples = [("taskkit_up", (check,), 0.0) for check in checks]
             for name, labels, value in samples:
                 families[name].add_metric(labels, value)
         yield from families.values()

@@ -2,7 +2,9 @@
 
 A lease row names its holder and an expiry. The holder renews it every tick;
 another scheduler takes it only once it has expired, so when the leader dies the
-other takes over within the lease's duration.
+other takes over within the lease's duration. The row is kept for good (a
+release empties its holder), so its ``term``, the count of its holders, only
+grows: the metrics' leader changes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from ..models import SchedulerLease
@@ -27,7 +29,11 @@ def hold(name: str, holder: str, duration: timedelta = LEASE_DURATION) -> bool:
     renewed = (
         SchedulerLease.objects.filter(name=name)
         .filter(Q(holder=holder) | Q(expires_at__lte=now))
-        .update(holder=holder, expires_at=now + duration)
+        .update(
+            holder=holder,
+            expires_at=now + duration,
+            term=Case(When(holder=holder, then=F("term")), default=F("term") + 1),
+        )
     )
     if renewed:
         return True
@@ -46,10 +52,25 @@ def holder(name: str) -> str | None:
 
 
 def held(name: str) -> tuple[str, datetime] | None:
-    """Who holds (or last held) lease ``name`` and until when; ``None`` if nobody."""
-    return SchedulerLease.objects.filter(name=name).values_list("holder", "expires_at").first()
+    """Who holds (or last held) lease ``name`` and until when; ``None`` if nobody, or released."""
+    return (
+        SchedulerLease.objects.filter(name=name)
+        .exclude(holder="")
+        .values_list("holder", "expires_at")
+        .first()
+    )
+
+
+def changes(name: str) -> int:
+    """How many times lease ``name`` passed to another holder (0: never, or never held)."""
+    term = SchedulerLease.objects.filter(name=name).values_list("term", flat=True).first()
+    return max((term or 1) - 1, 0)
 
 
 def release(name: str, holder: str) -> None:
-    """Give the lease up (on a clean shutdown) so another scheduler takes over at once."""
-    SchedulerLease.objects.filter(name=name, holder=holder).delete()
+    """Give the lease up (on a clean shutdown) so another scheduler takes over at once.
+
+    The row stays, expired and held by nobody, so its ``term`` goes on counting.
+    """
+    now = timezone.now()
+    SchedulerLease.objects.filter(name=name, holder=holder).update(holder="", expires_at=now)

@@ -32,7 +32,7 @@ from ...definition import (
     Track,
     received_payload,
 )
-from ...events import Step, emit
+from ...events import Step, emit, queued_for
 from ...exceptions import InvalidMessage, TaskkitError, class_path
 from ...models import RunStatus, TaskRun
 from ...registry import get_task
@@ -280,7 +280,16 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     row["started_at"] = timezone.now()
     if record:
         with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
-    emit(Step.STARTED, ctx.run_id, task.name, ctx.queue, ctx.attempt, worker=row["worker"])
+    waited = queued_for(fields.get("enqueued_at"), row["started_at"])
+    emit(
+        Step.STARTED,
+        ctx.run_id,
+        task.name,
+        ctx.queue,
+        ctx.attempt,
+        worker=row["worker"],
+        waited=waited,
+    )
     try:
         result = call(task, TaskEvent(task.name, plain, ctx))
     except Exception as exc:

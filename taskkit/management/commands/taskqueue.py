@@ -113,7 +113,9 @@ class Command(BaseCommand):
             return command
 
         sub("details", "Every known queue with its length; delayed, running, failed counts.")
-        checking = sub("health", "Check the database, broker, scheduler, workers, delayed runs.")
+        checking = sub(
+            "health", "Check the database, broker, scheduler, workers, consumers, delayed runs."
+        )
         checking.add_argument(
             "--check",
             action="append",

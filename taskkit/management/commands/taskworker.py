@@ -7,13 +7,21 @@ Each worker gets a node name of its own (``taskkit-<pid>@<host>`` unless
 ``--hostname`` says otherwise): two workers under one name on a host would
 share a heartbeat (the sweep of lost workers could not tell them apart) and,
 on RabbitMQ, a remote-control queue the second cannot take.
+
+``--metrics-port`` serves the worker's run metrics (:mod:`taskkit.run_metrics`)
+from its main process, summed over its pool processes through
+``prometheus_client``'s multiprocess directory.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from celery import current_app
@@ -23,6 +31,8 @@ from taskkit.bridge.send.known_queues import known_queues
 from taskkit.definition.names import validate_queue_name
 
 SCHEDULER = "taskkit.scheduler:Scheduler"
+#: Where each process of ``prometheus_client`` in multiprocess mode writes its values.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def default_hostname() -> str:
@@ -63,6 +73,53 @@ def worker_argv(
     return [*argv, *extra]
 
 
+def metrics_directory() -> Path:
+    """``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier worker's files, or a new one of its own.
+
+    Set before ``prometheus_client`` is imported: it picks its mode on import.
+    A directory of this worker's making is removed when the worker exits.
+    """
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # an earlier worker's counts: not this one's
+            stale.unlink()
+        return folder
+    folder = Path(tempfile.mkdtemp(prefix="taskkit-metrics-"))
+    os.environ[MULTIPROCESS_DIR] = str(folder)
+    owner = os.getpid()  # pool processes are forked from this one: they must not remove it
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
+
+
+def serve_metrics(port: int, address: str) -> None:
+    """Count the runs of this worker and its pool, and answer scrapes on ``address:port``."""
+    if not 0 < port < 65536:
+        raise CommandError(f"--metrics-port must be a TCP port, not {port}.")
+    metrics_directory()
+    try:
+        from taskkit import run_metrics
+    except ImportError:
+        raise CommandError(
+            "--metrics-port needs prometheus_client: pip install 'django-taskkit[metrics]'."
+        ) from None
+    if not run_metrics.multiprocessing():
+        raise CommandError(
+            "--metrics-port: prometheus_client was imported before the worker set "
+            f"{MULTIPROCESS_DIR}; set {MULTIPROCESS_DIR} in the worker's environment."
+        )
+    try:
+        run_metrics.serve(port, address)
+    except OSError as exc:
+        raise CommandError(f"--metrics-port {port}: {exc}.") from None
+
+
 class Command(BaseCommand):
     help = "Start a Celery worker for taskkit's queues ('*' for all of them)."
 
@@ -84,6 +141,16 @@ class Command(BaseCommand):
             "-E",
             action="store_true",
             help="Send task events (Flower and celery events need them).",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Serve the run metrics for Prometheus on this port (django-taskkit[metrics]).",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            help="The address --metrics-port listens on (default 0.0.0.0).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Print the worker command only.")
         parser.add_argument(
@@ -107,4 +174,6 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write("celery " + shlex.join(argv))
             return
+        if options["metrics_port"] is not None:
+            serve_metrics(options["metrics_port"], options["metrics_address"])
         current_app.worker_main(argv=argv)
