@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 import taskkit
 from taskkit.models import RunStatus, TaskRun
@@ -19,6 +20,7 @@ TIMEOUT = 30
 
 
 def test_enqueue_runs_on_the_worker_and_returns_the_result(broker: Broker) -> None:
+    before = timezone.now()
     handle = taskkit.enqueue("echo:payload", {"a": 1, "nested": {"b": [1, 2]}})
     assert handle.result(timeout=TIMEOUT) == {"a": 1, "nested": {"b": [1, 2]}}
     run = taskkit.get_run(handle.id)
@@ -31,6 +33,8 @@ def test_enqueue_runs_on_the_worker_and_returns_the_result(broker: Broker) -> No
     )
     assert run.payload == {"a": 1, "nested": {"b": [1, 2]}}
     assert run.started_at is not None and run.finished_at is not None
+    # the row the worker wrote says when the run was queued, not when it was written
+    assert before <= run.created_at < run.started_at
     assert run.worker.startswith(f"test-{broker.name}-")
 
 

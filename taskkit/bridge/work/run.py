@@ -278,9 +278,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         (upsert, upsert) if level is Track.ALL else (recorder.started, recorder.finished)
     )
     row["started_at"] = timezone.now()
+    waited = queued_for(fields.get("enqueued_at"), row["started_at"])
+    if waited is not None and not stored:  # the worker writes the row: queued at, not now
+        row["created_at"] = row["started_at"] - timedelta(seconds=waited)
     if record:
         with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
-    waited = queued_for(fields.get("enqueued_at"), row["started_at"])
     emit(
         Step.STARTED,
         ctx.run_id,
