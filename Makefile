@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO := cd testproject && ../$(PY) manage.py
 
-.PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 bench soak clean
+.PHONY: help install chromium rabbitmq-management run test lint types pytest pytest-postgres docs test-django52 screenshots bench soak clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -68,6 +68,10 @@ test: lint types pytest pytest-postgres docs  ## Install everything, run every c
 test-django52:  ## The test suite once more on Django 5.2 LTS (with the django-tasks backport), on Redis.
 	TASKKIT_TEST_BROKERS=redis $(MAKE) pytest VENV=.venv-django52 PYTHON_VERSIONS=3.11 DJANGO="~=5.2.0" \
 		EXTRAS="redis,rabbitmq,postgres,metrics,test,backport" PYTEST_ARGS='-m "not reliability"'
+
+screenshots: install chromium  ## Run the browser tests, then copy the pages the docs and README show into docs/_static/screenshots.
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/browser
+	for shot in docs/_static/screenshots/*.png; do cp build/screenshots/$$(basename $$shot) $$shot; done
 
 bench: install  ## Benchmarks against raw Celery on the local Redis (db 14); BENCH_ARGS=--quick.
 	$(PY) bench/run.py $(BENCH_ARGS)

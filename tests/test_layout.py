@@ -125,3 +125,20 @@ def test_the_package_data_takes_every_file_that_is_not_python() -> None:
     }
     assert data - taken == set()
     assert any(path.suffix == ".html" for path in data)  # the check sees the templates
+
+
+def test_the_screenshots_the_docs_show_are_made_by_the_browser_tests() -> None:
+    """``make screenshots`` refreshes each picture from a browser test of that page."""
+    import re
+
+    root = PACKAGE.parent
+    shown = set()
+    for path in [root / "README.md", *(root / "docs").rglob("*.rst")]:
+        shown |= set(re.findall(r"_static/screenshots/([\w-]+)\.png", path.read_text()))
+    kept = {path.stem for path in (root / "docs" / "_static" / "screenshots").glob("*.png")}
+    taken = set()
+    for path in (root / "tests" / "browser").glob("test_*.py"):
+        taken |= set(re.findall(r'screenshot\(page, "([\w-]+)"\)', path.read_text()))
+    assert {"dashboard", "queue"} <= shown
+    assert shown == kept  # every picture shown is kept, and none kept is unused
+    assert kept <= taken

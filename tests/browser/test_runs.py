@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -120,3 +122,45 @@ def test_stop_a_running_run_from_its_page(login: Login, broker: Broker) -> None:
     finally:
         stop(process)
     assert TaskRun.objects.get(pk=handle.id).error == "Terminated while running."
+
+
+def test_search_by_short_id_error_and_payload_and_read_a_runs_attempts(
+    login: Login, settings: Any
+) -> None:
+    settings.TIME_ZONE = "Europe/Paris"
+    queued = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
+    history = [
+        {"attempt": 1, "error": "TimeoutError: slow API", "exception": "builtins.TimeoutError",
+         "finished_at": "2026-01-05T08:00:03+00:00"},
+        {"attempt": 2, "error": "TimeoutError: slow API", "exception": "builtins.TimeoutError",
+         "finished_at": "2026-01-05T08:00:33+00:00"},
+    ]  # fmt: skip
+    target = TaskRun.objects.create(
+        name="echo:payload", status=RunStatus.FAILED, payload={"invoice": "INV-2291"},
+        error="TimeoutError: slow API", history=history, created_at=queued,
+        started_at=queued + timedelta(seconds=30), finished_at=queued + timedelta(seconds=33),
+    )  # fmt: skip
+    for n in range(5):
+        TaskRun.objects.create(name="echo:payload", status=RunStatus.SUCCEEDED, payload={"n": n})
+    TaskRun.objects.create(
+        name="echo:progress", status=RunStatus.RUNNING, progress_done=2, progress_total=5,
+        created_at=timezone.now() - timedelta(seconds=4), started_at=timezone.now(),
+    )  # fmt: skip
+    page = login(make_user("root", superuser=True))
+    page.set_viewport_size({"width": 1680, "height": 800})
+    page.goto("/admin/taskkit/taskrun/")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(7)
+    screenshot(page, "runs")
+    for term in (str(target.pk)[:8], "slow API", "inv-2291"):
+        page.fill("#searchbar", term)
+        page.locator("#searchbar").press("Enter")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(str(target.pk)[:8])
+    expect(rows.first).to_contain_text("2026-01-05 09:00:00 CET")  # queued at, zone named
+    expect(rows.first).to_contain_text("30 s")  # the wait
+    rows.first.get_by_role("link").first.click()
+    table = page.locator("table.taskkit-attempts")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table.locator("tbody tr").nth(1)).to_contain_text("2026-01-05 09:00:33 CET")
+    screenshot(page, "run-attempts")
