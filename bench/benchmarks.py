@@ -459,8 +459,35 @@ def _best_of(rounds: int, fn: Callable[[], object]) -> float:
     return min(timed(fn) for _ in range(rounds))
 
 
+def _run_rows(n: int) -> str:
+    """``n`` finished runs over the last day (one in ten failed); the id of one of them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from taskkit.models import RunStatus, TaskRun
+
+    now = timezone.now()
+    rows = []
+    for i in range(n):
+        done = now - timedelta(seconds=86_400 * i / n)
+        rows.append(
+            TaskRun(
+                name=TASK,
+                payload=payload(i),
+                status=RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED,
+                error="ValueError: bench" if i % 10 == 0 else "",
+                created_at=done - timedelta(seconds=2),
+                started_at=done - timedelta(seconds=1),
+                finished_at=done,
+            )
+        )
+    TaskRun.objects.bulk_create(rows, batch_size=5_000)
+    return str(rows[n // 2].pk)
+
+
 def bench_admin(cfg: Config) -> list[Row]:
-    """The admin's dashboard and queue browser over 1,000,000 queued messages (Redis).
+    """The admin's pages over 1,000,000 queued messages (Redis) and 100,000 run rows.
 
     There is no such page in Celery: the raw side is the least any page needs,
     ``LLEN`` and one ``LRANGE`` of 50 messages with redis-py.
@@ -490,11 +517,20 @@ def bench_admin(cfg: Config) -> list[Row]:
         redis.llen(QUEUE)
         redis.lrange(QUEUE, -50, -1)
 
+    run_rows = n // 10
+    some_run = _run_rows(run_rows)
     queue_url = reverse("admin:taskkit_queue", args=[QUEUE])
+    dashboard = reverse("admin:taskkit_dashboard_changelist")
+    runs = reverse("admin:taskkit_taskrun_changelist")
     pages = [
-        ("dashboard", reverse("admin:taskkit_dashboard_changelist")),
+        ("dashboard (charts: last hour)", dashboard),
+        ("dashboard (charts: last day)", f"{dashboard}?window=day"),
         ("queue browser, first page", queue_url),
         ("queue browser, last page", f"{queue_url}?page={last}"),
+        (f"runs list ({run_rows:,} rows)", runs),
+        ("runs list, search by short id", f"{runs}?q={some_run[:8]}"),
+        ("runs list, search by payload", f"{runs}?q=%22n%22%3A+{run_rows // 3}%2C"),
+        ("a run's page", reverse("admin:taskkit_taskrun_change", args=[some_run])),
     ]
     raw_time = _best_of(5, raw)
     rows = []
