@@ -342,6 +342,7 @@ def _runner(path: str) -> Callable[[TaskEvent], Any]:
                 value = task.call(TaskContext(task_result=started), *args, **kwargs)
             else:
                 value = task.call(*args, **kwargs)
+            value = django_json(value)  # Django's rule for return values: TypeError if not JSON
         except BaseException as exc:  # SystemExit too: the worker records it as the failure
             failed = _finished(started, TaskResultStatus.FAILED)
             trace = traceback.format_exc()

@@ -29,7 +29,7 @@ if TYPE_CHECKING or django.VERSION >= (6, 0):
         TaskResultStatus,
         task,
     )
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 else:  # pragma: no cover - run by the Django 5.2 suite
@@ -44,7 +44,7 @@ else:  # pragma: no cover - run by the Django 5.2 suite
         TaskResultStatus,
         task,
     )
-    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
     from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json
 
@@ -59,6 +59,7 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "TaskResultDoesNotExist",
+    "TaskResultMismatch",
     "TaskResultStatus",
     "invalid_task_class",
     "normalize_json",
