@@ -252,12 +252,14 @@ def test_unknown_paths_are_not_kept_and_known_ones_resolve() -> None:
 def test_an_argument_json_cannot_carry_is_django_s_type_error(sent: list[dict[str, Any]]) -> None:
     """Django's backends raise ``TypeError("Unsupported type: …")``; this one too, and the
     error is still taskkit's ``InvalidPayload`` for code written against taskkit."""
-    for argument in (datetime.now(), {1, 2}, object()):
+    arguments: list[Any] = [datetime.now(), {1, 2}, object()]
+    for argument in arguments:
         with pytest.raises(TypeError, match="Unsupported type") as raised:
             jobs.add.enqueue(argument, 1)
         assert isinstance(raised.value, taskkit.InvalidPayload)
         assert isinstance(raised.value, taskkit.PayloadNotJSON)
-    assert jobs.add.using(queue_name="q").enqueue(b"bytes", 1).args == ["bytes", 1]  # as Django
+    raw: Any = b"bytes"
+    assert jobs.add.using(queue_name="q").enqueue(raw, 1).args == ["bytes", 1]  # as Django
     with pytest.raises(TypeError, match="not JSON serializable"):
         taskkit.enqueue("echo:payload", {"when": datetime.now()})
     assert len(sent) == 1
@@ -366,7 +368,7 @@ def test_a_task_that_exits_fails_its_run_and_the_process_lives_on() -> None:
     ):
         assert taskkit_task(task.module_path) is not None
         run_id = str(uuid.uuid4())
-        ctask = SimpleNamespace(
+        ctask: Any = SimpleNamespace(
             name=CARRIER, request=SimpleNamespace(id=run_id, hostname="w1@h", delivery_info={})
         )
         context = {"run_id": run_id, "task": task.module_path, "queue": "default"}
@@ -395,7 +397,7 @@ def test_celery_s_own_shutdown_still_stops_the_worker(monkeypatch: pytest.Monkey
 
         monkeypatch.setattr(run, "call", stopped)
         run_id = str(uuid.uuid4())
-        ctask = SimpleNamespace(
+        ctask: Any = SimpleNamespace(
             name="echo:payload",
             request=SimpleNamespace(id=run_id, hostname="w1@h", delivery_info={}),
         )

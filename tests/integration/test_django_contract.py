@@ -200,7 +200,7 @@ def test_unknown_queue_name() -> None:
 
 def test_get_result(parked: str) -> None:
     backend = task_backends["default"]
-    result = backend.enqueue(contract.noop_task.using(queue_name=parked), (), {})
+    result = backend.enqueue(contract.noop_task.using(queue_name=parked), [], {})
     assert contract.noop_task.get_result(result.id) == result
 
 
@@ -209,7 +209,7 @@ def test_get_result_async(parked: str) -> None:
     task = contract.noop_task.using(queue_name=parked)
 
     async def both() -> tuple[Any, Any]:
-        result = await backend.aenqueue(task, (), {})
+        result = await backend.aenqueue(task, [], {})
         return result, await contract.noop_task.aget_result(result.id)
 
     result, fetched = async_to_sync(both)()
@@ -242,7 +242,7 @@ def test_get_missing_result() -> None:
 
 def test_get_incorrect_result(parked: str) -> None:
     backend = task_backends["default"]
-    result = backend.enqueue(contract.noop_task_async.using(queue_name=parked), (), {})
+    result = backend.enqueue(contract.noop_task_async.using(queue_name=parked), [], {})
     with pytest.raises(TaskResultMismatch, match="Task does not match"):
         contract.noop_task.get_result(result.id)
     with pytest.raises(TaskResultMismatch, match="Task does not match"):
@@ -480,7 +480,7 @@ def test_a_prefork_pool_process_outlives_a_task_that_exits(broker: Broker) -> No
     one pool process goes on to the next run, and the worker still stops on SIGTERM."""
     process = start_worker(broker, "prefork", ("djc-prefork",), pool="prefork")
     try:
-        on = {"queue_name": "djc-prefork"}
+        on: dict[str, Any] = {"queue_name": "djc-prefork"}
         first = finished(contract.process_id.using(**on).enqueue()).return_value
         for task, path in (
             (contract.failing_task_system_exit, "builtins.SystemExit"),
