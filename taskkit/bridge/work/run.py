@@ -38,6 +38,7 @@ from ...exceptions import InvalidMessage, TaskExited, TaskkitError, class_path
 from ...models import RunStatus, TaskRun
 from ...registry import get_task
 from ...runner import call
+from ...upstream import pool_process_exiting
 from .. import broadcast
 from ..carrier import task_name
 from ..locks import acquire, lock_key, release
@@ -291,10 +292,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     except (SystemExit, KeyboardInterrupt) as exc:
         # exit(), sys.exit() or a KeyboardInterrupt raised by the task's own code fails this
         # run like any exception, recorded as itself. Raised on, it would end the prefork
-        # child (Celery's WorkerLostError): Celery gets TaskExited instead. Celery's own stop
-        # (WorkerShutdown, WorkerTerminate: SystemExit raised by its signal handlers in the
-        # main process, so a solo pool's running task sees them) still stops the worker.
-        if isinstance(exc, WorkerShutdown | WorkerTerminate):
+        # child (Celery's WorkerLostError): Celery gets TaskExited instead. A stop from outside
+        # still stops: Celery's WorkerShutdown/WorkerTerminate (raised by its signal handlers
+        # in the main process, where a solo pool runs tasks) and the SystemExit billiard's
+        # terminate-signal handler raises in a prefork child (hard time limit, cold shutdown).
+        if isinstance(exc, WorkerShutdown | WorkerTerminate) or pool_process_exiting():
             raise
         if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
             raise TaskExited(f"{type(exc).__name__}: {exc}") from exc
