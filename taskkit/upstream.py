@@ -1,4 +1,4 @@
-"""Every private name of Celery, kombu and django-celery-beat that taskkit uses, in one place.
+"""Every private name of Celery, billiard, kombu and django-celery-beat taskkit uses, in one place.
 
 Each one is something upstream does not offer publicly and taskkit needs; each
 has a test in ``tests/test_upstream.py`` that fails when upstream renames or
