@@ -403,3 +403,24 @@ def test_celery_s_own_shutdown_still_stops_the_worker(monkeypatch: pytest.Monkey
         )
         with pytest.raises(stop):
             run.run_message(ctask, {}, {"run_id": run_id})
+
+
+def test_a_taskkit_task_that_exits_fails_its_run_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same worker path runs taskkit's own tasks: ``sys.exit()`` in one fails its run."""
+    from types import SimpleNamespace
+
+    from taskkit.bridge.work import run
+
+    def exits(task: Any, event: Any) -> None:
+        raise SystemExit(3)
+
+    monkeypatch.setattr(run, "call", exits)
+    run_id = str(uuid.uuid4())
+    ctask: Any = SimpleNamespace(
+        name="echo:payload", request=SimpleNamespace(id=run_id, hostname="w1@h", delivery_info={})
+    )
+    with pytest.raises(taskkit.TaskExited, match="SystemExit: 3"):
+        run.run_message(ctask, {}, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.error) == (RunStatus.FAILED, "SystemExit: 3")
+    assert row.history[-1]["exception"] == "builtins.SystemExit"
