@@ -23,11 +23,15 @@ E019     ``TASKKIT["HEALTH_PUBLIC"]`` is not ``True`` or ``False``
 E020     ``TASKKIT["METRICS_PUBLIC"]`` is not ``True`` or ``False``
 E030     a ``django.tasks`` backend's ``QUEUES`` names a queue against the queue rule
 E031     a Celery ``task_routes`` or ``task_queues`` queue is against the queue rule
+E032     a ``CeleryBackend`` is in ``settings.TASKS`` but ``taskkit`` is not installed
 W001     a ``TASKKIT["TASKS"]`` handler cannot be imported
 W002     an idempotent task may outlast Redis' ``visibility_timeout``
 W003     with ``DEBUG`` off: the broker is reached over the network without TLS
 W004     with ``DEBUG`` off: the broker is the embedded (development) one
 ======== ==========================================================
+
+E030 and E032 are the ``CeleryBackend``'s own ``check()``, which Django's ``django.tasks``
+check runs: E032 must be found where this module, registered by taskkit's app, is not.
 """
 
 from __future__ import annotations

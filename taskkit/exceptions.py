@@ -73,6 +73,22 @@ class InvalidPayload(TaskkitError, ValueError):
     status_code = 400
 
 
+class PayloadNotJSON(InvalidPayload, TypeError):
+    """A payload holds a value JSON cannot carry (a set, a datetime, an object).
+
+    A ``TypeError`` too, as ``django.tasks`` raises for such an argument, so code
+    written for either catches it.
+    """
+
+
+class TaskExited(TaskkitError):
+    """A task's own code raised ``SystemExit`` or ``KeyboardInterrupt`` on a worker.
+
+    The run is recorded as failed with that exception; this one is what Celery
+    sees instead, so the pool process goes on to its next run.
+    """
+
+
 class InvalidMessage(TaskkitError, ValueError):
     """A Celery message for a taskkit task does not carry a taskkit run (``celery call`` with
     the task's own arguments, say); its run is recorded as failed."""

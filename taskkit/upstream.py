@@ -1,4 +1,4 @@
-"""Every private name of Celery, kombu and django-celery-beat that taskkit uses, in one place.
+"""Every private name of Celery, billiard, kombu and django-celery-beat taskkit uses, in one place.
 
 Each one is something upstream does not offer publicly and taskkit needs; each
 has a test in ``tests/test_upstream.py`` that fails when upstream renames or
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import kombu.transport
+from billiard import common as billiard_common
 from celery import Celery
 from django.db.models import Q
 from kombu.transport import TRANSPORT_ALIASES, filesystem
@@ -31,6 +32,20 @@ def drop_connection_pools(app: Celery) -> None:
     """
     app._pool = None  # type: ignore[attr-defined]  # not in the stubs
     app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
+# --- billiard (Celery's prefork pool) ----------------------------------------------------
+
+
+def pool_process_exiting() -> bool:
+    """Whether this prefork pool process is on its way out.
+
+    billiard's handler for a terminate signal (a hard time limit, a cold
+    shutdown) raises ``SystemExit`` inside whatever task is running, after
+    marking the process; that ``SystemExit`` must end the process, unlike one
+    the task's own code raises. ``billiard.common`` is billiard's internal module.
+    """
+    return bool(billiard_common.terminate_handler_fired())  # type: ignore[attr-defined]
 
 
 # --- kombu ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import django
+
 SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
 USE_TZ = True
@@ -96,8 +98,15 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
-# django.tasks (the backport on Django 5.2) on taskkit; QUEUES empty: any queue
-TASKS = {"default": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": []}}
+# django.tasks (the backport on Django 5.2) on taskkit; QUEUES empty: any queue. "celery"
+# names a queue only there (a '*' worker consumes it); "dummy" declares a task that is
+# sent to Celery with .using(backend="default").
+_DJANGO_TASKS = "django_tasks" if django.VERSION < (6, 0) else "django.tasks"
+TASKS = {
+    "default": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": []},
+    "celery": {"BACKEND": "taskkit.backends.CeleryBackend", "QUEUES": ["default", "djc-star"]},
+    "dummy": {"BACKEND": f"{_DJANGO_TASKS}.backends.dummy.DummyBackend", "QUEUES": []},
+}
 
 TASKKIT = {
     "OUTBOX_AFTER": 1.0,  # the outbox test waits for the scheduler's resend

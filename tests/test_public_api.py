@@ -7,6 +7,7 @@ PUBLIC = {
     "InvalidPayload",
     "InvalidTaskDefinition",
     "Lock",
+    "PayloadNotJSON",
     "ResultNotSerializable",
     "RetryPolicy",
     "RunCancelled",
@@ -19,6 +20,7 @@ PUBLIC = {
     "Task",
     "TaskContext",
     "TaskEvent",
+    "TaskExited",
     "TaskMeta",
     "TaskNotFound",
     "TaskNotImplemented",
@@ -65,5 +67,5 @@ def test_every_public_error_derives_from_taskkit_error() -> None:
         for value in (getattr(taskkit, n) for n in taskkit.__all__)
         if isinstance(value, type) and issubclass(value, BaseException)
     ]
-    assert len(errors) == 12
+    assert len(errors) == 14
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

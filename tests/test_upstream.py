@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -199,3 +201,27 @@ def test_the_filesystem_channel_reads_through_take_message(tmp_path: Path) -> No
         assert simple.get(timeout=1).payload == {"a": 1}
         simple.close()
     assert "upstream-take" in taken
+
+
+def test_a_pool_process_hit_by_a_terminate_signal_is_seen_exiting() -> None:
+    """billiard's terminate handler (what a prefork child gets) raises ``SystemExit`` in the
+    running code after marking the process; a task's own ``SystemExit`` leaves no mark."""
+    script = """
+import os, signal
+from billiard import common
+from taskkit import upstream
+try:
+    raise SystemExit(1)  # a task's own
+except SystemExit:
+    print("own", upstream.pool_process_exiting())
+common.reset_signals()
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pause()
+except SystemExit as exc:
+    print("terminated", upstream.pool_process_exiting(), exc.code)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split("\n")[:2] == ["own False", "terminated True -241"]

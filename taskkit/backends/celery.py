@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import re
 import socket
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -22,14 +24,15 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from ..bridge import enqueue_task, enqueue_task_at
+from ..bridge import enqueue_task, enqueue_task_at, routed_queue
 from ..bridge.carrier import carry
 from ..definition import Task as TaskkitTask
 from ..definition import TaskEvent, make_task
 from ..definition.names import MAX_NAME_LENGTH, validate_queue_name
-from ..exceptions import class_path
+from ..exceptions import InvalidPayload, PayloadNotJSON, class_path
 from ..models import TaskRun
 from .compat import (
+    DEFAULT_TASK_QUEUE_NAME,
     BaseTaskBackend,
     InvalidTask,
     Task,
@@ -43,6 +46,7 @@ from .compat import (
     task_finished,
     task_started,
 )
+from .compat import normalize_json as django_json
 from .priority import celery_priority
 from .results import from_row, make_result
 
@@ -65,21 +69,25 @@ class CeleryBackend(BaseTaskBackend):
                 f"{task.module_path} must be a module-level task of an installed app, "
                 "importable by that path, on a CeleryBackend."
             )
-        payload = {"args": list(args), "kwargs": dict(kwargs)}
+        payload = _payload(args, kwargs)
+        queue = _queue(carried, task)
+        using = _using(task, queue)
+        if using:
+            payload["using"] = using
         priority = celery_priority(task.priority)
         if task.run_after is not None:
-            handle = enqueue_task_at(
-                carried, task.run_after, payload, task.queue_name, priority=priority
-            )
+            handle = enqueue_task_at(carried, task.run_after, payload, queue, priority=priority)
         else:
-            handle = enqueue_task(carried, payload, task.queue_name, priority=priority)
+            handle = enqueue_task(carried, payload, queue, priority=priority)
+        # the row's time (track="all": written above), so get_result gives the same one
+        stored = TaskRun.objects.filter(pk=handle.id).values_list("created_at", flat=True)
         result = make_result(
             task,
             handle.id,
             TaskResultStatus.READY,
             payload,
             self.alias,
-            enqueued_at=timezone.now(),
+            enqueued_at=stored.first() or timezone.now(),
         )
         task_enqueued.send(type(self), task_result=result)
         return result
@@ -94,7 +102,12 @@ class CeleryBackend(BaseTaskBackend):
         _defined.add(task.module_path)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        """Every name in ``QUEUES`` follows taskkit's queue rule (``taskkit.E030``)."""
+        """Every name in ``QUEUES`` follows taskkit's queue rule (``taskkit.E030``), and
+        taskkit is installed (``taskkit.E032``).
+
+        Django runs this through its own ``django.tasks`` check, so it runs even where
+        taskkit's app, which registers taskkit's other checks, is missing.
+        """
         errors: list[checks.CheckMessage] = []
         for name in sorted(self.queues, key=str):
             try:
@@ -107,6 +120,16 @@ class CeleryBackend(BaseTaskBackend):
                         id="taskkit.E030",
                     )
                 )
+        if not apps.is_installed("taskkit"):
+            errors.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}] uses taskkit.backends.CeleryBackend, but 'taskkit' "
+                    "is not in INSTALLED_APPS.",
+                    hint="Add 'taskkit' to INSTALLED_APPS: its tables hold the runs, and "
+                    "workers find django.tasks functions through it.",
+                    id="taskkit.E032",
+                )
+            )
         return [*super().check(**kwargs), *errors]
 
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
@@ -114,10 +137,12 @@ class CeleryBackend(BaseTaskBackend):
             row = TaskRun.objects.get(pk=result_id)
         except (TaskRun.DoesNotExist, ValidationError, ValueError):
             raise TaskResultDoesNotExist(result_id) from None
-        task = django_task(row.name)
-        if task is None:
+        declared = django_task(row.name)
+        if declared is None:
             raise TaskResultDoesNotExist(result_id)
-        return from_row(task, row, self.alias)
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        task = enqueued_task(declared, payload, row.queue)
+        return from_row(task, row, task.backend)
 
 
 def configured_queues() -> set[str]:
@@ -131,6 +156,71 @@ def configured_queues() -> set[str]:
     }
 
 
+def _payload(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The run's payload; an argument JSON cannot carry is Django's ``TypeError``."""
+    try:
+        return {"args": django_json(list(args)), "kwargs": django_json(dict(kwargs))}
+    except TypeError as exc:  # "Unsupported type: …", as Django's own backends say
+        raise PayloadNotJSON(str(exc)) from None
+    except ValueError as exc:  # bytes that are not UTF-8
+        raise InvalidPayload(str(exc)) from None
+
+
+def _queue(carried: TaskkitTask, task: Task[Any, Any]) -> str:
+    """Where the run goes: a ``queue_name`` other than Django's default wins; the default
+    yields to ``task_routes`` (matched on the task's path), as a taskkit task's own queue does."""
+    if task.queue_name != DEFAULT_TASK_QUEUE_NAME:
+        return task.queue_name
+    return routed_queue(carried) or task.queue_name
+
+
+#: What ``Task.using`` may change, kept in the payload's ``using`` when it differs.
+USING = ("backend", "priority", "queue_name", "run_after")
+
+
+def _using(task: Task[Any, Any], queue: str) -> dict[str, Any]:
+    """What the enqueued ``task`` changed of the declared one, so get_result and the worker
+    rebuild it as enqueued; the queue only when the run's queue does not say it."""
+    declared = import_string(task.module_path)
+    using: dict[str, Any] = {}
+    if task.backend != declared.backend:
+        using["backend"] = task.backend
+    if task.priority != declared.priority:
+        using["priority"] = task.priority
+    if task.queue_name != queue:
+        using["queue_name"] = task.queue_name
+    if task.run_after is not None:
+        using["run_after"] = task.run_after.isoformat()
+    return using
+
+
+def _options(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``Task.using`` keyword arguments from a payload's ``using`` (ValueError if malformed)."""
+    using = payload.get("using", {})
+    if not isinstance(using, dict) or not set(using) <= set(USING):
+        raise ValueError(f"a django.tasks payload's using takes only {', '.join(USING)}")
+    options = dict(using)
+    if "run_after" in options:
+        options["run_after"] = datetime.fromisoformat(str(options["run_after"]))
+    return options
+
+
+def enqueued_task(
+    declared: Task[Any, Any], payload: Mapping[str, Any], queue: str | None = None
+) -> Task[Any, Any]:
+    """The task as it was enqueued: ``declared`` with the run's ``using`` and queue.
+
+    A backend or queue since removed from ``TASKS`` leaves the declared value.
+    """
+    options = _options(payload)
+    if queue is not None:
+        options.setdefault("queue_name", queue)
+    try:
+        return declared.using(**options)
+    except Exception:  # InvalidTask, InvalidTaskBackend: settings changed since
+        return declared.using(backend=options["backend"]) if "backend" in options else declared
+
+
 #: The paths of the tasks defined on a CeleryBackend in this process (their modules imported).
 _defined: set[str] = set()
 
@@ -141,20 +231,37 @@ def defined_paths() -> list[str]:
 
 
 def django_task(path: str) -> Task[Any, Any] | None:
-    """The ``django.tasks`` task at ``path`` in an installed app, on a :class:`CeleryBackend`.
+    """The ``django.tasks`` task at ``path`` in an installed app, as declared.
 
     Only modules of installed apps are imported: a name from a message or a URL
-    never makes taskkit import an arbitrary module.
+    never makes taskkit import an arbitrary module. The task may be declared on
+    another backend: ``task.using(backend=…)`` sends it to a :class:`CeleryBackend`
+    (the payload's ``using`` says which).
     """
     module = path.rpartition(".")[0]
     if not module or apps.get_containing_app_config(module) is None:
         return None
     try:
         target = import_string(path)
-        backend = target.get_backend() if isinstance(target, Task) else None
-    except Exception:  # ImportError, a module that fails, an unknown backend alias
+    except Exception:  # ImportError, a module that fails
         return None
-    return target if isinstance(backend, CeleryBackend) else None
+    return target if isinstance(target, Task) else None
+
+
+def celery_task(declared: Task[Any, Any], payload: Mapping[str, Any]) -> Task[Any, Any]:
+    """The task a payload runs: ``declared`` as enqueued, on a :class:`CeleryBackend`
+    (ValueError if its backend is another, or unknown)."""
+    task = enqueued_task(declared, payload)
+    try:
+        backend = task.get_backend()
+    except Exception as exc:  # InvalidTaskBackend: no such alias
+        raise ValueError(str(exc)) from None
+    if not isinstance(backend, CeleryBackend):
+        raise ValueError(
+            f"{declared.module_path} is on backend {task.backend!r}, not a CeleryBackend: "
+            f"enqueue it with .using(backend=…) naming one"
+        )
+    return task
 
 
 #: The taskkit task made for each ``django.tasks`` path found: one per real task, so the
@@ -192,18 +299,21 @@ def taskkit_task(path: str) -> TaskkitTask | None:
 
 def _arguments(path: str) -> Callable[[dict[str, Any]], None]:
     def check(payload: dict[str, Any]) -> None:
-        """``{"args": [...], "kwargs": {...}}`` that the function accepts (TypeError if not).
+        """``{"args": [...], "kwargs": {...}}`` (and ``using``) that the function accepts
+        on a CeleryBackend (TypeError or ValueError if not).
 
         Checked where any payload is (the admin's Enqueue form, the HTTP API,
         ``retry_failed``), so a call that cannot work is refused before it is sent.
         """
         args, kwargs = payload.get("args"), payload.get("kwargs")
-        if not (isinstance(args, list) and isinstance(kwargs, dict) and len(payload) == 2):
+        shape = set(payload) - {"using"} == {"args", "kwargs"}
+        if not (isinstance(args, list) and isinstance(kwargs, dict) and shape):
             raise ValueError('a django.tasks payload is {"args": [...], "kwargs": {...}}')
-        task = django_task(path)
-        if task is not None:
-            context = [None] if task.takes_context else []
-            inspect.signature(task.func).bind(*context, *args, **kwargs)
+        declared = django_task(path)
+        if declared is not None:
+            celery_task(declared, payload)
+            context = [None] if declared.takes_context else []
+            inspect.signature(declared.func).bind(*context, *args, **kwargs)
 
     return check
 
@@ -211,8 +321,9 @@ def _arguments(path: str) -> Callable[[dict[str, Any]], None]:
 def _runner(path: str) -> Callable[[TaskEvent], Any]:
     def run(event: TaskEvent) -> Any:
         """Call the function with the run's args and kwargs, sending Django's task signals."""
-        task = django_task(path)
-        assert task is not None  # resolved before this run was made
+        declared = django_task(path)
+        assert declared is not None  # resolved before this run was made
+        task = enqueued_task(declared, event.payload, event.context.queue)
         backend = task.get_backend()
         workers = [socket.gethostname()] * event.context.attempt  # Django counts attempts so
         started = make_result(
@@ -220,7 +331,7 @@ def _runner(path: str) -> Callable[[TaskEvent], Any]:
             event.context.run_id,
             TaskResultStatus.RUNNING,
             dict(event.payload),
-            backend.alias,
+            task.backend,
             started_at=timezone.now(),
             workers=workers,
         )
@@ -231,9 +342,11 @@ def _runner(path: str) -> Callable[[TaskEvent], Any]:
                 value = task.call(TaskContext(task_result=started), *args, **kwargs)
             else:
                 value = task.call(*args, **kwargs)
-        except Exception as exc:
+            value = django_json(value)  # Django's rule for return values: TypeError if not JSON
+        except BaseException as exc:  # SystemExit too: the worker records it as the failure
             failed = _finished(started, TaskResultStatus.FAILED)
-            failed.errors.append(TaskError(exception_class_path=class_path(exc), traceback=""))
+            trace = traceback.format_exc()
+            failed.errors.append(TaskError(exception_class_path=class_path(exc), traceback=trace))
             task_finished.send(type(backend), task_result=failed)
             raise
         done = _finished(started, TaskResultStatus.SUCCESSFUL)
@@ -257,4 +370,4 @@ def _finished(result: TaskResult[Any, Any], status: TaskResultStatus) -> TaskRes
     )
 
 
-__all__ = ["CeleryBackend", "defined_paths", "django_task", "taskkit_task"]
+__all__ = ["CeleryBackend", "defined_paths", "django_task", "enqueued_task", "taskkit_task"]

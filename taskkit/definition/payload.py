@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from ..exceptions import InvalidPayload, ResultNotSerializable
+from ..exceptions import InvalidPayload, PayloadNotJSON, ResultNotSerializable
 from .meta import PayloadSchema
 
 
@@ -123,7 +123,9 @@ def normalize_payload(
         plain: dict[str, Any] = json.loads(json.dumps(payload, allow_nan=False))
     except RecursionError:
         raise too_deep() from None
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        raise PayloadNotJSON(f"payload is not JSON-serialisable: {exc}") from exc
+    except ValueError as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
     text = canonical_json(plain)
     check_text(plain, text)

@@ -18,17 +18,22 @@ from ..carrier import celery_name, is_carried
 from .messages import Prepared
 
 
-def resolve_queue(task: Task, override: str | None) -> str:
-    """The queue a run goes to: the override, else the project's ``task_routes``, else meta."""
-    if override is not None:
-        return override
+def routed_queue(task: Task) -> str | None:
+    """The queue the project's ``task_routes`` send ``task`` to (by its taskkit name), if any."""
     router = current_app.amqp.router
     if getattr(router, "routes", ()):  # not in the stubs
         route = router.lookup_route(task.name, (), {}, {}, None)
         if route:
             queue = router.expand_destination(route).get("queue")
             return str(getattr(queue, "name", queue))
-    return task.meta.queue
+    return None
+
+
+def resolve_queue(task: Task, override: str | None) -> str:
+    """The queue a run goes to: the override, else the project's ``task_routes``, else meta."""
+    if override is not None:
+        return override
+    return routed_queue(task) or task.meta.queue
 
 
 def message_options(run: Prepared) -> dict[str, Any]:

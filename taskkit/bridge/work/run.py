@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
+from celery.exceptions import WorkerShutdown, WorkerTerminate
 from django.utils import timezone
 
 from ...conf import settings
@@ -33,10 +34,11 @@ from ...definition import (
     received_payload,
 )
 from ...events import Step, emit, queued_for
-from ...exceptions import InvalidMessage, TaskkitError, class_path
+from ...exceptions import InvalidMessage, TaskExited, TaskkitError, class_path
 from ...models import RunStatus, TaskRun
 from ...registry import get_task
 from ...runner import call
+from ...upstream import pool_process_exiting
 from .. import broadcast
 from ..carrier import task_name
 from ..locks import acquire, lock_key, release
@@ -130,7 +132,7 @@ def _seconds(row: dict[str, Any], until: datetime) -> float | None:
 
 
 def _record_failure(
-    task: Task, ctx: TaskContext, row: dict[str, Any], exc: Exception, trace: str | None = None
+    task: Task, ctx: TaskContext, row: dict[str, Any], exc: BaseException, trace: str | None = None
 ) -> bool:
     """Record a failed attempt; return whether a retry was scheduled."""
     recorder.written(ctx.run_id)  # a pending RUNNING row must not land after this one
@@ -297,6 +299,18 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     except Exception as exc:
         if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
             raise
+        return
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # exit(), sys.exit() or a KeyboardInterrupt raised by the task's own code fails this
+        # run like any exception, recorded as itself. Raised on, it would end the prefork
+        # child (Celery's WorkerLostError): Celery gets TaskExited instead. A stop from outside
+        # still stops: Celery's WorkerShutdown/WorkerTerminate (raised by its signal handlers
+        # in the main process, where a solo pool runs tasks) and the SystemExit billiard's
+        # terminate-signal handler raises in a prefork child (hard time limit, cold shutdown).
+        if isinstance(exc, WorkerShutdown | WorkerTerminate) or pool_process_exiting():
+            raise
+        if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
+            raise TaskExited(f"{type(exc).__name__}: {exc}") from exc
         return
     finally:
         for key in held:
