@@ -9,6 +9,7 @@ Importing it needs the app registry ready (it uses the models); ``taskkit``
 re-exports its public names lazily.
 """
 
+from .send.canvas import task_signature
 from .send.enqueue import (
     aenqueue,
     aenqueue_at,
@@ -42,4 +43,5 @@ __all__ = [
     "enqueue_task_at",
     "get_run",
     "register",
+    "task_signature",
 ]

@@ -41,6 +41,7 @@ from .. import broadcast
 from ..carrier import task_name
 from ..locks import acquire, lock_key, release
 from ..track import track_level
+from .canvas import continuation, split_previous, stop_unless_done
 from .delivery import claim_token, hand_back, skipped, with_database
 from .recorder import recorder, upsert
 
@@ -61,10 +62,16 @@ def message_id(fields: dict[str, Any], celery_id: str | None) -> str:
 
 
 def _row(
-    ctask: CeleryTask[Any, Any], task: Task, ctx: TaskContext, sent_id: str, payload: Any
+    ctask: CeleryTask[Any, Any],
+    task: Task,
+    ctx: TaskContext,
+    sent_id: str,
+    payload: Any,
+    previous: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """The fields of a run's row that the worker knows from the message."""
-    row = {
+    """The fields of a run's row that the worker knows from the message (and, for a step
+    of a canvas, what sends it again as that step)."""
+    row: dict[str, Any] = {
         "name": task.name,
         "queue": ctx.queue,
         "payload": payload,
@@ -74,6 +81,8 @@ def _row(
     }
     if task.meta.scope is Scope.ALL:
         row["group_id"] = sent_id
+    if (canvas := continuation(ctask, previous)) is not None:
+        row["canvas"] = canvas
     return row
 
 
@@ -233,13 +242,16 @@ def _unrunnable(
     emit(Step.FAILED, run_id, name, queue, None, worker=worker, error=error)
 
 
-def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
-    """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it.
+def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the taskkit task a Celery message names and return its result (the next step's
+    ``event.previous`` in a chain); re-raise a final failure so Celery sees it.
 
     A message that cannot run (its task unknown here, its payload or its shape
-    wrong) is recorded as a failed run, so an operator sees it, and raises.
+    wrong) is recorded as a failed run, so an operator sees it, and raises. A step
+    of a canvas that does not finish now stops Celery from going on (:mod:`.canvas`).
     """
     # Celery's Django fixup closes stale database connections around every task
+    args, previous = split_previous(args, kwargs)
     values = {**dict(zip(MESSAGE_ARGUMENTS, args, strict=False)), **kwargs}
     context, payload = values.get("context"), values.get("payload", kwargs)
     fields = context if isinstance(context, dict) else {}
@@ -258,7 +270,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     # rows are written per the track level, and always where one exists already
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
-    row = _row(ctask, task, ctx, sent_id, plain)
+    row = _row(ctask, task, ctx, sent_id, plain, previous)
     stored = bool(fields.get("stored")) or level is Track.ALL
     claim = claim_token(fields)
     give_back = functools.partial(hand_back, ctask, claim=claim.isoformat())
@@ -268,11 +280,13 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     )
     if with_database(skip, give_back):
         _release_queue_lock(task, plain, sent_id)
-        return
+        stop_unless_done(ctask)
+        return None
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
         _wait_for_lock(task, ctx, row)
-        return
+        stop_unless_done(ctask)
+        return None
     # track="all" rows are written at once; the recorder batches the others in a worker
     started, finished = (
         (upsert, upsert) if level is Track.ALL else (recorder.started, recorder.finished)
@@ -282,11 +296,13 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
     emit(Step.STARTED, ctx.run_id, task.name, ctx.queue, ctx.attempt, worker=row["worker"])
     try:
-        result = call(task, TaskEvent(task.name, plain, ctx))
+        given, chained = (previous[0] if previous else None), bool(previous)
+        result = call(task, TaskEvent(task.name, plain, ctx, previous=given, chained=chained))
     except Exception as exc:
         if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
             raise
-        return
+        stop_unless_done(ctask)  # the retry goes on with the canvas
+        return None
     finally:
         for key in held:
             release(key, ctx.run_id)
@@ -310,6 +326,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         duration=_seconds(row, done),
         worker=row["worker"],
     )
+    return result
 
 
 def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: bool) -> None:
