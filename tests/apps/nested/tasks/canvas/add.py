@@ -2,6 +2,8 @@ from typing import Any
 
 from taskkit import TaskEvent, task
 
+from ..echo.count import _counts
+
 
 class StepFailed(RuntimeError):
     pass
@@ -9,7 +11,8 @@ class StepFailed(RuntimeError):
 
 @task(description="A step of a canvas: adds n to the previous total, keeping the path")
 def run(event: TaskEvent) -> dict[str, Any]:
-    if event.payload.get("fail"):
+    """Fails while the Redis key ``fail_key`` of the payload exists."""
+    if event.payload.get("fail_key") and _counts().exists(str(event.payload["fail_key"])):
         raise StepFailed(f"step {event.payload['n']} fails")
     previous = event.previous if isinstance(event.previous, dict) else {}
     return {
