@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -34,9 +34,14 @@ CHORDS = "canvas-chords"
 add = taskkit.get_task("canvas:add")
 
 
+def run_id(signature: Any) -> str:
+    """The run id of a step: the Celery task id its signature carries."""
+    return str(signature.id)
+
+
 def outcome(signature: Any) -> Any:
     """The result taskkit records for the run of ``signature``."""
-    return taskkit.RunHandle(signature.id, signature.task, "").result(timeout=TIMEOUT)
+    return taskkit.RunHandle(run_id(signature), signature.task, "").result(timeout=TIMEOUT)
 
 
 def test_a_chain_hands_each_result_to_the_next_step(broker: Broker) -> None:
@@ -75,15 +80,16 @@ def test_a_group_after_a_step_hands_each_member_the_step_result(broker: Broker) 
 def chords(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A worker with Celery's Redis result backend on its own queue, and an app that has it."""
     monkeypatch.setenv("TASKKIT_TEST_RESULT_BACKEND", RESULTS_URL)
-    app = make_app(f"taskkit-chords-{broker.name}", broker.url, **broker.options)
-    app.conf.result_backend = RESULTS_URL
+    app = make_app(
+        f"taskkit-chords-{broker.name}", broker.url, result_backend=RESULTS_URL, **broker.options
+    )
     process = start_worker(broker, "chords", queues=(CHORDS,))
     try:
         with current(app):
             yield
     finally:
         stop(process)
-        app.backend.result_consumer.stop()  # the chord's result subscribed; app.close() leaves it
+        cast(Any, app.backend).result_consumer.stop()  # app.close() leaves its subscription
         app.close()
 
 
@@ -94,6 +100,16 @@ def test_a_chord_hands_the_header_results_to_its_body(broker: Broker) -> None:
     chord(header)(body)
     assert outcome(body) == {"total": 6, "parts": 3}
     assert [outcome(h)["total"] for h in header] == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("chords")
+def test_a_chord_waits_for_a_header_step_retried_by_its_policy(broker: Broker) -> None:
+    flaky = taskkit.get_task("canvas:flaky").s({"n": 2, "succeed_on": 2}, queue=CHORDS)
+    header = [add.s({"n": 1}, queue=CHORDS), flaky, add.s({"n": 3}, queue=CHORDS)]
+    body = taskkit.get_task("canvas:total").s(queue=CHORDS)
+    chord(header)(body)
+    assert outcome(body) == {"total": 6, "parts": 3}
+    assert taskkit.get_run(run_id(flaky)).attempt == 2
 
 
 @pytest.fixture
@@ -113,14 +129,14 @@ def test_a_failed_step_is_recorded_and_its_retry_goes_on_with_the_chain(
     chain(*steps).apply_async()
     with pytest.raises(taskkit.RunFailed, match="step 2 fails"):
         outcome(steps[1])
-    assert not TaskRun.objects.filter(pk=steps[2].id).exists()  # Celery stopped the chain
+    assert not TaskRun.objects.filter(pk=run_id(steps[2])).exists()  # Celery stopped the chain
     with redis.Redis.from_url(COUNTS_URL) as client:
         client.delete(fail_key)
-    [again] = taskkit.retry_failed(steps[1].id)
+    [again] = taskkit.retry_failed(run_id(steps[1]))
     assert again.id == steps[1].id
     assert outcome(steps[1])["previous"] == outcome(steps[0])  # the same previous result
     assert outcome(steps[2])["path"] == [1, 2, 3]
-    assert len(taskkit.get_run(steps[1].id).history) == 1
+    assert len(taskkit.get_run(run_id(steps[1])).history) == 1
 
 
 def test_a_step_retried_by_its_retry_policy_goes_on_with_the_chain(broker: Broker) -> None:
@@ -128,7 +144,7 @@ def test_a_step_retried_by_its_retry_policy_goes_on_with_the_chain(broker: Broke
     steps = [add.s({"n": 1}), flaky, add.s({"n": 3})]
     chain(*steps).apply_async()
     assert outcome(steps[2])["path"] == [1, 2, 3]
-    run = taskkit.get_run(flaky.id)
+    run = taskkit.get_run(run_id(flaky))
     assert (run.attempt, [h["attempt"] for h in run.history]) == (2, [1])
 
 
@@ -150,7 +166,7 @@ def test_a_queued_step_is_listed_and_deletable(broker: Broker, parked: str) -> N
     chain(*steps).apply_async()
     outcome(steps[0])
     if broker.name == "rabbitmq":  # AMQP shows no message without taking it
-        assert queues.delete_run(waiting.id) is True
+        assert queues.delete_run(run_id(waiting)) is True
         assert Cancellation.objects.filter(run_id=waiting.id).exists()  # workers skip it
         return
     listed = queues.list(parked)
@@ -160,5 +176,5 @@ def test_a_queued_step_is_listed_and_deletable(broker: Broker, parked: str) -> N
         time.sleep(0.1)
         listed = queues.list(parked)
     assert [(m.run_id, m.name, m.payload) for m in listed] == [(waiting.id, "canvas:add", {"n": 2})]
-    assert queues.delete_run(waiting.id) is True
+    assert queues.delete_run(run_id(waiting)) is True
     assert queues.list(parked) == []
