@@ -7,6 +7,7 @@ PUBLIC = {
     "InvalidPayload",
     "InvalidTaskDefinition",
     "Lock",
+    "NotChainable",
     "ResultNotSerializable",
     "RetryPolicy",
     "RunCancelled",
@@ -65,5 +66,5 @@ def test_every_public_error_derives_from_taskkit_error() -> None:
         for value in (getattr(taskkit, n) for n in taskkit.__all__)
         if isinstance(value, type) and issubclass(value, BaseException)
     ]
-    assert len(errors) == 12
+    assert len(errors) == 13
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

@@ -65,5 +65,7 @@ class TaskEvent:
     name: str
     payload: Mapping[str, Any]
     context: TaskContext
+    #: The previous step's result, for a step of a Celery chain (see :doc:`/howto/canvas`).
     previous: Any = field(default=None, kw_only=True)
+    #: Whether Celery handed this run a previous result (``previous`` may be ``None``).
     chained: bool = field(default=False, kw_only=True)
