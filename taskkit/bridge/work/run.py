@@ -62,16 +62,10 @@ def message_id(fields: dict[str, Any], celery_id: str | None) -> str:
 
 
 def _row(
-    ctask: CeleryTask[Any, Any],
-    task: Task,
-    ctx: TaskContext,
-    sent_id: str,
-    payload: Any,
-    previous: tuple[Any, ...] = (),
+    ctask: CeleryTask[Any, Any], task: Task, ctx: TaskContext, sent_id: str, payload: Any
 ) -> dict[str, Any]:
-    """The fields of a run's row that the worker knows from the message (and, for a step
-    of a canvas, what sends it again as that step)."""
-    row: dict[str, Any] = {
+    """The fields of a run's row that the worker knows from the message."""
+    row = {
         "name": task.name,
         "queue": ctx.queue,
         "payload": payload,
@@ -81,8 +75,6 @@ def _row(
     }
     if task.meta.scope is Scope.ALL:
         row["group_id"] = sent_id
-    if (canvas := continuation(ctask, previous)) is not None:
-        row["canvas"] = canvas
     return row
 
 
@@ -270,7 +262,10 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     # rows are written per the track level, and always where one exists already
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
-    row = _row(ctask, task, ctx, sent_id, plain, previous)
+    row = _row(ctask, task, ctx, sent_id, plain)
+    # a step of a canvas sent again later (its retry, its lock's wait) goes on with it
+    canvas = continuation(ctask, previous)
+    again = row if canvas is None else {**row, "canvas": canvas}
     stored = bool(fields.get("stored")) or level is Track.ALL
     claim = claim_token(fields)
     give_back = functools.partial(hand_back, ctask, claim=claim.isoformat())
@@ -284,7 +279,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         return None
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
-        _wait_for_lock(task, ctx, row)
+        _wait_for_lock(task, ctx, again)
         stop_unless_done(ctask)
         return None
     # track="all" rows are written at once; the recorder batches the others in a worker
@@ -299,7 +294,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         given, chained = (previous[0] if previous else None), bool(previous)
         result = call(task, TaskEvent(task.name, plain, ctx, previous=given, chained=chained))
     except Exception as exc:
-        if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
+        if not with_database(functools.partial(_record_failure, task, ctx, again, exc)):
             raise
         stop_unless_done(ctask)  # the retry goes on with the canvas
         return None
