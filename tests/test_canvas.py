@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,8 @@ from celery import chain, current_app
 from celery.exceptions import Ignore
 
 import taskkit
+from taskkit import Lock
+from taskkit.bridge.locks import acquire, lock_key, release
 from taskkit.bridge.send.celery_message import apply
 from taskkit.bridge.send.publish import stored_run
 from taskkit.bridge.work.run import run_message
@@ -161,3 +164,18 @@ def test_a_chain_applied_in_process_passes_each_result_on_and_records_every_step
     assert set(rows) == set(ids)
     assert [(rows[i].result or {})["total"] for i in ids] == [1, 3, 6]
     assert [rows[i].status for i in ids] == [RunStatus.SUCCEEDED] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_that_waits_for_its_lock_stops_the_chain_and_keeps_it() -> None:
+    task = taskkit.get_task("locks:job")
+    key = lock_key(Lock.JOB, task, {"k": 1})
+    assert acquire(key, "another run", timedelta(minutes=1)) is None
+    rest = [json.loads(json.dumps(taskkit.get_task("canvas:add").s({"n": 1})))]
+    ctask, run_id = message("locks:job", chain=rest, callbacks=None, chord=None)
+    with pytest.raises(Ignore):
+        run_message(ctask, [1, 2], payload={"k": 1}, context={"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.SCHEDULED
+    assert row.canvas == {"args": [[1, 2]], "options": {"chain": rest}}
+    release(key, "another run")
