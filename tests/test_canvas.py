@@ -20,6 +20,7 @@ from taskkit.bridge.send.publish import stored_run
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import NotChainable
 from taskkit.models import RunStatus, TaskRun
+from tests.integration.conftest import current, make_app
 
 
 def _reset_router() -> None:  # Celery caches the prepared routes and the router
@@ -179,3 +180,11 @@ def test_a_step_that_waits_for_its_lock_stops_the_chain_and_keeps_it() -> None:
     assert row.status == RunStatus.SCHEDULED
     assert row.canvas == {"args": [[1, 2]], "options": {"chain": rest}}
     release(key, "another run")
+
+
+def test_the_app_that_sends_the_steps_confirms_its_publishes() -> None:
+    app = make_app("canvas-confirms", "amqp://guest:guest@127.0.0.1:5672//")
+    with current(app):
+        taskkit.get_task("echo:payload").s()
+    assert app.conf.broker_transport_options == {"confirm_publish": True}
+    app.close()
