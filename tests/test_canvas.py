@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery import chain, current_app
+from celery import chain, chord, current_app
 from celery.exceptions import Ignore
 
 import taskkit
@@ -188,3 +188,12 @@ def test_the_app_that_sends_the_steps_confirms_its_publishes() -> None:
         taskkit.get_task("echo:payload").s()
     assert app.conf.broker_transport_options == {"confirm_publish": True}
     app.close()
+
+
+def test_a_chord_without_a_result_backend_is_refused_when_sent(
+    sent: list[dict[str, Any]],
+) -> None:
+    add = taskkit.get_task("canvas:add")
+    with pytest.raises(NotImplementedError, match="result backend"):
+        chord([add.s({"n": 1}), add.s({"n": 2})])(taskkit.get_task("canvas:total").s())
+    assert sent == []
