@@ -89,6 +89,10 @@ class TaskExited(TaskkitError):
     """
 
 
+class NotChainable(TaskkitError, ValueError):
+    """A task cannot be a step of a Celery canvas (it runs on every worker, ``scope="all"``)."""
+
+
 class InvalidMessage(TaskkitError, ValueError):
     """A Celery message for a taskkit task does not carry a taskkit run (``celery call`` with
     the task's own arguments, say); its run is recorded as failed."""

@@ -90,6 +90,10 @@ class TaskRun(models.Model):
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     #: Every failed attempt of this run: ``[{"attempt", "error", "finished_at"}, …]``.
     history = models.JSONField(default=list, blank=True)
+    #: A step of a Celery canvas that failed or waited for its lock: the previous step's
+    #: result and what follows it (``{"args": […], "options": {"chain": …}}``), so the
+    #: step sent again goes on with the canvas.
+    canvas = models.JSONField(null=True, blank=True)
 
     objects = TaskRunQuerySet.as_manager()
 

@@ -94,6 +94,9 @@ CELERY_BROKER_URL = os.environ.get("TASKKIT_TEST_BROKER", "memory://")
 # Worker subprocesses of the integration tests get the rest of their broker's settings here.
 for _key, _value in ast.literal_eval(os.environ.get("TASKKIT_TEST_BROKER_SETTINGS", "{}")).items():
     globals()[f"CELERY_{_key.upper()}"] = _value
+# The chord tests' worker: a chord needs a result backend (Celery's Redis one there).
+if os.environ.get("TASKKIT_TEST_RESULT_BACKEND"):
+    CELERY_RESULT_BACKEND = os.environ["TASKKIT_TEST_RESULT_BACKEND"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"

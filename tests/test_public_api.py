@@ -7,6 +7,7 @@ PUBLIC = {
     "InvalidPayload",
     "InvalidTaskDefinition",
     "Lock",
+    "NotChainable",
     "PayloadNotJSON",
     "ResultNotSerializable",
     "RetryPolicy",
@@ -67,5 +68,5 @@ def test_every_public_error_derives_from_taskkit_error() -> None:
         for value in (getattr(taskkit, n) for n in taskkit.__all__)
         if isinstance(value, type) and issubclass(value, BaseException)
     ]
-    assert len(errors) == 14
+    assert len(errors) == 15
     assert all(issubclass(e, taskkit.TaskkitError) for e in errors)

@@ -9,6 +9,7 @@ Importing it needs the app registry ready (it uses the models); ``taskkit``
 re-exports its public names lazily.
 """
 
+from .send.canvas import task_signature
 from .send.celery_message import routed_queue
 from .send.enqueue import (
     aenqueue,
@@ -44,4 +45,5 @@ __all__ = [
     "get_run",
     "register",
     "routed_queue",
+    "task_signature",
 ]

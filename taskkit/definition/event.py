@@ -1,4 +1,5 @@
-"""What a running task receives: ``TaskEvent(name, payload, context)``."""
+"""What a running task receives: ``TaskEvent(name, payload, context)``, and ``previous``
+when it is a step of a Celery canvas."""
 
 from __future__ import annotations
 
@@ -54,8 +55,17 @@ class TaskContext:
 
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    """The one argument of a task's ``run(event)``."""
+    """The one argument of a task's ``run(event)``.
+
+    ``previous`` is what the step before returned, for a step of a Celery chain
+    (a list of the results of a chord's header for its body); ``chained`` tells a
+    previous result of ``None`` from none at all.
+    """
 
     name: str
     payload: Mapping[str, Any]
     context: TaskContext
+    #: The previous step's result, for a step of a Celery chain (see :doc:`/howto/canvas`).
+    previous: Any = field(default=None, kw_only=True)
+    #: Whether Celery handed this run a previous result (``previous`` may be ``None``).
+    chained: bool = field(default=False, kw_only=True)

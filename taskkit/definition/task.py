@@ -21,6 +21,8 @@ from .meta import TaskMeta, build_meta
 from .names import derive_name, validate_name
 
 if TYPE_CHECKING:
+    from celery import Signature
+
     from ..bridge import RunHandle
     from .event import TaskContext, TaskEvent
 
@@ -114,6 +116,32 @@ class Task:
         from ..bridge import delay_to_datetime, enqueue_task_at
 
         return enqueue_task_at(self, delay_to_datetime(delay), payload, queue)
+
+    def signature(
+        self,
+        payload: Payload = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        immutable: bool = False,
+    ) -> Signature[Any]:
+        """One run as a Celery signature, a step for ``chain``, ``group`` and ``chord``.
+
+        The payload is checked now; the run id (``signature.id``) is fixed now, so
+        a signature is one run: build another for another run. Unless
+        ``immutable``, a step of a chain gets the previous result as ``event.previous``.
+        """
+        from ..bridge import task_signature
+
+        return task_signature(self, payload, queue, immutable=immutable, priority=priority)
+
+    def s(self, payload: Payload = None, *, queue: str | None = None) -> Signature[Any]:
+        """Shortcut for :meth:`signature`, as Celery's ``task.s()``."""
+        return self.signature(payload, queue=queue)
+
+    def si(self, payload: Payload = None, *, queue: str | None = None) -> Signature[Any]:
+        """An immutable :meth:`signature`: the step ignores the previous step's result."""
+        return self.signature(payload, queue=queue, immutable=True)
 
     async def aenqueue(self, payload: Payload = None, *, queue: str | None = None) -> RunHandle:
         """Async twin of :meth:`enqueue`."""

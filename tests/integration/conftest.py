@@ -30,10 +30,12 @@ from taskkit.embedded import celery_settings
 
 REPO = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "maintenance", "special")
+#: ``TASKKIT_TEST_REDIS_URL`` and ``TASKKIT_TEST_RABBITMQ_URL`` name another Redis database
+#: or RabbitMQ vhost, so two test runs on one machine do not take each other's messages.
 BROKERS = {
     "filesystem": "filesystem://",
-    "redis": "redis://127.0.0.1:6379/15",
-    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
+    "redis": os.environ.get("TASKKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    "rabbitmq": os.environ.get("TASKKIT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
 }
 #: The brokers the integration tests run on: all of them, unless ``TASKKIT_TEST_BROKERS``
 #: names fewer (the Django 5.2 pass of ``.ci/run`` takes Redis only: brokers do not

@@ -49,9 +49,15 @@ def message_options(run: Prepared) -> dict[str, Any]:
 
 
 def apply(app: Celery, producer: Any, run: Prepared, options: dict[str, Any], **extra: Any) -> None:
-    """Hand ``run`` to Celery's ``apply_async`` on ``producer``, as JSON under its run id."""
+    """Hand ``run`` to Celery's ``apply_async`` on ``producer``, as JSON under its run id.
+
+    A stored step of a canvas goes with its previous result and what follows it.
+    """
+    canvas = run.canvas or {}
     app.tasks[celery_name(run.task)].apply_async(
+        args=tuple(canvas.get("args", ())),
         kwargs=run.kwargs(),
+        **dict(canvas.get("options", {})),
         producer=producer,
         task_id=run.run_id,
         serializer="json",

@@ -39,6 +39,9 @@ class Prepared:
     enqueued_at: datetime = field(default_factory=timezone.now)
     #: The Celery message priority (``None``: the broker's default), as the broker orders it.
     priority: int | None = None
+    #: A stored step of a Celery canvas: its previous result (``args``) and the
+    #: ``apply_async`` options of what follows it, sent again with it.
+    canvas: Mapping[str, Any] | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""

@@ -99,6 +99,7 @@ def stored_run(row: TaskRun) -> Prepared:
         source=Source(row.source) if row.source in {s.value for s in Source} else Source.WORKER,
         stored=True,
         priority=row.priority,
+        canvas=row.canvas or None,
     )
 
 

@@ -11,7 +11,7 @@ one pipeline. The target queue is declared once per batch. A worker cannot tell
 these messages from ``apply_async``'s (a test compares them field by field).
 
 Anything this copy would not reproduce falls back to ``apply_async`` per run:
-brokers other than Redis, ``scope="all"``, message priorities, expiring messages
+brokers other than Redis, ``scope="all"``, steps of a canvas, message priorities, expiring messages
 or queues, compression, task-sent events, eager mode, and connected
 ``before_task_publish``/``after_task_publish`` receivers (they see every message
 on the fallback path).
@@ -63,6 +63,7 @@ def usable(app: Celery, producer: Any, runs: Sequence[Prepared]) -> bool:
         and len({(run.task.name, run.queue) for run in runs}) == 1
         and runs[0].task.meta.scope is Scope.ANY
         and not is_carried(runs[0].task)  # its name travels in the context: one template fails
+        and not any(run.canvas for run in runs)  # steps of a canvas: arguments of their own
         and conf.task_protocol == 2
         and not conf.task_always_eager
         and not conf.task_send_sent_event

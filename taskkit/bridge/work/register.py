@@ -21,11 +21,14 @@ from ..carrier import CARRIER
 from . import consumer, heartbeat, recorder
 
 
-def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
-    """Any arguments: a message of another shape is recorded as failed, not a ``TypeError``."""
+def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    """Any arguments: a message of another shape is recorded as failed, not a ``TypeError``.
+
+    Returns the run's result: Celery hands it to the next step of a chain.
+    """
     from .run import run_message  # imported late: the worker side needs the models
 
-    run_message(self, *args, **kwargs)
+    return run_message(self, *args, **kwargs)
 
 
 class BridgeTask(CeleryTask[Any, Any]):

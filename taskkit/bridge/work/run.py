@@ -43,6 +43,7 @@ from .. import broadcast
 from ..carrier import task_name
 from ..locks import acquire, lock_key, release
 from ..track import track_level
+from .canvas import continuation, split_previous, stop_unless_done
 from .delivery import claim_token, hand_back, skipped, with_database
 from .recorder import recorder, upsert
 
@@ -235,13 +236,16 @@ def _unrunnable(
     emit(Step.FAILED, run_id, name, queue, None, worker=worker, error=error)
 
 
-def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
-    """Run the taskkit task a Celery message names; re-raise a final failure so Celery sees it.
+def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the taskkit task a Celery message names and return its result (the next step's
+    ``event.previous`` in a chain); re-raise a final failure so Celery sees it.
 
     A message that cannot run (its task unknown here, its payload or its shape
-    wrong) is recorded as a failed run, so an operator sees it, and raises.
+    wrong) is recorded as a failed run, so an operator sees it, and raises. A step
+    of a canvas that does not finish now stops Celery from going on (:mod:`.canvas`).
     """
     # Celery's Django fixup closes stale database connections around every task
+    args, previous = split_previous(args, kwargs)
     values = {**dict(zip(MESSAGE_ARGUMENTS, args, strict=False)), **kwargs}
     context, payload = values.get("context"), values.get("payload", kwargs)
     fields = context if isinstance(context, dict) else {}
@@ -261,6 +265,9 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
     row = _row(ctask, task, ctx, sent_id, plain)
+    # a step of a canvas sent again later (its retry, its lock's wait) goes on with it
+    canvas = continuation(ctask, previous)
+    again = row if canvas is None else {**row, "canvas": canvas}
     stored = bool(fields.get("stored")) or level is Track.ALL
     claim = claim_token(fields)
     give_back = functools.partial(hand_back, ctask, claim=claim.isoformat())
@@ -270,11 +277,13 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
     )
     if with_database(skip, give_back):
         _release_queue_lock(task, plain, sent_id)
-        return
+        stop_unless_done(ctask)
+        return None
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
-        _wait_for_lock(task, ctx, row)
-        return
+        _wait_for_lock(task, ctx, again)
+        stop_unless_done(ctask)
+        return None
     # track="all" rows are written at once; the recorder batches the others in a worker
     started, finished = (
         (upsert, upsert) if level is Track.ALL else (recorder.started, recorder.finished)
@@ -295,11 +304,13 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         waited=waited,
     )
     try:
-        result = call(task, TaskEvent(task.name, plain, ctx))
+        given, chained = (previous[0] if previous else None), bool(previous)
+        result = call(task, TaskEvent(task.name, plain, ctx, previous=given, chained=chained))
     except Exception as exc:
-        if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
+        if not with_database(functools.partial(_record_failure, task, ctx, again, exc)):
             raise
-        return
+        stop_unless_done(ctask)  # the retry goes on with the canvas
+        return None
     except (SystemExit, KeyboardInterrupt) as exc:
         # exit(), sys.exit() or a KeyboardInterrupt raised by the task's own code fails this
         # run like any exception, recorded as itself. Raised on, it would end the prefork
@@ -309,9 +320,10 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         # terminate-signal handler raises in a prefork child (hard time limit, cold shutdown).
         if isinstance(exc, WorkerShutdown | WorkerTerminate) or pool_process_exiting():
             raise
-        if not with_database(functools.partial(_record_failure, task, ctx, row, exc)):
+        if not with_database(functools.partial(_record_failure, task, ctx, again, exc)):
             raise TaskExited(f"{type(exc).__name__}: {exc}") from exc
-        return
+        stop_unless_done(ctask)
+        return None
     finally:
         for key in held:
             release(key, ctx.run_id)
@@ -335,6 +347,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> None:
         duration=_seconds(row, done),
         worker=row["worker"],
     )
+    return result
 
 
 def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: bool) -> None:
