@@ -87,21 +87,12 @@ from taskkit.models import KnownQueue
 from tests.apps.single import contract
 
 from .conftest import REPO, Broker, start_worker, stop, worker_env
+from .test_django_tasks import finished
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 TIMEOUT = 60
 #: A queue no worker consumes: a run there stays READY.
 PARKED = "djc-parked"
-
-
-def finished(result: Any) -> Any:
-    """``result`` refreshed until its run has finished."""
-    deadline = time.monotonic() + TIMEOUT
-    while not result.is_finished:
-        assert time.monotonic() < deadline, f"{result.id} still {result.status}"
-        time.sleep(0.05)
-        result.refresh()
-    return result
 
 
 @pytest.fixture
