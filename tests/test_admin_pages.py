@@ -88,7 +88,7 @@ def test_the_dashboard_shows_queues_and_counts(viewer: Client) -> None:
     assert "ago" in page  # the oldest message's age
     counts = re.findall(r"<th>(Delayed|Running|Failed)</th><td><a [^>]+>(\d+)</a>", page)
     assert dict(counts) == {"Delayed": "1", "Running": "1", "Failed": "1"}
-    assert '<meta http-equiv="refresh"' in page
+    assert 'data-taskkit-live="5"' in page and "taskkit/live.js" in page
 
 
 def test_the_dashboard_lists_live_workers_then_lost_ones(viewer: Client) -> None:
@@ -231,7 +231,7 @@ def test_enqueue_validates_the_payload_before_sending(manager: Client) -> None:
     assert message.payload == {"to": "<script>alert(1)</script>"}
     assert response["Location"] == url("taskkit_run", message.run_id)
     waiting = text(manager.get(response["Location"]))
-    assert "Waiting in its queue" in waiting and 'http-equiv="refresh"' in waiting
+    assert "Waiting in its queue" in waiting and "data-taskkit-live" in waiting
 
 
 @pytest.mark.usefixtures("broker")
@@ -388,12 +388,12 @@ def test_the_run_page_follows_a_run_until_it_finishes(viewer: Client) -> None:
         name="echo:payload", status=RunStatus.RUNNING, progress_done=1, progress_total=4
     )
     page = text(viewer.get(url("taskkit_run", run.pk)))
-    assert '<progress value="1" max="4">' in page and 'http-equiv="refresh"' in page
+    assert '<progress value="1" max="4">' in page and "data-taskkit-live" in page
     TaskRun.objects.filter(pk=run.pk).update(
         status=RunStatus.SUCCEEDED, result={"html": "<script>alert(1)</script>"}
     )
     page = text(viewer.get(url("taskkit_run", run.pk)))
-    assert "succeeded" in page and 'http-equiv="refresh"' not in page
+    assert "succeeded" in page and "data-taskkit-live" not in page
     assert "&lt;script&gt;" in page and "<script>alert" not in page
 
 

@@ -179,3 +179,16 @@ def test_charts_of_what_finished_lately_filtered_by_task(login: Login) -> None:
     page.get_by_role("button", name="Show").click()
     expect(runs.locator("g.bucket")).to_have_count(24)
     screenshot(page, "dashboard-day")
+
+
+@pytest.mark.usefixtures("broker")
+def test_the_dashboard_updates_in_place_keeping_a_half_filled_form(login: Login) -> None:
+    page = login(make_user("root", superuser=True))
+    page.goto("/admin/taskkit/dashboard/")
+    failed = page.locator("#counts a").nth(2)
+    expect(failed).to_have_text("0")
+    page.select_option("#chart-filter select[name=window]", "day")  # chosen, not submitted
+    TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, error="boom")
+    expect(page.locator("#counts a").nth(2)).to_have_text("1", timeout=15_000)
+    expect(page.locator("#chart-filter select[name=window]")).to_have_value("day")
+    assert page.url.endswith("/admin/taskkit/dashboard/")  # no reload happened

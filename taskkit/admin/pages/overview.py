@@ -16,7 +16,7 @@ from ...registry import all_tasks
 from ..charts import runs_chart, wait_chart
 from .common import BROKER_ERRORS, broker_problem, page, viewer
 
-#: Seconds between the page's reloads (a meta refresh: no JavaScript needed).
+#: Seconds between the page's updates in place (``static/taskkit/live.js``).
 REFRESH = 5
 
 

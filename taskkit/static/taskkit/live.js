@@ -1,7 +1,8 @@
 /* Live updates that keep the page usable: the parts of a page marked data-taskkit-part are
  * fetched again every few seconds and updated in place, so ticked rows, scroll position and
- * open forms stay as the operator left them. Rows are matched by their run, cell by cell;
- * runs that appeared since are announced, not inserted under the operator's cursor.
+ * open forms (which live outside the parts) stay as the operator left them. In a part marked
+ * data-taskkit-rows, rows are matched by their run, cell by cell; runs that appeared since
+ * are announced, not inserted under the operator's cursor. Other parts are replaced whole.
  * The page says how often in data-taskkit-live, and stops once the fresh page no longer
  * asks for it (nothing left running). A button pauses and resumes the updates. */
 (function () {
@@ -63,7 +64,7 @@
     for (const part of document.querySelectorAll("[data-taskkit-part]")) {
       const next = fresh.querySelector(`[data-taskkit-part="${part.dataset.taskkitPart}"]`);
       if (!next) continue;
-      if (part.querySelector("tbody tr")) {
+      if (part.dataset.taskkitRows !== undefined) {
         added += updateRows(part, next);
       } else if (!part.contains(document.activeElement) || !holdsInput(part)) {
         part.innerHTML = next.innerHTML;
