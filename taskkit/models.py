@@ -264,7 +264,8 @@ class WorkerHeartbeat(models.Model):
     #: Which process writes the row (host, pid, a random token): another process under
     #: the same node name never refreshes it while it is fresh.
     process = models.CharField(max_length=255, blank=True, default="")
-    #: The queues its consumer consumes (a list of names), as they were when it started.
+    #: The queues its consumer consumes (a list of names): when it started, and those a
+    #: ``*`` worker took up since.
     queues = models.JSONField(default=list, db_default=[], blank=True)
     #: The size of its pool: how many runs it works at once (0: not told, an older worker).
     concurrency = models.PositiveIntegerField(default=0, db_default=0)

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 import taskkit
-from taskkit.bridge.locks import acquire, lock_key, release
+from taskkit.bridge.locks import acquire, holder, lock_key, release, renew
 from taskkit.definition import Lock
 from taskkit.models import TaskLock
 
@@ -36,6 +36,27 @@ def test_one_holder_at_a_time(store: str) -> None:
     release("k", "a")
     assert acquire("k", "b", TTL) is None
     assert TaskLock.objects.exists() is (store == "database")
+
+
+@pytest.mark.django_db
+def test_a_holder_is_seen_and_renews(store: str) -> None:
+    assert holder("renewed") is None
+    assert not renew("renewed", "a", TTL)  # nothing to renew
+    assert acquire("renewed", "a", TTL) is None
+    assert holder("renewed") == "a"
+    assert renew("renewed", "a", TTL)
+    assert not renew("renewed", "b", TTL)  # not the holder
+    release("renewed", "a")
+    assert holder("renewed") is None
+
+
+@pytest.mark.django_db
+def test_a_renewed_lock_outlives_its_first_expiry() -> None:
+    TaskLock.objects.create(key="k", owner="a", expires_at=timezone.now() + timedelta(seconds=1))
+    assert renew("k", "a", TTL)
+    assert TaskLock.objects.get(key="k").expires_at > timezone.now() + TTL / 2
+    TaskLock.objects.update(expires_at=timezone.now() - TTL)
+    assert holder("k") is None  # expired: free, though its row is still there
 
 
 @pytest.mark.django_db

@@ -34,9 +34,13 @@ def lock_key(kind: Lock, task: Task, payload: Mapping[str, Any]) -> str:
     """
     if kind is Lock.SINGLE_INSTANCE:
         return f"taskkit:{kind}:{task.name}"
-    canonical = canonical_json({k: v for k, v in payload.items() if k != "scheduledTime"})
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    digest = payload_digest({k: v for k, v in payload.items() if k != "scheduledTime"})
     return f"taskkit:{kind}:{task.name}:{digest}"
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """A short digest of the payload's canonical JSON: equal payloads, one key part."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
 
 
 def _try_cache(alias: str, key: str, owner: str, ttl: timedelta) -> tuple[bool, str | None]:
@@ -68,6 +72,29 @@ def acquire(key: str, owner: str, ttl: timedelta) -> str | None:
             return None
         if holder is not None:
             return holder
+
+
+def holder(key: str) -> str | None:
+    """Who holds ``key`` now (``None``: it is free, or expired)."""
+    alias = settings.LOCK_CACHE
+    if alias:
+        found = caches[alias].get(key)
+        return None if found is None else str(found)
+    return (
+        TaskLock.objects.filter(key=key, expires_at__gt=timezone.now())
+        .values_list("owner", flat=True)
+        .first()
+    )
+
+
+def renew(key: str, owner: str, ttl: timedelta) -> bool:
+    """Keep ``key`` for ``owner`` another ``ttl``; ``False`` if ``owner`` no longer holds it."""
+    alias = settings.LOCK_CACHE
+    if alias:
+        cache = caches[alias]
+        return cache.get(key) == owner and cache.touch(key, ttl.total_seconds())
+    until = timezone.now() + ttl
+    return bool(TaskLock.objects.filter(key=key, owner=owner).update(expires_at=until))
 
 
 def release(key: str, owner: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .cron import normalize_cron
 from .names import validate_name, validate_queue_name
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: A payload schema: field name -> required type(s), or a callable that raises on a bad payload.
 PayloadSchema: TypeAlias = Mapping[str, type | tuple[type, ...]] | Callable[[dict[str, Any]], Any]
+#: ``single_flight``'s value that shares queued runs across workers as well.
+CLUSTER = "cluster"
+SingleFlightOption: TypeAlias = bool | Literal["cluster"]
 SuccessHook: TypeAlias = "Callable[[TaskEvent, Any], Any]"
 FailureHook: TypeAlias = "Callable[[TaskEvent, BaseException], Any]"
 
@@ -110,7 +113,7 @@ class TaskMeta:
     schema: PayloadSchema | None = None
     on_success: SuccessHook | None = None
     on_failure: FailureHook | None = None
-    single_flight: bool = True
+    single_flight: SingleFlightOption = True
     idempotent: bool = False
 
     def __post_init__(self) -> None:
@@ -122,6 +125,7 @@ class TaskMeta:
                 "scope='all' runs once on every worker: retries and locks, which are per run, "
                 "cannot be used with it"
             )
+        self._check_single_flight()
         if self.frequency is not None and self.cron is not None:
             raise ValueError("a task has a frequency or a cron schedule, not both")
         for hook in ("on_success", "on_failure"):
@@ -134,6 +138,24 @@ class TaskMeta:
             callable(self.schema) or isinstance(self.schema, Mapping)
         ):
             raise ValueError("schema must be a mapping of field types or a callable validator")
+
+    def _check_single_flight(self) -> None:
+        if not isinstance(self.single_flight, bool) and self.single_flight != CLUSTER:
+            raise ValueError(f"single_flight is True, False or {CLUSTER!r}")
+        if self.single_flight != CLUSTER:
+            return
+        if self.scope is Scope.ALL:
+            raise ValueError("scope='all' runs once on every worker: it cannot share one run")
+        if self.track is Track.FAILURES:
+            raise ValueError(
+                "single_flight='cluster' shares outcomes through the run table: "
+                "track='failures' would not record them"
+            )
+
+    @property
+    def shared_across_workers(self) -> bool:
+        """Whether equal queued runs share one execution on the whole cluster."""
+        return self.single_flight == CLUSTER
 
     @property
     def schedule(self) -> str | None:

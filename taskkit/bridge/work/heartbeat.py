@@ -150,6 +150,8 @@ class Heart:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: What the worker is, as the next heartbeat writes it (a ``*`` worker's queues grow).
+        self.about: About | None = None
 
     def start(self, name: str, about: About | None = None) -> None:
         if self._thread is not None:
@@ -157,20 +159,21 @@ class Heart:
         started_at = timezone.now()
         process = process_identity()
         self._stop = threading.Event()
+        self.about = about
         self._thread = threading.Thread(
             target=self._loop,
-            args=(name, started_at, process, about),
+            args=(name, started_at, process),
             name="taskkit-heartbeat",
             daemon=True,
         )
         self._thread.start()
 
-    def _loop(self, name: str, started_at: datetime, process: str, about: About | None) -> None:
+    def _loop(self, name: str, started_at: datetime, process: str) -> None:
         refused = 0
         try:
             while True:
                 try:
-                    accepted = beat(name, started_at, process, about, held(), waiting())
+                    accepted = beat(name, started_at, process, self.about, held(), waiting())
                     refused = 0 if accepted else refused + 1
                     if refused == REFUSALS_BEFORE_ERROR:  # a previous life's row is free by then
                         logger.error(

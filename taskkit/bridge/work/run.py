@@ -45,6 +45,7 @@ from ..locks import acquire, lock_key, release
 from ..track import track_level
 from .canvas import continuation, split_previous, stop_unless_done
 from .delivery import claim_token, hand_back, skipped, with_database
+from .flight import Flight, take_off
 from .recorder import recorder, upsert
 
 logger = logging.getLogger("taskkit.worker")
@@ -284,9 +285,23 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         _wait_for_lock(task, ctx, again)
         stop_unless_done(ctask)
         return None
-    # track="all" rows are written at once; the recorder batches the others in a worker
+    flight: Flight | None = None
+    try:  # a chained step (given the previous step's result) is no equal of another
+        take = functools.partial(take_off, task, ctx, plain, again, shared=not previous)
+        flight = with_database(take, give_back)
+    finally:
+        if flight is None or flight.followed:  # back to the broker, or it follows a leader
+            for key in held:
+                release(key, ctx.run_id)
+    if flight.followed:
+        return flight.follower_end(ctask)
+    # track="all" rows, and a flight leader's (its followers read them), are written at
+    # once; the recorder batches the others in a worker
+    record = record or flight.leads
     started, finished = (
-        (upsert, upsert) if level is Track.ALL else (recorder.started, recorder.finished)
+        (upsert, upsert)
+        if level is Track.ALL or flight.leads
+        else (recorder.started, recorder.finished)
     )
     row["started_at"] = timezone.now()
     waited = queued_for(fields.get("enqueued_at"), row["started_at"])
@@ -324,20 +339,22 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
             raise TaskExited(f"{type(exc).__name__}: {exc}") from exc
         stop_unless_done(ctask)
         return None
+    else:
+        done = timezone.now()
+        if record:
+            final = {
+                **row,
+                "status": RunStatus.SUCCEEDED,
+                "finished_at": done,
+                "result": result,
+                "error": "",
+                "traceback": "",
+            }
+            with_database(lambda: finished(ctx.run_id, final))
     finally:
         for key in held:
             release(key, ctx.run_id)
-    done = timezone.now()
-    if record:
-        final = {
-            **row,
-            "status": RunStatus.SUCCEEDED,
-            "finished_at": done,
-            "result": result,
-            "error": "",
-            "traceback": "",
-        }
-        with_database(lambda: finished(ctx.run_id, final))
+        flight.land()  # after the outcome is written: the followers read it
     emit(
         Step.SUCCEEDED,
         ctx.run_id,

@@ -1,8 +1,10 @@
 """``manage.py taskworker``: a Celery worker for taskkit's queues, the plain Celery way.
 
 ``--queues '*'`` consumes every queue taskkit knows of (the actionhero ``*``
-worker); ``--concurrency`` is how many runs are worked at once (plainweb's
-batch size); ``--beat`` embeds taskkit's Beat scheduler, for development.
+worker), and takes up the queues named after it started, within seconds
+(:mod:`~taskkit.bridge.work.live_queues`); ``--concurrency`` is how many runs
+are worked at once (plainweb's batch size); ``--beat`` embeds taskkit's Beat
+scheduler, for development.
 Each worker gets a node name of its own (``taskkit-<pid>@<host>`` unless
 ``--hostname`` says otherwise): two workers under one name on a host would
 share a heartbeat (the sweep of lost workers could not tell them apart) and,
@@ -28,6 +30,7 @@ from celery import current_app
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from taskkit.bridge.send.known_queues import known_queues
+from taskkit.bridge.work.live_queues import follow_known_queues
 from taskkit.definition.names import validate_queue_name
 
 SCHEDULER = "taskkit.scheduler:Scheduler"
@@ -176,4 +179,6 @@ class Command(BaseCommand):
             return
         if options["metrics_port"] is not None:
             serve_metrics(options["metrics_port"], options["metrics_address"])
+        if options["queues"].strip() == "*":
+            follow_known_queues()
         current_app.worker_main(argv=argv)
