@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 import taskkit
 from taskkit import queues
-from taskkit.models import RunStatus, TaskRun
+from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.scheduling.periodic import sync_periodic
 from tests.users import make_user
 
@@ -159,8 +159,17 @@ def test_charts_of_what_finished_lately_filtered_by_task(login: Login) -> None:
             name=name, status=status, created_at=done - timedelta(seconds=wait + 1),
             started_at=done - timedelta(seconds=1), finished_at=done,
         )  # fmt: skip
+    taskkit.enqueue("echo:payload", {"waiting": True})  # the default queue is known
+    WorkerHeartbeat.objects.create(
+        name="w1@box", started_at=now, seen_at=now, queues=["default"], concurrency=1,
+        pool="prefork", active=1, reserved=3, reserved_queues={"default": 3},
+    )  # fmt: skip
     page = login(make_user("root", superuser=True))
     page.goto("/admin/taskkit/dashboard/")
+    default = page.locator("#queues tr", has=page.get_by_role("link", name="default", exact=True))
+    expect(default.locator("td.length")).to_have_text("1")
+    expect(default.locator("td.reserved")).to_have_text("3")  # taken by the worker, not started
+    expect(page.locator("#workers td.reserved")).to_have_text("3")
     runs = page.locator("#chart-runs")
     expect(runs).to_be_visible()
     expect(runs.locator("g.bucket")).to_have_count(60)
