@@ -46,9 +46,7 @@ class ToolsWorker:
 
 
 @pytest.fixture(scope="module")
-def tools_worker(
-    broker: Broker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ToolsWorker]:
+def tools_worker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolsWorker]:
     """A worker with task events on, logging at INFO to a file, on a queue of its own."""
     queue = f"tools-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("tools") / "worker.log"
@@ -211,8 +209,14 @@ def test_flower_shows_the_result(broker: Broker, tools_worker: ToolsWorker) -> N
     port = free_port()
     flower = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "tests.celery_app", "flower",
-            f"--port={port}", "--address=127.0.0.1",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.celery_app",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
         ],  # fmt: skip
         cwd=REPO,
         env={**worker_env(broker), "FLOWER_UNAUTHENTICATED_API": "true"},
