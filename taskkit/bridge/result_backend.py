@@ -103,6 +103,10 @@ class RunTableBackend(BaseBackend):
     (not started yet, or a successful ``track="failures"`` run) is ``PENDING``.
     """
 
+    #: Nothing for Celery's nightly ``celery.backend_cleanup`` to expire: the rows are the
+    #: project's to prune (see "Run records"), so Beat does not add that task for it.
+    supports_autoexpire = True
+
     def _store_result(
         self,
         task_id: str,
