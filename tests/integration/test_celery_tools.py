@@ -205,31 +205,36 @@ def flower_task(port: int, run_id: str) -> dict[str, Any] | None:
     return info if info.get("state") == "SUCCESS" else None
 
 
-def test_flower_shows_the_result(broker: Broker, tools_worker: ToolsWorker) -> None:
+def test_flower_shows_the_result(broker: Broker, tools_worker: ToolsWorker, tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "celery", "-A", "tests.celery_app", "flower"]
-    flower = subprocess.Popen(
-        [*command, f"--port={port}", "--address=127.0.0.1"],
-        cwd=REPO,
-        env={**worker_env(broker), "FLOWER_UNAUTHENTICATED_API": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    log = tmp_path / "flower.log"
+    with log.open("w") as out:
+        flower = subprocess.Popen(
+            [*command, f"--port={port}", "--address=127.0.0.1"],
+            cwd=REPO,
+            env={**worker_env(broker), "FLOWER_UNAUTHENTICATED_API": "true"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     try:
         wait_until(lambda: _listening(port), "Flower to listen", flower)
+        # Flower may bind its event queue after it listens: a run every 2 s until one shows
+        handles: list[taskkit.RunHandle] = []
         info = None
-        for _ in range(5):  # Flower may bind its event queue after it listens: runs until one shows
-            handle = taskkit.enqueue("echo:payload", {"shown": "flower"}, queue=tools_worker.queue)
-            assert handle.result(timeout=20) == {"shown": "flower"}
-            deadline = time.monotonic() + 5
-            while info is None and time.monotonic() < deadline:
-                info = flower_task(port, handle.id)
+        deadline = time.monotonic() + 60
+        while info is None and time.monotonic() < deadline:
+            handles.append(
+                taskkit.enqueue("echo:payload", {"shown": "flower"}, queue=tools_worker.queue)
+            )
+            assert handles[-1].result(timeout=20) == {"shown": "flower"}
+            shown = time.monotonic() + 2
+            while info is None and time.monotonic() < shown:
+                info = next(filter(None, (flower_task(port, h.id) for h in handles)), None)
                 time.sleep(0.2)
-            if info is not None:
-                break
-        assert info is not None, "Flower never showed a run"
+        assert info is not None, f"Flower showed none of {len(handles)} runs: {log.read_text()}"
         assert (info["name"], info["result"]) == ("echo:payload", "{'shown': 'flower'}")
     finally:
         stop(flower)
