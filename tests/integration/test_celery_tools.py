@@ -202,7 +202,8 @@ def flower_task(port: int, run_id: str) -> dict[str, Any] | None:
             info: dict[str, Any] = json.loads(response.read())
     except (urllib.error.URLError, ConnectionError):  # not up yet, or no such task yet (404)
         return None
-    return info if info.get("state") == "SUCCESS" else None
+    # a run whose task-received came before Flower's event queue has no name there: not yet
+    return info if info.get("state") == "SUCCESS" and info.get("name") else None
 
 
 def test_flower_shows_the_result(broker: Broker, tools_worker: ToolsWorker, tmp_path: Path) -> None:
