@@ -20,6 +20,26 @@ def class_path(error: BaseException | type[BaseException]) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def exception_path(traceback: str, error: str) -> str:
+    """The dotted path of the exception a traceback ends with, spelled as ``class_path`` does.
+
+    For runs recorded before history entries kept ``exception``: Python writes a
+    traceback's last line as ``module.Class: message``, leaving the module out
+    for built-ins; taskkit's ``error`` (``Class: message``) stands in when there
+    is no traceback.
+    """
+    lines = [line for line in traceback.splitlines() if line and not line[0].isspace()]
+    last = lines[-1] if lines else error
+    kind = last.split(":", 1)[0].strip() or "Exception"
+    if "." in kind:
+        return kind
+    # taskkit's own refusals (InvalidPayload, TaskNotFound, InvalidMessage…) have no traceback
+    own = globals().get(kind)
+    if isinstance(own, type) and issubclass(own, BaseException):
+        return class_path(own)
+    return f"builtins.{kind}"
+
+
 class TaskkitError(Exception):
     """Base class of every error taskkit raises on purpose."""
 

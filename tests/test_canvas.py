@@ -9,8 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery import chain, chord, current_app
-from celery.exceptions import Ignore
+from celery import Celery, chain, chord, current_app
+from celery.backends.base import DisabledBackend
+from celery.exceptions import Retry
 
 import taskkit
 from taskkit import Lock
@@ -126,7 +127,7 @@ def test_a_previous_result_of_none_is_told_from_none_at_all() -> None:
 def test_a_step_whose_retry_is_scheduled_stops_the_chain_and_keeps_it_for_the_retry() -> None:
     rest = [json.loads(json.dumps(taskkit.get_task("canvas:add").s({"n": 10})))]  # as received
     ctask, run_id = message("canvas:flaky", chain=rest, callbacks=None, chord=None, root_id="r")
-    with pytest.raises(Ignore):  # Celery would otherwise send the rest with no result
+    with pytest.raises(Retry):  # reported as a retry; Celery sends nothing after it
         run_message(
             ctask, {"total": 1}, payload={"n": 2, "succeed_on": 2}, context={"run_id": run_id}
         )
@@ -148,9 +149,10 @@ def test_a_step_whose_retry_is_scheduled_stops_the_chain_and_keeps_it_for_the_re
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_plain_run_whose_retry_is_scheduled_returns_as_before() -> None:
+def test_a_plain_run_whose_retry_is_scheduled_is_reported_as_a_retry() -> None:
     ctask, run_id = message("canvas:flaky", chain=None, callbacks=None, chord=None)
-    assert run_message(ctask, payload={"n": 1, "succeed_on": 2}, context={"run_id": run_id}) is None
+    with pytest.raises(Retry):
+        run_message(ctask, payload={"n": 1, "succeed_on": 2}, context={"run_id": run_id})
     assert TaskRun.objects.get(pk=run_id).status == RunStatus.SCHEDULED
 
 
@@ -174,7 +176,7 @@ def test_a_step_that_waits_for_its_lock_stops_the_chain_and_keeps_it() -> None:
     assert acquire(key, "another run", timedelta(minutes=1)) is None
     rest = [json.loads(json.dumps(taskkit.get_task("canvas:add").s({"n": 1})))]
     ctask, run_id = message("locks:job", chain=rest, callbacks=None, chord=None)
-    with pytest.raises(Ignore):
+    with pytest.raises(Retry):
         run_message(ctask, [1, 2], payload={"k": 1}, context={"run_id": run_id})
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == RunStatus.SCHEDULED
@@ -191,8 +193,10 @@ def test_the_app_that_sends_the_steps_confirms_its_publishes() -> None:
 
 
 def test_a_chord_without_a_result_backend_is_refused_when_sent(
-    sent: list[dict[str, Any]],
+    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A project that set ``result_backend = "disabled"`` (taskkit's run table is the default)."""
+    monkeypatch.setattr(Celery, "backend", property(lambda app: DisabledBackend(app)))
     add = taskkit.get_task("canvas:add")
     with pytest.raises(NotImplementedError, match="result backend"):
         chord([add.s({"n": 1}), add.s({"n": 2})])(taskkit.get_task("canvas:total").s())

@@ -22,8 +22,8 @@ from taskkit.backends.compat import (
     TaskResultStatus,
     task_enqueued,
 )
-from taskkit.backends.results import exception_path
 from taskkit.bridge.carrier import CARRIER
+from taskkit.exceptions import exception_path
 from taskkit.models import RunStatus, TaskRun
 from tests.apps.single import jobs
 

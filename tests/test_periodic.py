@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from celery import Celery, current_app
-from celery.backends.base import BaseBackend
+from celery.backends.base import BaseBackend, DisabledBackend
 from django.db import IntegrityError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 import taskkit
+from taskkit.bridge.result_backend import RunTableBackend
 from taskkit.models import RunStatus, SchedulerLease, TaskRun
 from taskkit.scheduler import Scheduler, interval_ticks, seconds_to_next_tick
 from taskkit.scheduling import lease
@@ -334,16 +335,22 @@ class _KeepingBackend(BaseBackend):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("backend", [None, _KeepingBackend], ids=["no result backend", "keeping"])
+@pytest.mark.parametrize(
+    "backend",
+    [None, DisabledBackend, _KeepingBackend],
+    ids=["the run table", "no result backend", "keeping"],
+)
 def test_celery_backend_cleanup_is_installed_only_for_a_backend_that_needs_it(
     backend: type[BaseBackend] | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if backend is not None:
         monkeypatch.setattr(Celery, "backend", property(lambda app: backend(app)))
+    else:  # the one taskkit gives an app without a result backend
+        assert isinstance(current_app.backend, RunTableBackend)
     assert current_app.conf.result_expires  # Celery's default, which made django-celery-beat add it
     beat = Scheduler(app=current_app, lazy=True)
     beat.setup_schedule()  # what Beat does at start
     schedule = beat.schedule
-    wanted = backend is not None
+    wanted = backend is _KeepingBackend
     assert ("celery.backend_cleanup" in schedule) is wanted
     assert PeriodicTask.objects.filter(task="celery.backend_cleanup").exists() is wanted

@@ -28,6 +28,10 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "TESTPROJECT_SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
         "TESTPROJECT_BROKER_FOLDER": str(tmp_path / "broker"),
+        # this checkout's taskkit, not the one installed (another checkout, if editable)
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT.parent), os.environ.get("PYTHONPATH")])
+        ),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
@@ -203,3 +207,32 @@ def wait_for_runs(database: Path, ids: list[str]) -> dict[str, str]:
             return {str(uuid.UUID(key)): result for key, _, result in rows}
         time.sleep(0.2)
     raise AssertionError(f"runs did not finish: {rows}")
+
+
+def test_a_taskworker_prints_each_taskkit_line_once(manage: list[str], tmp_path: Path) -> None:
+    """Django's LOGGING and Celery's root handler: a taskkit line is printed once, not twice."""
+    assert run([*manage, "migrate", "--noinput"], tmp_path).returncode == 0
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [*manage, "taskworker", "-Q", "default", "-P", "threads", "-c", "1", "-l", "info"],
+            cwd=PROJECT,
+            env=demo_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        sent = run(
+            [*manage, "runtask", "echo:payload", "--payload", '{"a": 1}', "--enqueue"], tmp_path
+        )
+        assert sent.returncode == 0, sent.stderr
+        run_id = sent.stdout.strip()
+        wait_for_runs(tmp_path / "demo.sqlite3", [run_id])
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    lines = log.read_text().splitlines()
+    assert len([line for line in lines if f"echo:payload {run_id} succeeded (" in line]) == 1
+    (celerys,) = [line for line in lines if f"echo:payload[{run_id}] succeeded in " in line]
+    assert celerys.endswith(": {'a': 1}")  # Celery's own line shows the result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .. import exceptions
+from ..exceptions import exception_path
 from ..models import RunStatus, TaskRun
 from .compat import Task, TaskError, TaskResult, TaskResultStatus
 
@@ -18,26 +18,6 @@ STATUSES = {
     RunStatus.FAILED: TaskResultStatus.FAILED,
     RunStatus.CANCELLED: TaskResultStatus.FAILED,
 }
-
-
-def exception_path(traceback: str, error: str) -> str:
-    """The dotted path of the exception a traceback ends with, spelled as ``class_path`` does.
-
-    For runs recorded before history entries kept ``exception``: Python writes a
-    traceback's last line as ``module.Class: message``, leaving the module out
-    for built-ins; taskkit's ``error`` (``Class: message``) stands in when there
-    is no traceback.
-    """
-    lines = [line for line in traceback.splitlines() if line and not line[0].isspace()]
-    last = lines[-1] if lines else error
-    kind = last.split(":", 1)[0].strip() or "Exception"
-    if "." in kind:
-        return kind
-    # taskkit's own refusals (InvalidPayload, TaskNotFound, InvalidMessage…) have no traceback
-    own = getattr(exceptions, kind, None)
-    if isinstance(own, type) and issubclass(own, BaseException):
-        return exceptions.class_path(own)
-    return f"builtins.{kind}"
 
 
 def make_result(

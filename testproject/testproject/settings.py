@@ -110,9 +110,12 @@ CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
 
 TASKKIT: dict[str, object] = {}
 
+# One handler, on the root logger: a worker replaces it with Celery's, so each line is
+# printed once. A handler on "taskkit" as well would print every taskkit line twice there.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"taskkit": {"handlers": ["console"], "level": "INFO"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {"taskkit": {"level": "INFO"}},
 }

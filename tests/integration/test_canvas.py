@@ -1,7 +1,8 @@
 """Celery's chain, group and chord of taskkit tasks, on a real worker of each broker.
 
 Every step is a taskkit run: its row is read back, not Celery's result. Only the
-chord needs a result backend (Celery's Redis one, on a worker of its own).
+chord needs a result backend: Celery's Redis one, or taskkit's run table, on a
+worker of its own.
 """
 
 from __future__ import annotations
@@ -78,20 +79,25 @@ def test_a_group_after_a_step_hands_each_member_the_step_result(broker: Broker) 
     assert [outcome(m)["total"] for m in members] == [11, 21]
 
 
-@pytest.fixture
-def chords(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A worker with Celery's Redis result backend on its own queue, and an app that has it."""
-    monkeypatch.setenv("TASKKIT_TEST_RESULT_BACKEND", RESULTS_URL)
-    app = make_app(
-        f"taskkit-chords-{broker.name}", broker.url, result_backend=RESULTS_URL, **broker.options
-    )
+@pytest.fixture(params=["redis", "run table"])
+def chords(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """A worker on its own queue and an app, with Celery's Redis result backend or with the
+    one taskkit gives an app that names none (the run table)."""
+    redis_backend = request.param == "redis"
+    if redis_backend:
+        monkeypatch.setenv("TASKKIT_TEST_RESULT_BACKEND", RESULTS_URL)
+    own = {"result_backend": RESULTS_URL} if redis_backend else {}
+    app = make_app(f"taskkit-chords-{broker.name}", broker.url, **own, **broker.options)
     process = start_worker(broker, "chords", queues=(CHORDS,))
     try:
         with current(app):
             yield
     finally:
         stop(process)
-        cast(Any, app.backend).result_consumer.stop()  # app.close() leaves its subscription
+        if redis_backend:
+            cast(Any, app.backend).result_consumer.stop()  # app.close() leaves its subscription
         app.close()
 
 

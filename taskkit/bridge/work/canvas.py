@@ -6,8 +6,10 @@ argument beside them is that result. What follows the step (the rest of the
 chain, linked callbacks, the chord it belongs to) travels in the request, and
 Celery sends it when the task body returns. A run that did not finish now (it
 was skipped, waits for its lock, or its retry is scheduled) must not let Celery
-go on with a result it does not have: it ends with :class:`~celery.exceptions.Ignore`,
-and its row keeps the continuation, so the run sent again later goes on instead.
+go on with a result it does not have: it ends with :class:`~celery.exceptions.Ignore`
+(skipped) or Celery's ``Retry`` (see :mod:`.run`), after which Celery sends
+nothing, and its row keeps the continuation, so the run sent again later goes on
+instead.
 """
 
 from __future__ import annotations

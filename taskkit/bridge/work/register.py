@@ -12,19 +12,22 @@ from typing import Any
 
 from billiard.exceptions import WorkerLostError
 from celery import Task as CeleryTask
-from celery import shared_task, signals
+from celery import current_app, shared_task, signals
 from celery.exceptions import TimeLimitExceeded
 
+from ... import upstream
 from ...definition import Task
 from .. import broadcast
 from ..carrier import CARRIER
+from ..result_backend import default_to_run_table
 from . import consumer, heartbeat, recorder
 
 
 def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Any arguments: a message of another shape is recorded as failed, not a ``TypeError``.
 
-    Returns the run's result: Celery hands it to the next step of a chain.
+    Returns the run's result: Celery hands it to the next step of a chain, logs it and
+    sends it with ``task-succeeded``.
     """
     from .run import run_message  # imported late: the worker side needs the models
 
@@ -40,6 +43,11 @@ class BridgeTask(CeleryTask[Any, Any]):
     """
 
     Request = "taskkit.bridge.work.request:GuardedRequest"
+
+    @classmethod
+    def on_bound(cls, app: Any) -> None:
+        """Every app taskkit's tasks are on reads results from the run table (unless set)."""
+        default_to_run_table(app)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TimeLimitExceeded):
@@ -81,7 +89,8 @@ def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, 
 COMMON_OPTIONS: dict[str, Any] = {
     "base": BridgeTask,
     "bind": True,
-    "ignore_result": True,  # taskkit's run table holds results
+    # results are not ignored: the run table is the result backend (its store a no-op),
+    # so task_ignore_result applies; see result_backend.py
     "serializer": "json",
     "max_retries": None,  # Celery's retry only hands a message back (the database away)
 }
@@ -109,6 +118,7 @@ def celery_time_limit(timeout: float) -> float:
 
 def register(tasks: Iterable[Task]) -> None:
     """Make a Celery task for each taskkit task (a name already registered is kept)."""
+    default_to_run_table(upstream.current_object(current_app))
     broadcast.connect()
     recorder.connect()
     heartbeat.connect()

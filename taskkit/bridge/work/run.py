@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
-from celery.exceptions import WorkerShutdown, WorkerTerminate
+from celery.exceptions import Retry, WorkerShutdown, WorkerTerminate
 from django.utils import timezone
 
 from ...conf import settings
@@ -135,8 +135,8 @@ def _seconds(row: dict[str, Any], until: datetime) -> float | None:
 
 def _record_failure(
     task: Task, ctx: TaskContext, row: dict[str, Any], exc: BaseException, trace: str | None = None
-) -> bool:
-    """Record a failed attempt; return whether a retry was scheduled."""
+) -> float | None:
+    """Record a failed attempt; return in how many seconds its retry is due (``None``: none)."""
     recorder.written(ctx.run_id)  # a pending RUNNING row must not land after this one
     history = TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first()
     now = timezone.now()
@@ -146,7 +146,8 @@ def _record_failure(
         **failed_attempt(task, ctx.attempt, exc, list(history or []), now),
     }
     upsert(ctx.run_id, fields)
-    retried = bool(fields["status"] == RunStatus.SCHEDULED)
+    due = fields["scheduled_for"] if fields["status"] == RunStatus.SCHEDULED else None
+    retried = due is not None
     emit(
         Step.RETRIED if retried else Step.FAILED,
         ctx.run_id,
@@ -157,7 +158,16 @@ def _record_failure(
         worker=row["worker"],
         error=fields["error"],
     )
-    return retried
+    return (due - now).total_seconds() if due is not None else None
+
+
+def celery_retry(delay: float, exc: BaseException) -> Retry:
+    """Celery's outcome of an attempt whose retry taskkit scheduled, due in ``delay`` seconds:
+    logged as a retry, ``task-retried``; Celery itself sends nothing (its copy of ``exc``
+    is a picklable one)."""
+    when: Any = round(delay, 3)  # seconds: the stubs want a numbers.Real
+    cause: Any = exc  # SystemExit too: the stubs want an Exception
+    return Retry(exc=cause, when=when)
 
 
 def _release_queue_lock(task: Task, payload: dict[str, Any], message_id: str) -> None:
@@ -190,13 +200,14 @@ def _take_locks(
     return held
 
 
-def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> None:
+def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> datetime:
     """Re-delay a run whose lock is held: it is tried again shortly, not run concurrently."""
     due = timezone.now() + LOCK_RETRY_DELAY * (1 + random.random())  # not for security
     upsert(
         ctx.run_id, {**row, "status": RunStatus.SCHEDULED, "scheduled_for": due, "sent_at": None}
     )
     logger.info("%s %s waits for its lock until %s", task.name, ctx.run_id, due)
+    return due
 
 
 #: The arguments of a taskkit message, in order.
@@ -241,9 +252,12 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Run the taskkit task a Celery message names and return its result (the next step's
     ``event.previous`` in a chain); re-raise a final failure so Celery sees it.
 
-    A message that cannot run (its task unknown here, its payload or its shape
-    wrong) is recorded as a failed run, so an operator sees it, and raises. A step
-    of a canvas that does not finish now stops Celery from going on (:mod:`.canvas`).
+    An attempt whose retry taskkit scheduled (or a run that waits for its lock)
+    raises Celery's :class:`Retry`, so Celery reports a retry, not a success, and
+    sends nothing: the delayed row is the retry. A message that cannot run (its
+    task unknown here, its payload or its shape wrong) is recorded as a failed
+    run, so an operator sees it, and raises. A step of a canvas that does not
+    finish now stops Celery from going on (:mod:`.canvas`): a retry does too.
     """
     # Celery's Django fixup closes stale database connections around every task
     args, previous = split_previous(args, kwargs)
@@ -282,9 +296,7 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         return None
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
-        _wait_for_lock(task, ctx, again)
-        stop_unless_done(ctask)
-        return None
+        raise Retry(when=_wait_for_lock(task, ctx, again))
     flight: Flight | None = None
     try:  # a chained step (given the previous step's result) is no equal of another
         take = functools.partial(take_off, task, ctx, plain, again, shared=not previous)
@@ -322,10 +334,10 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         given, chained = (previous[0] if previous else None), bool(previous)
         result = call(task, TaskEvent(task.name, plain, ctx, previous=given, chained=chained))
     except Exception as exc:
-        if not with_database(functools.partial(_record_failure, task, ctx, again, exc)):
+        delay = with_database(functools.partial(_record_failure, task, ctx, again, exc))
+        if delay is None:
             raise
-        stop_unless_done(ctask)  # the retry goes on with the canvas
-        return None
+        raise celery_retry(delay, exc) from exc  # the retry goes on with the canvas
     except (SystemExit, KeyboardInterrupt) as exc:
         # exit(), sys.exit() or a KeyboardInterrupt raised by the task's own code fails this
         # run like any exception, recorded as itself. Raised on, it would end the prefork
@@ -335,10 +347,10 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         # terminate-signal handler raises in a prefork child (hard time limit, cold shutdown).
         if isinstance(exc, WorkerShutdown | WorkerTerminate) or pool_process_exiting():
             raise
-        if not with_database(functools.partial(_record_failure, task, ctx, again, exc)):
+        delay = with_database(functools.partial(_record_failure, task, ctx, again, exc))
+        if delay is None:
             raise TaskExited(f"{type(exc).__name__}: {exc}") from exc
-        stop_unless_done(ctask)
-        return None
+        raise celery_retry(delay, exc) from exc
     else:
         done = timezone.now()
         if record:
