@@ -64,7 +64,7 @@ def test_details_agree_with_the_broker(broker: Broker, queue: str) -> None:
             _, count, _ = channel.queue_declare(queue=queue, passive=True)
             assert count == 6
     assert {"default", "maintenance", queue} <= {q.name for q in found.queues}
-    assert found.as_json()["queues"][0].keys() == {"name", "length", "oldest"}
+    assert found.as_json()["queues"][0].keys() == {"name", "length", "oldest", "reserved"}
     (info,) = [q for q in found.queues if q.name == queue]
     if broker.name == "rabbitmq":  # AMQP shows no message without taking it
         assert info.oldest is None
@@ -168,7 +168,7 @@ def test_the_taskqueue_command(broker: Broker, queue: str, monkeypatch: pytest.M
     (entry,) = [q for q in details["queues"] if q["name"] == queue]
     assert entry["length"] == 6
     assert details.keys() == {"broker", "queues", "delayed", "running", "failed", "periodic"}
-    assert re.search(rf"^{queue} +6$", taskqueue("details"), re.MULTILINE)
+    assert re.search(rf"^{queue} +6 +0$", taskqueue("details"), re.MULTILINE)
     assert taskqueue("purge", queue, "--dry-run", "--json") == {"removed": 6, "dry_run": True}
     monkeypatch.setattr("builtins.input", lambda prompt: "no")
     with pytest.raises(CommandError, match="Nothing deleted") as refused:
