@@ -734,8 +734,12 @@ def _worker_total(
     cfg: Config, label: str, level: str, n: int, fill: Callable[[int], None]
 ) -> Counts:
     """A fresh worker's round trips, start to exit, for ``n`` queued runs."""
+    from django.conf import settings
+    from django.test import override_settings
+
     clean_slate()
-    fill(n)
+    with override_settings(TASKKIT={**settings.TASKKIT, "TRACK": level}):
+        fill(n)  # track="all": the rows the worker claims
     path = cfg.tmp / f"counts-{label}-{n}.json"
     env = {roundtrips.COUNT_FILE: str(path), "TASKKIT_TEST_TRACK": level}
 
