@@ -197,3 +197,36 @@ def test_the_window_in_which_a_lost_workers_sweep_cannot_see_a_run(recorder: Rec
     eventually(lambda: status(run_id) == RunStatus.RUNNING)
     lost()
     assert sweep() == 1 and status(run_id) == RunStatus.FAILED  # after it: failed as lost
+
+
+def test_a_quiet_process_waits_for_a_batch_and_a_busy_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Statements grow with the runs, not with the processes: a few finished rows wait up to
+    MAX_WAIT for others, BATCH_ROWS of them go at once, a due RUNNING row goes at once."""
+    quiet = Recorder()
+    quiet.enabled = True
+    monkeypatch.setattr(quiet, "_ensure_thread", lambda: None)  # no writer: due() is asked
+    clock = [1000.0]
+    monkeypatch.setattr(recorder_module.time, "monotonic", lambda: clock[0])
+    assert not quiet.due()
+    quiet.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+    clock[0] += recorder_module.MAX_WAIT / 2
+    assert not quiet.due()
+    clock[0] += recorder_module.MAX_WAIT / 2
+    assert quiet.due()
+
+    busy = Recorder()
+    busy.enabled = True
+    monkeypatch.setattr(busy, "_ensure_thread", lambda: None)
+    for _ in range(recorder_module.BATCH_ROWS):
+        busy.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+    assert busy.due()
+
+    starting = Recorder()
+    starting.enabled = True
+    monkeypatch.setattr(starting, "_ensure_thread", lambda: None)
+    starting.started(str(uuid.uuid4()), row(RunStatus.RUNNING))
+    assert not starting.due()
+    clock[0] += recorder_module.START_AFTER
+    assert starting.due()
