@@ -1,4 +1,4 @@
-"""The seven benchmarks. Each takes the run's :class:`Config` and returns its rows.
+"""The eight benchmarks. Each takes the run's :class:`Config` and returns its rows.
 
 Imported after ``django.setup()`` (it uses taskkit's models), with ``bench.celery_app``
 made Celery's current app, so taskkit publishes through the same app as raw Celery.
