@@ -9,9 +9,10 @@ this recorder instead:
   have one;
 - finished rows are written together, one ``INSERT … ON CONFLICT DO UPDATE`` per
   batch: once :data:`BATCH_ROWS` of them wait (looked at every :data:`FLUSH_EVERY`),
-  or once the oldest has waited :data:`MAX_WAIT`. A busy process writes a batch
-  every 50 ms; a quiet one no more than two statements a second, so the
-  statements a cluster sends grow with its runs, not with its processes.
+  once no run has finished for :data:`QUIET`, or once the oldest has waited
+  :data:`MAX_WAIT`. A busy process writes a batch every 50 ms; a steady trickle of
+  runs no more than a few statements a second, so the statements a cluster sends
+  grow with its runs more than with its processes.
 
 The price, documented in "Run records": a worker process killed outright loses
 the rows of the runs it finished in the last :data:`MAX_WAIT` at most. A warm
@@ -55,6 +56,9 @@ BATCH_ROWS = 20
 
 #: The longest a finished run's row waits for others to be written with.
 MAX_WAIT = 0.5
+
+#: Rows are written once no run has finished for this long: the last of a burst wait no more.
+QUIET = 0.1
 
 #: How long the writer pauses after the database refused a batch.
 RETRY_AFTER = 1.0
@@ -231,6 +235,7 @@ class Recorder:
         self._starts: dict[str, tuple[float, Fields]] = {}
         self._finals: dict[str, Fields] = {}
         self._oldest = 0.0  # when the oldest of ``_finals`` came
+        self._newest = 0.0  # and the newest
         self._writing: set[str] = set()
         self._flushing = threading.Lock()  # one flush at a time, so rows land in order
         self._thread: threading.Thread | None = None
@@ -262,18 +267,19 @@ class Recorder:
             return
         with self._cond:
             self._starts.pop(run_id, None)
+            self._newest = time.monotonic()
             if not self._finals:
-                self._oldest = time.monotonic()
+                self._oldest = self._newest
             self._finals[run_id] = fields
         self._ensure_thread()
 
     def due(self, now: float | None = None) -> bool:
-        """Whether a batch is worth a statement now: enough rows, one waited long enough,
-        or a RUNNING row is due."""
+        """Whether a batch is worth a statement now: enough rows, no more coming for now,
+        one waited long enough, or a RUNNING row is due."""
         now = time.monotonic() if now is None else now
         with self._cond:
             if len(self._finals) >= BATCH_ROWS or (
-                self._finals and now - self._oldest >= MAX_WAIT
+                self._finals and (now - self._newest >= QUIET or now - self._oldest >= MAX_WAIT)
             ):
                 return True
             return any(at <= now for at, _ in self._starts.values())
