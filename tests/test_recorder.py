@@ -209,7 +209,7 @@ def test_a_quiet_process_waits_for_a_batch_and_a_busy_one_does_not(
     quiet.enabled = True
     monkeypatch.setattr(quiet, "_ensure_thread", lambda: None)  # no writer: due() is asked
     clock = [1000.0]
-    monkeypatch.setattr(recorder_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("taskkit.bridge.work.recorder.time.monotonic", lambda: clock[0])
     assert not quiet.due()
     quiet.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
     assert not quiet.due()
