@@ -19,6 +19,8 @@ from typing import Any
 import redis
 from celery import Celery
 
+from .roundtrips import from_environment
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 #: Redis keys the raw tasks write to.
@@ -29,6 +31,8 @@ LATENCY_KEY = "bench:latency"
 app = Celery("taskkit-bench")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(broker_connection_retry_on_startup=False)
+
+from_environment()  # a worker of the scale model counts its round trips
 
 _local = threading.local()
 

@@ -326,8 +326,8 @@ class Worker:
         return command
 
     def environment(self) -> dict[str, str]:
-        """The subprocess's environment."""
-        env = {
+        """The subprocess's environment: the bench's database (run.py sets the variables)."""
+        return {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "TASKKIT_TEST_BROKER": BROKER_URL,
@@ -337,8 +337,6 @@ class Worker:
             ),
             **self.extra_env,
         }
-        env.pop("TASKKIT_TEST_DATABASE", None)  # always the SQLite file of this run
-        return env
 
     def start(self) -> Self:
         self.log_path = self.log_dir / f"worker-{self.label}.log"

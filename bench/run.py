@@ -16,8 +16,10 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -46,16 +48,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (database, worker logs)"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run on a private database created on the local PostgreSQL (user postgres) "
+        "and dropped at the end, instead of SQLite",
+    )
     return parser.parse_args(argv)
 
 
-def configure(tmp: Path) -> None:
-    """Environment, Django, database, and the Celery app taskkit publishes through."""
+def _postgres(database: str = "postgres") -> Any:
+    import psycopg
+
+    return psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
+
+
+def create_postgres() -> str:
+    """A fresh private database on the local PostgreSQL; its name."""
+    name = f"taskkit_bench_{uuid.uuid4().hex[:10]}"
+    with _postgres() as server:
+        server.execute(f'CREATE DATABASE "{name}"'.encode())
+    return name
+
+
+def drop_postgres(name: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with _postgres() as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def configure(tmp: Path, postgres: str | None = None) -> None:
+    """Environment, Django, database, and the Celery app taskkit publishes through.
+
+    The database is a fresh SQLite file in ``tmp``, or the PostgreSQL database
+    ``postgres``; the workers inherit the variables that say which.
+    """
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["TASKKIT_TEST_BROKER"] = BROKER_URL
     os.environ["TASKKIT_TEST_BROKER_OPTIONS"] = "{}"
     os.environ["TASKKIT_TEST_SQLITE"] = str(tmp / "bench.sqlite3")
-    os.environ.pop("TASKKIT_TEST_DATABASE", None)  # never the PostgreSQL variant
+    if postgres:
+        os.environ["TASKKIT_TEST_DATABASE"] = "postgres"
+        os.environ["TASKKIT_TEST_PG_NAME"] = postgres
+    else:
+        os.environ.pop("TASKKIT_TEST_DATABASE", None)
 
     import django
     from django.core.management import call_command
@@ -80,18 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="taskkit-bench-"))
     errors: list[str] = []
     rows: list[Row] = []
+    database = ""
     try:
         client = broker_redis()
         client.ping()
         client.flushdb()
-        configure(tmp)
+        database = create_postgres() if args.postgres else ""
+        configure(tmp, database or None)
         from bench.benchmarks import BENCHMARKS, Config, clean_slate
 
         cfg = Config(quick=args.quick, tmp=tmp)
         wanted = {part.strip() for part in (args.only or "").split(",") if part.strip()}
+        where = f"PostgreSQL {database}" if database else f"SQLite {tmp / 'bench.sqlite3'}"
         print(
             f"taskkit benchmarks ({'quick' if args.quick else 'full'}): Redis db {REDIS_DB}, "
-            f"SQLite {tmp / 'bench.sqlite3'}",
+            f"{where}",
             flush=True,
         )
         for name, bench in BENCHMARKS:
@@ -123,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
     finally:
         stop_all_workers()
+        if database:
+            try:
+                drop_postgres(database)
+            except Exception as exc:
+                print(f"could not drop {database}: {type(exc).__name__}: {exc}", flush=True)
 
     print()
     if rows:

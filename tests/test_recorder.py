@@ -197,3 +197,48 @@ def test_the_window_in_which_a_lost_workers_sweep_cannot_see_a_run(recorder: Rec
     eventually(lambda: status(run_id) == RunStatus.RUNNING)
     lost()
     assert sweep() == 1 and status(run_id) == RunStatus.FAILED  # after it: failed as lost
+
+
+def test_a_quiet_process_waits_for_a_batch_and_a_busy_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Statements grow with the runs, not with the processes: finished rows wait for others
+    while runs keep finishing (up to MAX_WAIT), BATCH_ROWS of them go at once, and so do rows
+    after a QUIET spell and a due RUNNING row."""
+    quiet = Recorder()
+    quiet.enabled = True
+    monkeypatch.setattr(quiet, "_ensure_thread", lambda: None)  # no writer: due() is asked
+    clock = [1000.0]
+    monkeypatch.setattr("taskkit.bridge.work.recorder.time.monotonic", lambda: clock[0])
+    assert not quiet.due()
+    quiet.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+    assert not quiet.due()
+    steps = round(recorder_module.MAX_WAIT / (recorder_module.QUIET / 2))
+    for _ in range(steps - 1):  # runs keep finishing, one in less than QUIET
+        clock[0] += recorder_module.QUIET / 2
+        quiet.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+        assert not quiet.due()
+    clock[0] += recorder_module.QUIET / 2 + 1e-6  # (float sums fall short)
+    assert quiet.due()  # the oldest waited MAX_WAIT
+
+    ended = Recorder()
+    ended.enabled = True
+    monkeypatch.setattr(ended, "_ensure_thread", lambda: None)
+    ended.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+    clock[0] += recorder_module.QUIET
+    assert ended.due()  # no run finished since: the last of a burst are not held back
+
+    busy = Recorder()
+    busy.enabled = True
+    monkeypatch.setattr(busy, "_ensure_thread", lambda: None)
+    for _ in range(recorder_module.BATCH_ROWS):
+        busy.finished(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+    assert busy.due()
+
+    starting = Recorder()
+    starting.enabled = True
+    monkeypatch.setattr(starting, "_ensure_thread", lambda: None)
+    starting.started(str(uuid.uuid4()), row(RunStatus.RUNNING))
+    assert not starting.due()
+    clock[0] += recorder_module.START_AFTER
+    assert starting.due()

@@ -101,8 +101,9 @@ def skipped(
 ) -> bool:
     """Whether to skip the run: cancelled while queued, or this attempt started already.
 
-    A stored run's row tells both, and is claimed: one atomic update, the step's
-    last, moves it to ``running`` for this attempt, so of two deliveries of one
+    A stored run's row tells both, and is claimed: one atomic update, tried first
+    as it is all a usual delivery needs, moves it to ``running`` for this attempt
+    (a run cancelled while queued is then written cancelled), so of two deliveries of one
     attempt (a scheduler killed after the broker took its batch but before its
     claim committed sends the batch again) only one starts. A delivery the
     broker marks redelivered (a worker's restore, RabbitMQ's requeue) is checked
@@ -114,13 +115,23 @@ def skipped(
     another's: a claim whose answer a cut connection lost is found again.
     """
     claim = claim or timezone.now()
-    mine = TaskRun.objects.filter(
-        pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
+    # The claim first: it is the one statement the usual delivery needs; the reads that
+    # tell why a claim failed are for the unusual ones.
+    claimed = (
+        TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
+        .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
+        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=claim)
+        if stored
+        else 0
     )
-    if stored and mine.exists():
-        return False
-    if (stored or redelivered) and started_already(task, ctx):
-        return True
+    if not claimed:
+        mine = TaskRun.objects.filter(
+            pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
+        )
+        if stored and mine.exists():  # this delivery's own claim, its answer lost
+            return False
+        if (stored or redelivered) and started_already(task, ctx):  # or another delivery's
+            return True
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is not None:
         error = f"Deleted while queued: {rule}."
@@ -138,14 +149,7 @@ def skipped(
             error=error,
         )
         return True
-    claimed = (
-        TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
-        .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
-        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=claim)
-        if stored
-        else 0
-    )
-    return stored and not claimed and started_already(task, ctx)  # another delivery won
+    return False
 
 
 def claim_token(fields: dict[str, Any]) -> datetime:

@@ -7,11 +7,15 @@ this recorder instead:
 - a run's RUNNING row is written only if the run is still going after
   :data:`START_AFTER` (or as soon as it reports progress): short runs never
   have one;
-- finished rows are kept for up to :data:`FLUSH_EVERY` and written together, one
-  ``INSERT … ON CONFLICT DO UPDATE`` per batch.
+- finished rows are written together, one ``INSERT … ON CONFLICT DO UPDATE`` per
+  batch: once :data:`BATCH_ROWS` of them wait (looked at every :data:`FLUSH_EVERY`),
+  once no run has finished for :data:`QUIET`, or once the oldest has waited
+  :data:`MAX_WAIT`. A busy process writes a batch every 50 ms; a steady trickle of
+  runs no more than a few statements a second, so the statements a cluster sends
+  grow with its runs more than with its processes.
 
 The price, documented in "Run records": a worker process killed outright loses
-the rows of the runs it finished in the last :data:`FLUSH_EVERY`. A warm
+the rows of the runs it finished in the last :data:`MAX_WAIT` at most. A warm
 shutdown writes them. Outside a worker (tests, eager mode, ``run_inline``) and
 for ``track="all"`` every row is written at once.
 """
@@ -44,8 +48,17 @@ logger = logging.getLogger("taskkit.worker")
 #: A run still going after this many seconds gets its RUNNING row.
 START_AFTER = 0.2
 
-#: How long a finished run's row may wait to be written with others.
+#: How often the writer looks at what waits.
 FLUSH_EVERY = 0.05
+
+#: Finished rows that are written as soon as the writer looks.
+BATCH_ROWS = 20
+
+#: The longest a finished run's row waits for others to be written with.
+MAX_WAIT = 0.5
+
+#: Rows are written once no run has finished for this long: the last of a burst wait no more.
+QUIET = 0.1
 
 #: How long the writer pauses after the database refused a batch.
 RETRY_AFTER = 1.0
@@ -221,6 +234,8 @@ class Recorder:
         self._cond = threading.Condition()
         self._starts: dict[str, tuple[float, Fields]] = {}
         self._finals: dict[str, Fields] = {}
+        self._oldest = 0.0  # when the oldest of ``_finals`` came
+        self._newest = 0.0  # and the newest
         self._writing: set[str] = set()
         self._flushing = threading.Lock()  # one flush at a time, so rows land in order
         self._thread: threading.Thread | None = None
@@ -252,8 +267,22 @@ class Recorder:
             return
         with self._cond:
             self._starts.pop(run_id, None)
+            self._newest = time.monotonic()
+            if not self._finals:
+                self._oldest = self._newest
             self._finals[run_id] = fields
         self._ensure_thread()
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether a batch is worth a statement now: enough rows, no more coming for now,
+        one waited long enough, or a RUNNING row is due."""
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            if len(self._finals) >= BATCH_ROWS or (
+                self._finals and (now - self._newest >= QUIET or now - self._oldest >= MAX_WAIT)
+            ):
+                return True
+            return any(at <= now for at, _ in self._starts.values())
 
     def flush(self) -> None:
         """Write every finished row now, and the RUNNING rows that are due."""
@@ -275,6 +304,7 @@ class Recorder:
             logger.exception("could not write %s run rows; trying again", len(due) + len(finals))
             with self._cond:
                 self._finals = {**finals, **self._finals}
+                self._oldest = 0.0  # due again as soon as the writer tries again
             raise
         finally:
             with self._cond:
@@ -296,6 +326,8 @@ class Recorder:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(FLUSH_EVERY):
+                if not self.due():
+                    continue
                 try:
                     self.flush()
                 except Exception:  # logged by flush; the rows wait for the next round

@@ -72,15 +72,21 @@ class _Cursor:
         self.chunk: list[bytes] = []
 
     def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
-        """Chunk after chunk of messages, next taken first, each with its first one's offset."""
+        """Chunk after chunk of messages, next taken first, each with its first one's offset.
+
+        One ``LRANGE`` a chunk, reaching one message further than the chunk: the last
+        one read, which tells whether workers took messages meanwhile. A deep read
+        is paid for by walking the list to it, so it is walked once, not twice.
+        """
         while True:
-            with self.client.pipeline(transaction=True) as pipe:  # one atomic MULTI
-                pipe.lindex(self.key, -self.offset)
-                pipe.lrange(self.key, -(self.offset + CHUNK), -(self.offset + 1))
-                before, chunk = pipe.execute()
-            if self.last and before != self.last:  # workers took messages
-                self._find_last()
-                continue
+            if self.offset and self.last:
+                chunk = self.client.lrange(self.key, -(self.offset + CHUNK), -self.offset)
+                before = chunk.pop() if chunk else None
+                if before != self.last:  # workers took messages
+                    self._find_last()
+                    continue
+            else:
+                chunk = self.client.lrange(self.key, -(self.offset + CHUNK), -(self.offset + 1))
             if not chunk:
                 return
             chunk.reverse()
