@@ -52,7 +52,7 @@ def leader_pid() -> int:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         holder = SchedulerLease.objects.filter(name="beat").values_list("holder", flat=True).first()
-        if holder is not None:
+        if holder:  # a released lease keeps its row, with no holder
             return int(holder.split(":")[1])
         time.sleep(0.1)
     raise AssertionError("no scheduler took the lease")
