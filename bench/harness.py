@@ -23,7 +23,8 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
-REDIS_DB = 14
+#: Redis database the bench empties and uses (``TASKKIT_BENCH_REDIS_DB``, default 14).
+REDIS_DB = int(os.environ.get("TASKKIT_BENCH_REDIS_DB", "14"))
 BROKER_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 #: The queue every benchmark task goes to (tests.settings' CELERY_TASK_DEFAULT_QUEUE).
 QUEUE = "default"
