@@ -57,8 +57,8 @@ rabbitmq-management:  ## RabbitMQ's management plugin (the queue tests read its 
 pytest: install chromium rabbitmq-management  ## The test suite with coverage.
 	$(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-pytest-postgres: install rabbitmq-management  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres), reliability and browser tests aside.
-	TASKKIT_TEST_DATABASE=postgres $(VENV)/bin/pytest -m "not reliability" --ignore=tests/browser $(PYTEST_ARGS)
+pytest-postgres: install  ## The test suite again on PostgreSQL (127.0.0.1:5432, user postgres), on Redis only, reliability and browser tests aside.
+	TASKKIT_TEST_DATABASE=postgres TASKKIT_TEST_BROKERS=redis $(VENV)/bin/pytest -m "not reliability" --ignore=tests/browser $(PYTEST_ARGS)
 
 docs: install  ## Build the Sphinx docs, warnings as errors.
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
