@@ -1,25 +1,31 @@
-"""``enqueue_many``'s Redis fast path writes what ``apply_async`` would, on a real Redis.
+"""The Redis fast path writes what ``apply_async`` would, on a real Redis.
 
 Nothing consumes these queues (Redis database 11): the tests read the envelopes
-back and compare them with the ones ``apply_async`` writes for the same runs.
+back and compare them with the ones Celery's ``apply_async`` writes for the same
+runs, byte for byte but for kombu's delivery tags.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 import redis
 from celery import Celery, _state
 from celery.signals import before_task_publish
+from django.test import override_settings
 from kombu import Queue
 
 import taskkit
 from taskkit.bridge.send import redis_batch
-from taskkit.bridge.send.messages import Prepared, prepare
+from taskkit.bridge.send.celery_message import apply, message_options
+from taskkit.bridge.send.messages import Prepared, new_ids, prepare
 from taskkit.bridge.send.publish import publish
 from taskkit.registry import get_task
 
@@ -46,10 +52,11 @@ def app(client: redis.Redis) -> Iterator[Celery]:
 
 
 def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The queue's envelopes, oldest first (the order a worker takes them), without delivery tags."""
+    """The queue's envelopes, oldest first (the order a worker takes them), without delivery
+    tags (checked to be UUIDs)."""
     envelopes = [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
     for envelope in envelopes:
-        assert envelope["properties"].pop("delivery_tag")
+        assert uuid.UUID(envelope["properties"].pop("delivery_tag")).version == 4
     client.delete(queue)
     return envelopes
 
@@ -60,8 +67,11 @@ def runs(name: str, count: int, queue: str | None = None) -> list[Prepared]:
 
 
 def one_by_one(batch: list[Prepared]) -> None:
-    for run in batch:
-        publish([run])
+    """Celery's own path: ``apply_async`` for each run."""
+    app = _state.get_current_app()
+    with app.producer_or_acquire() as producer:
+        for run in batch:
+            apply(app, producer, run, message_options(run))
 
 
 @pytest.mark.parametrize(
@@ -156,7 +166,6 @@ def test_what_the_copy_would_not_reproduce_takes_celerys_path(
     app: Celery, client: redis.Redis
 ) -> None:
     producer = app.producer_pool.acquire()
-    assert not redis_batch.usable(app, producer, runs("echo:payload", 1))
     assert not redis_batch.usable(app, producer, runs("broadcast:ping", 2))
     mixed = runs("echo:payload", 1) + runs("echo:payload", 1, "special")
     assert not redis_batch.usable(app, producer, mixed)
@@ -190,3 +199,81 @@ def test_redis_failing_mid_batch_is_a_clear_error(
     monkeypatch.setattr(redis.client.Pipeline, "execute", refuse)
     with pytest.raises(taskkit.BrokerUnavailable, match="connection reset by peer"):
         taskkit.enqueue_many("echo:payload", [{"a": 1}, {"a": 2}])
+
+
+def test_a_single_run_takes_the_fast_path_with_a_kept_shape(
+    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = runs("echo:payload", 2)
+    assert redis_batch.usable(app, app.producer_pool.acquire(), [first])
+    publish([first])  # builds the shape: Celery's apply_async, recorded, not sent
+    built: list[str] = []
+    monkeypatch.setattr(redis_batch, "apply", lambda *a, **k: built.append("apply"))
+    publish([second])
+    assert built == []  # the kept shape, no Celery work
+    fast = queued(client, "default")
+    monkeypatch.undo()
+    one_by_one([first, second])
+    assert fast == queued(client, "default")
+    assert [e["headers"]["id"] for e in fast] == [first.run_id, second.run_id]
+
+
+def test_a_changed_setting_or_another_process_builds_the_shape_again(
+    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(runs("echo:payload", 1))
+    with app.producer_or_acquire() as producer:
+        run = runs("echo:payload", 1)[0]
+        kept = redis_batch.shape_for(app, producer, run, message_options(run))
+        assert redis_batch.shape_for(app, producer, run, message_options(run)) is kept
+        with override_settings(CELERY_TASK_ALWAYS_EAGER=True):  # Celery reads it from Django
+            assert redis_batch.shape_for(app, producer, run, message_options(run)) is None
+        fresh = redis_batch.shape_for(app, producer, run, message_options(run))
+        assert fresh is not None and fresh is not kept
+        monkeypatch.setattr(os, "getpid", lambda: -1)  # a forked child: ids of its own
+        assert redis_batch.shape_for(app, producer, run, message_options(run)) is not fresh
+
+
+def test_stored_runs_of_one_batch_keep_their_own_contexts(app: Celery, client: redis.Redis) -> None:
+    """The scheduler publishes due runs together; each has its own attempt and due time."""
+    task = get_task("echo:payload")
+    when = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    batch = [
+        prepare(
+            task,
+            {"n": n},
+            "default",
+            attempt=1 + n % 2,
+            scheduled_time=when + timedelta(seconds=n % 3),
+            stored=True,
+        )
+        for n in range(6)
+    ]
+    publish(batch)
+    fast = queued(client, "default")
+    one_by_one(batch)
+    assert fast == queued(client, "default")
+    bodies = [json.loads(base64.b64decode(e["body"])) for e in fast]
+    assert [body[1]["context"]["attempt"] for body in bodies] == [1, 2, 1, 2, 1, 2]
+
+
+def test_a_single_run_inside_a_running_task_takes_celerys_path(app: Celery) -> None:
+    parent = app.tasks["echo:payload"]
+    parent.push_request(id="parent-id", root_id="root-id", called_directly=False)
+    task_stack = cast(Any, _state)._task_stack
+    task_stack.push(parent)
+    try:
+        assert not redis_batch.usable(app, app.producer_pool.acquire(), runs("echo:payload", 1))
+        assert redis_batch.usable(app, app.producer_pool.acquire(), runs("echo:payload", 2))
+    finally:
+        task_stack.pop()
+        parent.pop_request()
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    ids = new_ids(2_000)
+    assert len(set(ids)) == 2_000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -19,10 +19,17 @@ from django.core.exceptions import ValidationError
 from ..exceptions import InvalidPayload, PayloadNotJSON, ResultNotSerializable
 from .meta import PayloadSchema
 
+#: Built once: ``json.dumps`` with options builds an encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+_PLAIN = json.JSONEncoder(allow_nan=False)
+
 
 def canonical_json(value: Any) -> str:
-    """Serialise ``value`` as compact JSON with sorted keys; raise ``TypeError``/``ValueError``."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """Serialise ``value`` as compact JSON with sorted keys; raise ``TypeError``/``ValueError``.
+
+    The text is ASCII (other characters are escaped): its length is its size in bytes.
+    """
+    return _CANONICAL.encode(value)
 
 
 #: How deep a payload may nest (``{"a": {"b": 1}}`` is 2 deep).
@@ -120,7 +127,7 @@ def normalize_payload(
             f"payload must be a mapping (a JSON object), not {type(payload).__name__}"
         )
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(payload, allow_nan=False))
+        plain: dict[str, Any] = json.loads(_PLAIN.encode(payload))
     except RecursionError:
         raise too_deep() from None
     except TypeError as exc:
@@ -129,8 +136,8 @@ def normalize_payload(
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
     text = canonical_json(plain)
     check_text(plain, text)
-    if max_bytes is not None and len(text.encode()) > max_bytes:
-        raise InvalidPayload(f"payload is {len(text.encode())} bytes; the limit is {max_bytes}")
+    if max_bytes is not None and len(text) > max_bytes:
+        raise InvalidPayload(f"payload is {len(text)} bytes; the limit is {max_bytes}")
     if schema is not None:
         _check_schema(plain, schema)
     return plain, text
@@ -156,8 +163,8 @@ def received_payload(
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
     check_text(payload, text)
-    if max_bytes is not None and len(text.encode()) > max_bytes:
-        raise InvalidPayload(f"payload is {len(text.encode())} bytes; the limit is {max_bytes}")
+    if max_bytes is not None and len(text) > max_bytes:
+        raise InvalidPayload(f"payload is {len(text)} bytes; the limit is {max_bytes}")
     if schema is not None:
         _check_schema(payload, schema)
     return payload

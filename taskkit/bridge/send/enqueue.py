@@ -28,7 +28,7 @@ from .capture import active as active_capture
 from .celery_message import resolve_queue
 from .handle import RunHandle
 from .known_queues import remember
-from .messages import Prepared, prepare
+from .messages import Prepared, prepare, prepare_many
 from .publish import announce, publish
 
 Payload = Mapping[str, Any] | None
@@ -109,10 +109,7 @@ def enqueue_many_tasks(
     ``priority`` is a Celery message priority, in the broker's own order.
     """
     target = resolve_queue(task, queue)
-    runs = [
-        prepare(task, payload, target, scheduled_time=scheduled_time, priority=priority)
-        for payload in payloads
-    ]
+    runs = prepare_many(task, payloads, target, scheduled_time=scheduled_time, priority=priority)
     if (capture := active_capture()) is not None:
         return capture.record(runs)
     handles = [_handle(run) for run in runs]

@@ -5,8 +5,8 @@ The Celery task id is the run id, so Celery's tools and taskkit's tables agree.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,10 @@ class Prepared:
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""
+        return {"payload": self.payload, "context": self.context()}
+
+    def context(self) -> dict[str, Any]:
+        """The run's context, as the message carries it."""
         context: dict[str, Any] = {
             "run_id": self.run_id,
             "queue": self.queue,
@@ -58,7 +62,45 @@ class Prepared:
             context["stored"] = True
         if is_carried(self.task):
             context["task"] = self.task.name
-        return {"payload": self.payload, "context": context}
+        return context
+
+
+#: The RFC 4122 variant's first hex digit of a UUID, for any random one.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs, as text, from one read of the OS's randomness.
+
+    What ``str(uuid.uuid4())`` gives, without building a ``UUID`` for each.
+    """
+    raw = os.urandom(16 * count).hex()
+    return [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+        for h in (raw[start : start + 32] for start in range(0, 32 * count, 32))
+    ]
+
+
+def prepare_many(
+    task: Task,
+    payloads: Iterable[Mapping[str, Any] | None],
+    queue: str,
+    **fields: Any,
+) -> list[Prepared]:
+    """:func:`prepare` for runs that share a task, queue and fields: what is the same is
+    checked once, and every run is queued at the same time."""
+    if task.handler is None:
+        raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
+    validate_queue_name(queue)
+    schema, max_bytes = task.meta.schema, settings.MAX_PAYLOAD_BYTES
+    checked = [normalize_payload(p, schema=schema, max_bytes=max_bytes) for p in payloads]
+    fields.setdefault("enqueued_at", timezone.now())
+    return [
+        Prepared(
+            task=task, run_id=run_id, queue=queue, payload=plain, canonical=canonical, **fields
+        )
+        for (plain, canonical), run_id in zip(checked, new_ids(len(checked)), strict=True)
+    ]
 
 
 def prepare(
@@ -79,7 +121,7 @@ def prepare(
     )
     return Prepared(
         task=task,
-        run_id=run_id or str(uuid.uuid4()),
+        run_id=run_id or new_ids(1)[0],
         queue=queue or task.meta.queue,
         payload=plain,
         canonical=canonical,

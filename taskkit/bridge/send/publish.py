@@ -61,15 +61,16 @@ def publish(runs: Sequence[Prepared]) -> None:
     if not runs:
         return
     try:
-        confirm_publishes(upstream.current_object(current_app))
-        with current_app.producer_or_acquire() as producer:
+        app = upstream.current_object(current_app)
+        confirm_publishes(app)
+        with app.producer_or_acquire() as producer:
             options = [message_options(run) for run in runs]
-            if redis_batch.usable(current_app, producer, runs) and redis_batch.publish(
-                current_app, producer, runs, options
+            if redis_batch.usable(app, producer, runs) and redis_batch.publish(
+                app, producer, runs, options
             ):
                 return
             for run, run_options in zip(runs, options, strict=True):
-                apply(current_app, producer, run, run_options)
+                apply(app, producer, run, run_options)
     except Exception as exc:
         if not unreachable(exc):
             raise
