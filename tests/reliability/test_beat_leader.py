@@ -18,17 +18,15 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 from celery import Celery
 from django.db import transaction
 from django.utils import timezone
 
 import taskkit
 from taskkit.models import RunStatus, SchedulerLease, TaskRun
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import start_worker, stop
 
-from .conftest import PrivateRedis, start_beat
+from .conftest import PrivateRedis, counted, forget, on_broker, start_beat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 RUNS = 1_000
@@ -38,14 +36,12 @@ TIMEOUT = 45
 @pytest.fixture
 def app(private_redis: PrivateRedis) -> Iterator[Celery]:
     """One worker (threads) on the private Redis, and its app made current."""
-    app = make_app("reliability-beat", private_redis.url)
-    worker = start_worker(Broker("redis", private_redis.url, {}, app), "beatkill")
-    try:
-        with current(app):
-            yield app
-    finally:
-        stop(worker)
-        app.close()
+    with on_broker("reliability-beat", private_redis.url) as broker:
+        worker = start_worker(broker, "beatkill")
+        try:
+            yield broker.app
+        finally:
+            stop(worker)
 
 
 def leader_pid() -> int:
@@ -63,7 +59,6 @@ def test_killing_the_leader_while_it_promotes_loses_and_repeats_nothing(
 ) -> None:
     key = f"beatkill:{uuid.uuid4()}"
     beats = {beat.pid: beat for beat in (start_beat(private_redis.url) for _ in range(2))}
-    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
     try:
         leader = leader_pid()
         assert leader in beats
@@ -82,11 +77,7 @@ def test_killing_the_leader_while_it_promotes_loses_and_repeats_nothing(
         beats[leader].wait(10)
         left = TaskRun.objects.filter(pk__in=sent, status=RunStatus.SCHEDULED).count()
         assert leader_pid() != leader or _handed_over(leader)
-        deadline = time.monotonic() + TIMEOUT
-        while counts.llen(key) < RUNS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)  # a run sent twice would show by now
-        ran = [str(line) for line in counts.lrange(key, 0, -1)]
+        ran = counted(key, RUNS, TIMEOUT)
         deadline = time.monotonic() + 10
         succeeded = 0
         while succeeded < RUNS and time.monotonic() < deadline:
@@ -95,8 +86,7 @@ def test_killing_the_leader_while_it_promotes_loses_and_repeats_nothing(
     finally:
         for beat in beats.values():
             stop(beat)
-        counts.delete(key)
-        counts.close()
+        forget(key)
     lost = set(sent) - set(ran)
     print(
         f"enqueued {len(sent)}, still scheduled when the leader died {left}, "

@@ -15,10 +15,9 @@ import pytest
 import redis
 
 import taskkit
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import start_worker, stop
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, counted, forget, on_broker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 RUNS = 10_000
@@ -26,7 +25,6 @@ RUNS = 10_000
 
 def test_redis_restart_while_enqueueing_loses_nothing(private_redis: PrivateRedis) -> None:
     key = f"counts:{uuid.uuid4()}"
-    app = make_app("reliability-redis", private_redis.url)
     sent: list[str] = []
     raised = 0
 
@@ -37,7 +35,7 @@ def test_redis_restart_while_enqueueing_loses_nothing(private_redis: PrivateRedi
 
     cut = threading.Timer(0, outage)
     began = time.monotonic()
-    with current(app):
+    with on_broker("reliability-redis", private_redis.url) as broker:
         for i in range(RUNS):
             if i == RUNS // 3:
                 cut.start()
@@ -51,20 +49,12 @@ def test_redis_restart_while_enqueueing_loses_nothing(private_redis: PrivateRedi
         server = redis.Redis.from_url(private_redis.url)
         server.config_set("appendfsync", "everysec")
         server.close()
-        broker = Broker("redis", private_redis.url, {}, app)
         worker = start_worker(broker, "reliability", measured=False)
-        counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
         try:
-            deadline = time.monotonic() + 300
-            while counts.llen(key) < len(sent) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(1)  # a run sent twice would show by now
-            ran = counts.lrange(key, 0, -1)
+            ran = counted(key, len(sent), 300)
         finally:
             stop(worker)
-            counts.delete(key)
-            counts.close()
-    app.close()
+            forget(key)
     lost = set(sent) - set(ran)
     print(f"enqueued {len(sent)}, raised {raised}, ran {len(set(ran))}, lost {len(lost)}, "
           f"duplicated {len(ran) - len(set(ran))}; enqueues {enqueued - began:.0f} s, "

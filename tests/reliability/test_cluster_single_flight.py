@@ -7,8 +7,6 @@ of its own); a Beat sends the followers that waited too long again. The task,
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -24,9 +22,10 @@ import taskkit
 from taskkit.exceptions import RunFailed
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import Broker, start_worker, stop
 
-from .conftest import recorded, start_beat
+from .conftest import on_broker, recorded, start_beat
+from .processes import alive_until, kill_group
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 60
@@ -40,21 +39,15 @@ def on_both(count: int, payload: dict[str, Any]) -> list[taskkit.RunHandle]:
     )
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+@pytest.fixture
+def broker(private_url: str) -> Iterator[Broker]:
     """A private broker, its app made current, and a Beat on it."""
-    if request.param == "redis":
-        url = request.getfixturevalue("private_redis").url
-    else:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{request.getfixturevalue('rabbitmq_vhost')}"
-    app = make_app(f"reliability-flight-{request.param}", url)
-    beat = start_beat(url)
+    beat = start_beat(private_url)
     try:
-        with current(app):
-            yield Broker(request.param, url, {}, app)
+        with on_broker("reliability-flight", private_url) as broker:
+            yield broker
     finally:
         stop(beat)
-        app.close()
 
 
 def started(
@@ -62,11 +55,8 @@ def started(
 ) -> subprocess.Popen[str]:
     """A worker on ``queues`` (threads, 4 at once; prefork, 1), once its heartbeat is written."""
     process = start_worker(broker, label, queues, pool)
-    deadline = time.monotonic() + TIMEOUT
-    while not WorkerHeartbeat.objects.filter(name__startswith=f"{label}-{broker.name}-").exists():
-        assert process.poll() is None, process.returncode
-        assert time.monotonic() < deadline, f"worker {label} did not start"
-        time.sleep(0.05)
+    beats = WorkerHeartbeat.objects.filter(name__startswith=f"{label}-{broker.name}-")
+    alive_until([process], beats.exists, TIMEOUT, lambda: f"worker {label} did not start")
     return process
 
 
@@ -142,8 +132,7 @@ def test_a_follower_takes_over_from_a_killed_leader(broker: Broker) -> None:
         time.sleep(1)  # the followers wait for the leader
         assert executions(key) == [leader.id]
 
-        os.killpg(doomed.pid, signal.SIGKILL)
-        doomed.wait(10)
+        kill_group(doomed)
 
         results = [handle.result(timeout=TIMEOUT) for handle in followers]
         (ran,) = {result["ran"] for result in results}

@@ -14,15 +14,12 @@ away for longer than the worker waits for it (``DATABASE_WAIT``, shortened to
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
@@ -30,6 +27,8 @@ from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import REPO, stop
 
 from .conftest import PrivateRedis
+from .postgres import on_postgres, postgres
+from .processes import alive_until, environment
 from .proxy import Proxy
 
 pytestmark = [pytest.mark.reliability]
@@ -51,40 +50,15 @@ for i in range(start, stop):
 """
 
 
-def postgres(database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """A private PostgreSQL database, migrated; dropped afterwards (whoever still uses it)."""
-    name = f"taskkit_rel_{uuid.uuid4().hex[:12]}"
-    with postgres() as server:
-        server.execute(f'CREATE DATABASE "{name}"')
-    try:
-        env = {**environment(name, 5432, "redis://", "runs")}
-        migrate = [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"]
-        subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=120)
-        yield name
-    finally:
-        with postgres() as server:
-            server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def environment(
+def on_database(
     database: str, port: int, broker: str, track: str, wait: float = 30.0
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "TASKKIT_TEST_DATABASE": "postgres",
-        "TASKKIT_TEST_PG_NAME": database,
-        "TASKKIT_TEST_PG_PORT": str(port),
-        "TASKKIT_TEST_BROKER": broker,
-        "TASKKIT_TEST_TRACK": track,
-        "TASKKIT_TEST_DATABASE_WAIT": str(wait),
-        "PYTHONPATH": str(REPO),
-    }
+    return environment(
+        broker,
+        **on_postgres(database, port),
+        TASKKIT_TEST_TRACK=track,
+        TASKKIT_TEST_DATABASE_WAIT=str(wait),
+    )
 
 
 def enqueue(env: dict[str, str], key: str, start: int, stop: int) -> list[str]:
@@ -120,7 +94,7 @@ def test_the_database_away_mid_run_loses_no_run_and_no_row(
     key = f"counts:{uuid.uuid4()}"
     proxy = Proxy("127.0.0.1", 5432)
     log = (tmp_path / "worker.log").open("w")
-    direct = environment(database, 5432, private_redis.url, track)
+    direct = on_database(database, 5432, private_redis.url, track)
     worker = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
@@ -128,17 +102,15 @@ def test_the_database_away_mid_run_loses_no_run_and_no_row(
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"away-{uuid.uuid4().hex[:6]}@%h",
         ],
-        cwd=REPO, env=environment(database, proxy.port, private_redis.url, track, wait), text=True,
+        cwd=REPO, env=on_database(database, proxy.port, private_redis.url, track, wait), text=True,
         start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
     try:
         sent = enqueue(direct, key, 0, RUNS // 2)
-        deadline = time.monotonic() + TIMEOUT
-        while counts.llen(key) < 10:  # the worker is running them
-            assert worker.poll() is None, "the worker died"
-            assert time.monotonic() < deadline, "the worker ran nothing"
-            time.sleep(0.01)
+        alive_until(  # the worker is running them
+            [worker], lambda: counts.llen(key) >= 10, TIMEOUT, lambda: "the worker ran nothing"
+        )
         proxy.down()
         cut = proxy.cut()
         sent += enqueue(direct, key, RUNS // 2, RUNS)  # in flight while the database is away

@@ -15,16 +15,12 @@ the test, not stall it.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -34,9 +30,11 @@ import taskkit
 from taskkit import queues
 from taskkit.bridge.work import heartbeat
 from taskkit.scheduling import lease
-from tests.integration.conftest import REPO, Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import REPO, Broker, start_worker, stop
 
-from .conftest import PrivateRedis, start_beat
+from .conftest import PrivateRedis, on_broker, start_beat
+from .postgres import on_postgres
+from .processes import MANAGE, environment, kill_group
 from .proxy import Proxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
@@ -44,10 +42,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 PROBE_DEADLINE = 60
 TIMEOUT = 30
 LOST_AFTER = 2.0
-MANAGE = (
-    "import sys, tests.celery_app; from django.core.management import execute_from_command_line; "
-    "execute_from_command_line(['manage.py', *sys.argv[1:]])"
-)
 
 
 def probe(env: dict[str, str], *checks: str) -> tuple[int, dict[str, tuple[bool, str]]]:
@@ -63,26 +57,12 @@ def probe(env: dict[str, str], *checks: str) -> tuple[int, dict[str, tuple[bool,
     return done.returncode, found
 
 
-def probe_env(broker_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "TASKKIT_TEST_BROKER": broker_url,
-        "PYTHONPATH": str(REPO),
-        **extra,
-    }
-
-
 @pytest.fixture
 def broker(private_redis: PrivateRedis) -> Iterator[Broker]:
     """The private broker made current, and this process's ``WORKER_LOST_AFTER`` the workers'."""
-    app = make_app("reliability-health", private_redis.url)
     lost_after = override_settings(TASKKIT={**settings.TASKKIT, "WORKER_LOST_AFTER": LOST_AFTER})
-    try:
-        with current(app), lost_after:
-            yield Broker("redis", private_redis.url, {}, app)
-    finally:
-        app.close()
+    with on_broker("reliability-health", private_redis.url) as broker, lost_after:
+        yield broker
 
 
 def test_the_broker_killed_fails_its_check_and_the_probe_exits_1(
@@ -90,7 +70,7 @@ def test_the_broker_killed_fails_its_check_and_the_probe_exits_1(
 ) -> None:
     assert lease.hold(lease.BEAT, "beat-host:1:cafe", timedelta(minutes=5))
     assert heartbeat.beat("alive@host", timezone.now(), "h:1:a")
-    env = probe_env(private_redis.url)
+    env = environment(private_redis.url)
     code, found = probe(env)
     assert code == 0, found
     assert found["broker"][1].startswith("redis answered in "), found
@@ -108,41 +88,12 @@ def test_the_broker_killed_fails_its_check_and_the_probe_exits_1(
 # The database, behind a proxy
 
 
-def postgres(database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
-
-
-def database_env(database: str, port: int, broker_url: str) -> dict[str, str]:
-    return probe_env(
-        broker_url,
-        TASKKIT_TEST_DATABASE="postgres",
-        TASKKIT_TEST_PG_NAME=database,
-        TASKKIT_TEST_PG_PORT=str(port),
-    )
-
-
-@pytest.fixture
-def database(private_redis: PrivateRedis) -> Iterator[str]:
-    """A private PostgreSQL database, migrated; dropped afterwards."""
-    name = f"taskkit_rel_{uuid.uuid4().hex[:12]}"
-    with postgres() as server:
-        server.execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate = [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"]
-        env = database_env(name, 5432, private_redis.url)
-        subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=120)
-        yield name
-    finally:
-        with postgres() as server:
-            server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 def test_the_database_cut_fails_its_check_and_the_probe_exits_1(
     database: str, private_redis: PrivateRedis
 ) -> None:
     proxy = Proxy("127.0.0.1", 5432)
     try:
-        env = database_env(database, proxy.port, private_redis.url)
+        env = environment(private_redis.url, **on_postgres(database, proxy.port))
         code, found = probe(env, "database", "broker")
         assert code == 0, found
         assert found["database"][1].startswith("default answered in ")
@@ -181,12 +132,6 @@ def until(check: str, ok: bool) -> str:
         time.sleep(0.2)
 
 
-def kill(process: subprocess.Popen[str]) -> None:
-    """SIGKILL the process and its children: no release, no last heartbeat, no goodbye."""
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(10)
-
-
 def test_the_leader_killed_fails_the_scheduler_check_and_the_next_one_is_a_change(
     broker: Broker,
 ) -> None:
@@ -196,7 +141,7 @@ def test_the_leader_killed_fails_the_scheduler_check_and_the_next_one_is_a_chang
         detail = until("scheduler", True)
         assert " leads; its lease runs " in detail
         assert lease.changes(lease.BEAT) == 0  # the first leader is no change
-        kill(beat)
+        kill_group(beat)
         detail = until("scheduler", False)
         assert detail.startswith("no leader: the lease of ") and " expired " in detail
     finally:
@@ -210,26 +155,18 @@ def test_the_leader_killed_fails_the_scheduler_check_and_the_next_one_is_a_chang
 
 
 def test_the_worker_killed_fails_the_workers_check_and_an_unconsumed_queue_fails_consumers(
-    broker: Broker,
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environment = {"TASKKIT_TEST_WORKER_LOST_AFTER": str(LOST_AFTER)}
-    previous = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)  # start_worker passes this process's environment on
-    try:
+    with monkeypatch.context() as patched:  # start_worker passes this process's environment on
+        patched.setenv("TASKKIT_TEST_WORKER_LOST_AFTER", str(LOST_AFTER))
         worker = start_worker(broker, "health", queues=("default",), pool="prefork")
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key)
-            else:
-                os.environ[key] = value
     try:
         detail = until("workers", True)
         assert detail.startswith("1 alive: health-redis-")
         taskkit.enqueue("echo:payload", {"waits": True}, queue="orphan")
         detail = until("consumers", False)
         assert detail == "no live worker consumes orphan (1)"
-        kill(worker)
+        kill_group(worker)
         detail = until("workers", False)
         assert detail.startswith("no live worker: none seen within 2 s; health-redis-")
     finally:

@@ -6,9 +6,7 @@ of its own), so the queue is new to it whatever other tests did.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,9 +15,10 @@ import pytest
 
 import taskkit
 from taskkit.models import WorkerHeartbeat
-from tests.integration.conftest import REPO, Broker, current, make_app, stop, worker_env
+from tests.integration.conftest import Broker, stop, worker_env
 
-from .test_two_workers_one_host import MANAGE
+from .conftest import on_broker
+from .processes import alive_until, start_taskworker, taskworker_name
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 #: How long a new queue may take to be consumed and its run to finish (the worker reads
@@ -27,37 +26,21 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+@pytest.fixture
+def broker(private_url: str) -> Iterator[Broker]:
     """A private broker, its app made current."""
-    if request.param == "redis":
-        url = request.getfixturevalue("private_redis").url
-    else:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{request.getfixturevalue('rabbitmq_vhost')}"
-    app = make_app(f"reliability-live-{request.param}", url)
-    try:
-        with current(app):
-            yield Broker(request.param, url, {}, app)
-    finally:
-        app.close()
+    with on_broker("reliability-live", private_url) as broker:
+        yield broker
 
 
 @pytest.fixture
 def star_worker(broker: Broker) -> Iterator[subprocess.Popen[str]]:
     """``manage.py taskworker --queues '*'``, once it beats."""
-    command = [
-        sys.executable, "-c", MANAGE, "taskworker", "--queues", "*",
-        "--pool", "threads", "--concurrency", "2", "--loglevel", "warning",
-    ]  # fmt: skip
     env = {**worker_env(broker), "TASKKIT_TEST_WORKER_LOST_AFTER": "2"}  # a beat each 0.5 s
-    process = subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
+    process = start_taskworker(env, "--queues", "*", "--pool", "threads", "--concurrency", "2")
     try:
-        name = f"taskkit-{process.pid}@{socket.gethostname()}"
-        deadline = time.monotonic() + TIMEOUT
-        while not WorkerHeartbeat.objects.filter(name=name).exists():
-            assert process.poll() is None, process.returncode
-            assert time.monotonic() < deadline, "the worker did not start"
-            time.sleep(0.05)
+        beats = WorkerHeartbeat.objects.filter(name=taskworker_name(process))
+        alive_until([process], beats.exists, TIMEOUT, lambda: "the worker did not start")
         yield process
     finally:
         stop(process)

@@ -22,17 +22,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from celery import Celery
 from kombu import Connection, Queue
 
 import taskkit
 from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
 from taskkit.quarantine import QUARANTINE
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import Broker, start_worker, stop
 from tests.payloads import nested
 
-from .conftest import PrivateRedis, recorded
+from .conftest import PrivateRedis, on_broker, recorded, row_once
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
@@ -40,23 +39,12 @@ TIMEOUT = 30
 
 @pytest.fixture
 def broker(private_redis: PrivateRedis) -> Iterator[Broker]:
-    app: Celery = make_app("reliability-poison", private_redis.url)
-    try:
-        with current(app):
-            yield Broker("redis", private_redis.url, {}, app)
-    finally:
-        app.close()
+    with on_broker("reliability-poison", private_redis.url) as broker:
+        yield broker
 
 
 def settled(run_id: str) -> TaskRun:
-    deadline = time.monotonic() + TIMEOUT
-    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or row.status not in (
-        RunStatus.SUCCEEDED,
-        RunStatus.FAILED,
-    ):
-        assert time.monotonic() < deadline, row and row.status
-        time.sleep(0.05)
-    return row
+    return row_once(run_id, RunStatus.SUCCEEDED, RunStatus.FAILED, timeout=TIMEOUT)
 
 
 def envelope(run_id: str, body: bytes) -> bytes:
@@ -176,18 +164,10 @@ def test_items_kombu_cannot_parse_go_to_the_quarantine_and_nothing_runs_twice(
         client.close()
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def any_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    if request.param == "redis":
-        url = request.getfixturevalue("private_redis").url
-    else:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{request.getfixturevalue('rabbitmq_vhost')}"
-    app: Celery = make_app(f"reliability-poison-{request.param}", url)
-    try:
-        with current(app):
-            yield Broker(request.param, url, {}, app)
-    finally:
-        app.close()
+@pytest.fixture
+def any_broker(private_url: str) -> Iterator[Broker]:
+    with on_broker("reliability-poison", private_url) as broker:
+        yield broker
 
 
 def test_what_celery_would_drop_is_a_failed_run_or_in_the_quarantine(any_broker: Broker) -> None:

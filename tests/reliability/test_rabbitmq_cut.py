@@ -15,12 +15,11 @@ import time
 import uuid
 
 import pytest
-import redis
 
 import taskkit
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
 from tests.integration.conftest import Broker, current, make_app, start_worker, stop
 
+from .conftest import counted, forget
 from .proxy import Proxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
@@ -58,7 +57,6 @@ def test_cut_connections_while_enqueueing_lose_nothing(
                 rabbitmq_proxy.up()
 
     thread = threading.Thread(target=cutter, daemon=True)
-    counts = redis.Redis.from_url(COUNTS_URL, decode_responses=True)
     started = time.monotonic()
     try:
         with current(app):
@@ -71,15 +69,10 @@ def test_cut_connections_while_enqueueing_lose_nothing(
             done.set()
             thread.join(10)
         enqueueing = time.monotonic() - started
-        deadline = time.monotonic() + TIMEOUT
-        while counts.llen(key) < len(sent) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1)  # a run sent twice would show by now
-        ran = counts.lrange(key, 0, -1)
+        ran = counted(key, len(sent), TIMEOUT)
     finally:
         stop(worker)
-        counts.delete(key)
-        counts.close()
+        forget(key)
         app.close()
     lost = set(sent) - set(ran)
     figures = (

@@ -11,80 +11,58 @@ passes, while the other keeps working.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 from django.conf import settings
 from django.test import override_settings
 
 import taskkit
 from taskkit.bridge.work.heartbeat import sweep
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import REPO, Broker, current, make_app, stop, worker_env
+from tests.integration.conftest import Broker, stop, worker_env
 
-from .conftest import recorded
+from .conftest import forget, on_broker, recorded, row_once
+from .processes import alive_until, kill_group, start_taskworker, taskworker_name
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
 LOST_AFTER = 2.0
-#: ``manage.py`` of a project whose package imports its Celery app (Celery's Django
-#: layout); the test settings have no such package, so the suite's app is imported first.
-MANAGE = (
-    "import sys, tests.celery_app; from django.core.management import execute_from_command_line; "
-    "execute_from_command_line(['manage.py', *sys.argv[1:]])"
-)
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+@pytest.fixture
+def broker(private_url: str) -> Iterator[Broker]:
     """A private broker, its app made current, and this process's ``WORKER_LOST_AFTER``
     the same as the workers'."""
-    if request.param == "redis":
-        url = request.getfixturevalue("private_redis").url
-    else:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{request.getfixturevalue('rabbitmq_vhost')}"
-    app = make_app(f"reliability-two-{request.param}", url)
     lost_after = override_settings(TASKKIT={**settings.TASKKIT, "WORKER_LOST_AFTER": LOST_AFTER})
-    try:
-        with current(app), lost_after:
-            yield Broker(request.param, url, {}, app)
-    finally:
-        app.close()
+    with on_broker("reliability-two", private_url) as broker, lost_after:
+        yield broker
 
 
-def start_taskworker(broker: Broker) -> subprocess.Popen[str]:
-    """``manage.py taskworker`` without ``-n``, in a process group of its own."""
+def start_taskworker_without_name(broker: Broker) -> subprocess.Popen[str]:
+    """``manage.py taskworker`` without ``-n``."""
     env = {**worker_env(broker), "TASKKIT_TEST_WORKER_LOST_AFTER": str(LOST_AFTER)}
-    command = [
-        sys.executable, "-c", MANAGE, "taskworker", "--queues", "default",
-        "--pool", "prefork", "--concurrency", "1", "--loglevel", "warning",
-    ]  # fmt: skip
-    return subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
+    options = ("--queues", "default", "--pool", "prefork", "--concurrency", "1")
+    return start_taskworker(env, *options)
 
 
 @pytest.fixture
 def workers(broker: Broker) -> Iterator[dict[str, subprocess.Popen[str]]]:
     """Two taskworkers, by the node name each should have, once both beat."""
-    started = [start_taskworker(broker), start_taskworker(broker)]
+    started = [start_taskworker_without_name(broker), start_taskworker_without_name(broker)]
     try:
-        named = {f"taskkit-{w.pid}@{socket.gethostname()}": w for w in started}
-        deadline = time.monotonic() + TIMEOUT
-        while (beating := set(WorkerHeartbeat.objects.values_list("name", flat=True))) != set(
-            named
-        ):
-            assert all(w.poll() is None for w in started), [w.returncode for w in started]
-            assert time.monotonic() < deadline, f"heartbeat rows {beating}, wanted {set(named)}"
-            time.sleep(0.05)
+        named = {taskworker_name(w): w for w in started}
+        rows = WorkerHeartbeat.objects.values_list("name", flat=True)
+        alive_until(
+            started,
+            lambda: set(rows.all()) == set(named),
+            TIMEOUT,
+            lambda: f"heartbeat rows {set(rows.all())}, wanted {set(named)}",
+        )
         yield named
     finally:
         for worker in started:
@@ -94,13 +72,7 @@ def workers(broker: Broker) -> Iterator[dict[str, subprocess.Popen[str]]]:
 def status(run_id: str, wanted: RunStatus, *, sweeping: bool = False) -> TaskRun:
     """The run's row once it has status ``wanted``; ``sweeping``: sweep lost workers meanwhile,
     as the leader Beat does."""
-    deadline = time.monotonic() + TIMEOUT
-    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or row.status != wanted:
-        assert time.monotonic() < deadline, row and row.status
-        if sweeping:
-            sweep()
-        time.sleep(0.05)
-    return row
+    return row_once(run_id, wanted, timeout=TIMEOUT, meanwhile=sweep if sweeping else None)
 
 
 def test_one_killed_is_lost_and_the_other_keeps_working(
@@ -115,8 +87,7 @@ def test_one_killed_is_lost_and_the_other_keeps_working(
         (survivor,) = set(workers) - {doomed}
         assert all(w.poll() is None for w in workers.values())  # both still up
 
-        os.killpg(workers[doomed].pid, signal.SIGKILL)  # main process and pool at once
-        workers[doomed].wait(10)
+        kill_group(workers[doomed])  # main process and pool at once
         killed = time.monotonic()
         last_seen = WorkerHeartbeat.objects.get(name=doomed).seen_at
         row = status(run_id, RunStatus.FAILED, sweeping=True)
@@ -134,8 +105,4 @@ def test_one_killed_is_lost_and_the_other_keeps_working(
         assert after.result(timeout=TIMEOUT) == {"after": "the kill"}
         assert status(after.id, RunStatus.SUCCEEDED).worker == survivor
     finally:
-        counts = redis.Redis.from_url(COUNTS_URL)
-        try:
-            counts.delete(key)
-        finally:
-            counts.close()
+        forget(key)

@@ -10,24 +10,19 @@ failed with ``WorkerLost``, never left ``running`` for ever, never run again.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
-from celery import Celery
 
 import taskkit
 from taskkit.models import RunStatus, TaskRun
-from tests.apps.nested.tasks.echo.count import COUNTS_URL
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from tests.integration.conftest import Broker, start_worker, stop
 
-from .conftest import PrivateRedis, recorded, start_beat
+from .conftest import PrivateRedis, forget, on_broker, recorded, row_once, start_beat
+from .processes import kill_group
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 30
@@ -45,36 +40,16 @@ OPTIONS: dict[str, Any] = {
 def broker(private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
     """The private Redis, its app made current, and a Beat that sweeps lost workers."""
     monkeypatch.setenv("TASKKIT_TEST_WORKER_LOST_AFTER", "2")  # the subprocesses' setting
-    app: Celery = make_app("reliability-kill", private_redis.url, **OPTIONS)
     beat = start_beat(private_redis.url)
     try:
-        with current(app):
-            yield Broker("redis", private_redis.url, OPTIONS, app)
+        with on_broker("reliability-kill", private_redis.url, **OPTIONS) as broker:
+            yield broker
     finally:
         stop(beat)
-        app.close()
 
 
 def status(run_id: str, wanted: RunStatus) -> TaskRun:
-    deadline = time.monotonic() + TIMEOUT
-    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or row.status != wanted:
-        assert time.monotonic() < deadline, row and row.status
-        time.sleep(0.05)
-    return row
-
-
-def forget(key: str) -> None:
-    counts = redis.Redis.from_url(COUNTS_URL)
-    try:
-        counts.delete(key)
-    finally:
-        counts.close()
-
-
-def kill_worker(worker: subprocess.Popen[str]) -> None:
-    """SIGKILL the worker's whole process group: main process and pool processes."""
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(10)
+    return row_once(run_id, wanted, timeout=TIMEOUT)
 
 
 def start_and_kill(broker: Broker, name: str, seconds: float) -> tuple[str, str]:
@@ -86,7 +61,7 @@ def start_and_kill(broker: Broker, name: str, seconds: float) -> tuple[str, str]
         recorded(key, 1, TIMEOUT)
         status(run_id, RunStatus.RUNNING)  # written 0.2 s into the run
     finally:
-        kill_worker(worker)
+        kill_group(worker)  # main process and pool processes
         stop(worker)  # nothing left; waits for the group to be gone
     return run_id, key
 

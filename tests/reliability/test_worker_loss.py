@@ -16,10 +16,10 @@ import pytest
 from celery import Celery
 
 import taskkit
-from taskkit.models import RunStatus, TaskRun
-from tests.integration.conftest import Broker, current, make_app, start_worker, stop
+from taskkit.models import RunStatus
+from tests.integration.conftest import start_worker, stop
 
-from .conftest import PrivateRedis, recorded
+from .conftest import PrivateRedis, on_broker, recorded, row_once
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 60
@@ -28,14 +28,12 @@ TIMEOUT = 60
 @pytest.fixture
 def app(private_redis: PrivateRedis) -> Iterator[Celery]:
     """A prefork worker (one pool process) on the private Redis, and its app made current."""
-    app = make_app("reliability-loss", private_redis.url)
-    worker = start_worker(Broker("redis", private_redis.url, {}, app), "loss", pool="prefork")
-    try:
-        with current(app):
-            yield app
-    finally:
-        stop(worker)
-        app.close()
+    with on_broker("reliability-loss", private_redis.url) as broker:
+        worker = start_worker(broker, "loss", pool="prefork")
+        try:
+            yield broker.app
+        finally:
+            stop(worker)
 
 
 def kill_the_run(name: str) -> tuple[str, str]:
@@ -56,20 +54,12 @@ def test_an_idempotent_run_runs_again_after_its_process_is_killed(app: Celery) -
         ["done", run_id],
     ]
     assert lines[0].split()[2] != lines[1].split()[2]  # in a new pool process
-    deadline = time.monotonic() + TIMEOUT
-    while TaskRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).count() == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    row_once(run_id, RunStatus.SUCCEEDED, timeout=TIMEOUT)
 
 
 def test_another_run_is_recorded_as_lost(app: Celery) -> None:
     run_id, key = kill_the_run("crash:plain")
-    deadline = time.monotonic() + TIMEOUT
-    while (row := TaskRun.objects.filter(pk=run_id).first()) is None or (
-        row.status != RunStatus.FAILED
-    ):
-        assert time.monotonic() < deadline, row and row.status
-        time.sleep(0.1)
+    row = row_once(run_id, RunStatus.FAILED, timeout=TIMEOUT)
     assert "WorkerLostError" in row.error
     time.sleep(1)
     assert [line.split()[0] for line in recorded(key, 1, TIMEOUT)] == ["start"]  # never run again

@@ -8,8 +8,6 @@ with ``prometheus_client``'s own parser.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,29 +19,22 @@ from prometheus_client.parser import text_string_to_metric_families
 import taskkit
 from taskkit.models import RunStatus, TaskRun
 from taskkit.scheduling import promote_due
-from tests.integration.conftest import REPO, Broker, current, make_app, stop, worker_env
+from tests.integration.conftest import Broker, stop, worker_env
 
-from .conftest import PrivateRedis, free_port
+from .conftest import PrivateRedis, free_port, on_broker
+from .processes import start_taskworker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.reliability]
 TIMEOUT = 60
 QUEUE = "metered"
-MANAGE = (
-    "import sys, tests.celery_app; from django.core.management import execute_from_command_line; "
-    "execute_from_command_line(['manage.py', *sys.argv[1:]])"
-)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
 def broker(private_redis: PrivateRedis) -> Iterator[Broker]:
-    app = make_app("reliability-metrics", private_redis.url)
-    try:
-        with current(app):
-            yield Broker("redis", private_redis.url, {}, app)
-    finally:
-        app.close()
+    with on_broker("reliability-metrics", private_redis.url) as broker:
+        yield broker
 
 
 def scrape(port: int) -> Samples:
@@ -71,12 +62,10 @@ def test_a_prefork_worker_serves_its_pools_counts_per_task(broker: Broker, tmp_p
     (folder).mkdir()
     (folder / "counter_1.db").write_bytes(b"stale")  # an earlier worker's: emptied at start
     env = {**worker_env(broker), "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    command = [
-        sys.executable, "-c", MANAGE, "taskworker", "--queues", QUEUE, "--pool", "prefork",
-        "--concurrency", "2", "--loglevel", "warning", "--metrics-port", str(port),
-        "--metrics-address", "127.0.0.1",
-    ]  # fmt: skip
-    worker = subprocess.Popen(command, cwd=REPO, env=env, text=True, start_new_session=True)
+    worker = start_taskworker(
+        env, "--queues", QUEUE, "--pool", "prefork", "--concurrency", "2",
+        "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+    )  # fmt: skip
     try:
         runs = [taskkit.enqueue("echo:payload", {"i": i}, queue=QUEUE).id for i in range(3)]
         runs.append(taskkit.enqueue("echo:fail", {}, queue=QUEUE).id)

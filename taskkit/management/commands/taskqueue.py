@@ -1,7 +1,8 @@
 """``manage.py taskqueue SUBCOMMAND``: the operator's commands over queued and periodic work.
 
 Each subcommand calls the public function of the same name (``taskkit.queues``
-and ``taskkit``). Tables by default, ``--json`` for scripts. Destructive ones
+and ``taskkit``). Tables by default, ``--json`` for scripts (both shaped in
+:mod:`._taskqueue_output`). Destructive ones
 (``del``, ``del-run``, ``del-delayed``, ``purge``) ask first unless
 ``--noinput``, and ``--dry-run`` prints what would go. Exit codes as
 ``runtask``'s: 0 done, 1 the broker or the database refused (or the answer was
@@ -33,7 +34,9 @@ from taskkit.exceptions import (
 from taskkit.queues.health import OVERDUE, READINESS
 from taskkit.scheduling.periodic import sync_periodic
 from taskkit.scheduling.recurrent import enqueue_recurrent, stop_recurrent
-from taskkit.times import iso
+
+from . import _taskqueue_output as output
+from ._taskqueue_output import Outcome
 
 USAGE_ERROR = 2
 USAGE_ERRORS = (
@@ -44,8 +47,6 @@ USAGE_ERRORS = (
     queues.UnknownQueue,
     ValueError,
 )
-#: What each subcommand returns: a JSON value, and the text printed without --json.
-Outcome = tuple[Any, str]
 
 DESTRUCTIVE = {"del", "del-run", "stop-run", "del-delayed", "purge", "remove-failed", "prune"}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -58,38 +59,6 @@ def parse_duration(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"{text!r} is not a duration (say 90s, 30m, 12h or 7d)")
     return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def _messages(found: list[queues.QueuedMessage]) -> str:
-    if not found:
-        return "No messages."
-    rows = [["POSITION", "RUN ID", "NAME", "ENQUEUED AT", "PAYLOAD"]]
-    rows += [
-        [
-            str(m.position),
-            m.run_id,
-            m.name or f"(malformed: {m.problem})",
-            iso(m.enqueued_at) or "-",
-            repr(m.raw)[:200] if m.problem else json.dumps(m.payload, sort_keys=True),
-        ]
-        for m in found
-    ]
-    return _table(rows)
-
-
-def _state(worker: queues.WorkerInfo) -> str:
-    """``alive``; ``silent`` (not seen, not swept yet); ``lost`` and when the sweep found it."""
-    if worker.lost_at is not None:
-        return f"lost {iso(worker.lost_at)}"
-    return "alive" if worker.alive else "silent"
 
 
 class Command(BaseCommand):
@@ -228,82 +197,31 @@ class Command(BaseCommand):
         return None if text is None else parse_payload(text)
 
     def details(self, options: dict[str, Any]) -> Outcome:
-        found = queues.details()
-        rows = [["QUEUE", "LENGTH", "TAKEN, NOT STARTED"]]
-        rows += [[q.name, str(q.length), str(q.reserved)] for q in found.queues]
-        text = (
-            f"{_table(rows)}\n\nbroker: {found.broker}; delayed: {found.delayed}, "
-            f"running: {found.running}, failed: {found.failed}, periodic: {found.periodic}"
-        )
-        return found.as_json(), text
+        return output.details(queues.details())
 
     def health(self, options: dict[str, Any]) -> Outcome:
         overdue = OVERDUE if options["overdue"] is None else parse_duration(options["overdue"])
         report = queues.health(options["check"], overdue=overdue)
-        width = max(map(len, READINESS))
-        text = "\n".join(
-            f"{'ok' if check.ok else 'FAIL':4} {check.name:{width}}  {check.detail}"
-            for check in report.checks
-        )
         if not report.ok:
             self.failure = f"Unhealthy: {', '.join(report.failed)}."
-        return report.as_json(), text
+        return output.health(report)
 
     def workers(self, options: dict[str, Any]) -> Outcome:
         if options["live"]:
             return self.live_workers(options)
-        found = queues.worker_list()
-        rows = [
-            ["WORKER", "HOST", "PID", "QUEUES", "POOL", "ACTIVE", "RESERVED", "SEEN AT", "STATE"]
-        ]
-        rows += [
-            [
-                w.name,
-                w.host or "-",
-                str(w.pid or "-"),
-                ",".join(w.queues) or "-",
-                f"{w.pool or '?'} {w.concurrency or '?'}",
-                str(w.active),
-                str(w.reserved),
-                str(iso(w.seen_at)),
-                _state(w),
-            ]
-            for w in found
-        ]
-        text = _table(rows) if found else "No worker has written a heartbeat in the last day."
-        return [w.as_json() for w in found], text
+        return output.workers(queues.worker_list())
 
     def live_workers(self, options: dict[str, Any]) -> Outcome:
         if options["timeout"] <= 0:
             raise ValueError(f"--timeout must be more than 0, not {options['timeout']}")
-        found = queues.live_workers(options["timeout"])
-        rows = [["WORKER", "RESERVED", "RUNNING"]] + [
-            [w.name, str(w.reserved), ", ".join(f"{a['name']} {a['run_id']}" for a in w.active)]
-            for w in found
-        ]
-        text = _table(rows) if found else "No worker answered."
-        return [w.as_json() for w in found], text
+        return output.live_workers(queues.live_workers(options["timeout"]))
 
     def list(self, options: dict[str, Any]) -> Outcome:
         found = queues.list(options["queue"], options["start"], options["stop"], options["name"])
-        return [m.as_json() for m in found], _messages(found)
+        return output.messages(found)
 
     def find(self, options: dict[str, Any]) -> Outcome:
-        found = queues.find(options["name"], self.payload(options))
-        value = {
-            "queued": [m.as_json() for m in found["queued"]],
-            "held": [m.as_json() for m in found["held"]],
-            "delayed": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
-                         "scheduled_for": iso(r.scheduled_for)} for r in found["delayed"]],
-            "running": [{"run_id": str(r.pk), "name": r.name, "payload": r.payload,
-                         "worker": r.worker} for r in found["running"]],
-        }  # fmt: skip
-        text = (
-            f"queued:\n{_messages(found['queued'])}\n\n"
-            f"held by workers: {len(value['held'])}, delayed: {len(value['delayed'])}, "
-            f"running: {len(value['running'])}"
-        )
-        return value, text
+        return output.runs_found(queues.find(options["name"], self.payload(options)))
 
     def delete(self, options: dict[str, Any]) -> Outcome:
         removed = queues.delete(
@@ -313,94 +231,64 @@ class Command(BaseCommand):
             options["count"],
             dry_run=options["dry_run"],
         )
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        text = f"{verb} {removed} message(s)."
-        if not queues.listable():
-            text = (
-                "This broker cannot remove single messages: workers will skip the matching "
-                f"runs of {options['name']} queued on {options['queue']} until now."
-            )
-        return {"removed": removed, "dry_run": options["dry_run"]}, text
+        return output.deleted(
+            removed,
+            options["dry_run"],
+            listable=queues.listable(),
+            name=options["name"],
+            queue=options["queue"],
+        )
 
     def delete_run(self, options: dict[str, Any]) -> Outcome:
         found = queues.delete_run(options["run_id"], dry_run=options["dry_run"])
         if not found:
             raise RunNotFound(f"No queued or delayed run {options['run_id']}.")
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        return {"removed": 1, "dry_run": options["dry_run"]}, f"{verb} run {options['run_id']}."
+        return output.removal(1, options["dry_run"], f"run {options['run_id']}.")
 
     def stop_run(self, options: dict[str, Any]) -> Outcome:
         run_id = options["run_id"]
         if options["dry_run"]:
-            running = queues.find_running(run_id)
-            return {"stopped": False, "dry_run": True}, f"Would stop run {running.pk}."
+            return output.stopped(str(queues.find_running(run_id).pk), dry_run=True)
         if not queues.cancel_running(run_id):
             raise CommandError(
                 f"Asked its worker to stop run {run_id}, but it is still running: only a "
                 "process pool (prefork) can stop one run; a thread pool cannot."
             )
-        return {"stopped": True, "dry_run": False}, f"Stopped run {run_id}: it is cancelled."
+        return output.stopped(run_id, dry_run=False)
 
     def delete_delayed(self, options: dict[str, Any]) -> Outcome:
         due = queues.delete_delayed(
             options["name"], self.payload(options), options["queue"], dry_run=options["dry_run"]
         )
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        times = [str(iso(moment)) for moment in due]
-        text = f"{verb} {len(due)} delayed run(s)" + (f": {', '.join(times)}" if times else ".")
-        return {"removed": times, "dry_run": options["dry_run"]}, text
+        return output.delayed_deleted(due, options["dry_run"])
 
     def purge(self, options: dict[str, Any]) -> Outcome:
         removed = queues.purge(options["queue"], dry_run=options["dry_run"])
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        text = f"{verb} {removed} message(s) from {options['queue']}."
-        return {"removed": removed, "dry_run": options["dry_run"]}, text
+        return output.removal(
+            removed, options["dry_run"], f"{removed} message(s) from {options['queue']}."
+        )
 
     def failed(self, options: dict[str, Any]) -> Outcome:
-        rows = queues.failed(options["name"], options["limit"])
-        value = [{**row.as_dict(), "finished_at": iso(row.finished_at)} for row in rows]
-        table = [["RUN ID", "NAME", "FINISHED AT", "ERROR"]] + [
-            [
-                str(row.pk),
-                row.name,
-                iso(row.finished_at) or "-",
-                row.error.splitlines()[0][:80] if row.error else "-",
-            ]
-            for row in rows
-        ]
-        return value, _table(table) if rows else "No failed runs."
+        return output.failed(queues.failed(options["name"], options["limit"]))
 
     def retry_failed(self, options: dict[str, Any]) -> Outcome:
-        handles = taskkit.retry_failed(options["run_id"], name=options["name"])
-        return [h.id for h in handles], f"Queued {len(handles)} failed run(s) again."
+        return output.retried(taskkit.retry_failed(options["run_id"], name=options["name"]))
 
     def remove_failed(self, options: dict[str, Any]) -> Outcome:
         removed = taskkit.remove_failed(
             options["run_id"], name=options["name"], dry_run=options["dry_run"]
         )
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        return {"removed": removed, "dry_run": options["dry_run"]}, (
-            f"{verb} {removed} failed run(s)."
-        )
+        return output.removal(removed, options["dry_run"], f"{removed} failed run(s).")
 
     def prune(self, options: dict[str, Any]) -> Outcome:
         removed = queues.prune(parse_duration(options["older_than"]), dry_run=options["dry_run"])
-        verb = "Would remove" if options["dry_run"] else "Removed"
-        return {"removed": removed, "dry_run": options["dry_run"]}, (
-            f"{verb} {removed} finished run(s)."
-        )
+        return output.removal(removed, options["dry_run"], f"{removed} finished run(s).")
 
     def sync_periodic(self, options: dict[str, Any]) -> Outcome:
-        result = sync_periodic()
-        counts = {"created": result.created, "updated": result.updated, "disabled": result.disabled}
-        summary = ", ".join(f"{count} {what}" for what, count in counts.items())
-        return counts, f"Periodic tasks synced: {summary}."
+        return output.synced(sync_periodic())
 
     def enqueue_recurrent(self, options: dict[str, Any]) -> Outcome:
-        handle = enqueue_recurrent(options["name"])
-        value = {"id": handle.id, "queue": handle.queue, "deduplicated": handle.deduplicated}
-        return value, handle.id + (" (already queued)" if handle.deduplicated else "")
+        return output.recurrent_enqueued(enqueue_recurrent(options["name"]))
 
     def stop_recurrent(self, options: dict[str, Any]) -> Outcome:
-        removed = stop_recurrent(options["name"])
-        return {"removed": removed}, f"{options['name']} stopped; {removed} waiting run(s) removed."
+        return output.recurrent_stopped(options["name"], stop_recurrent(options["name"]))
