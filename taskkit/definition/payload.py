@@ -75,8 +75,13 @@ def depth(value: Any) -> int:
     return deepest
 
 
+def suspect(text: str) -> bool:
+    """Whether JSON ``text`` may nest too deep or hold a lone surrogate."""
+    return text.count("{") + text.count("[") > MAX_DEPTH or "\\ud" in text
+
+
 def check_text(plain: Any, text: str) -> None:
-    """:class:`InvalidPayload` if ``plain`` (whose canonical JSON is ``text``) nests too deep
+    """:class:`InvalidPayload` if ``plain`` (whose ASCII JSON is ``text``) nests too deep
     or holds a lone surrogate; cheap unless ``text`` hints at either."""
     if text.count("{") + text.count("[") > MAX_DEPTH and depth(plain) > MAX_DEPTH:
         raise too_deep()
@@ -120,6 +125,24 @@ def normalize_payload(
     over ``max_bytes``, and for one the task's schema rejects. Keys become strings,
     as JSON makes them.
     """
+    plain = json.loads(checked_payload(payload, schema=schema, max_bytes=max_bytes))
+    return plain, canonical_json(plain)
+
+
+def checked_payload(
+    payload: Mapping[str, Any] | None,
+    *,
+    schema: PayloadSchema | None = None,
+    max_bytes: int | None = None,
+) -> str:
+    """:func:`normalize_payload`'s checks; the payload's JSON text, spelled as ``json.dumps``
+    (and kombu) spell it, in its own key order. Read back, it is the plain payload.
+
+    Most payloads are checked on that text alone: it is decoded for a schema or a
+    text that hints at too deep a nesting or a lone surrogate, and the canonical
+    text is written only near the size limit (it is the spelled text without its
+    spaces, so never longer).
+    """
     if payload is None:
         payload = {}
     if not isinstance(payload, Mapping):
@@ -127,20 +150,23 @@ def normalize_payload(
             f"payload must be a mapping (a JSON object), not {type(payload).__name__}"
         )
     try:
-        plain: dict[str, Any] = json.loads(_PLAIN.encode(payload))
+        spelled = _PLAIN.encode(payload)
+        hinted = json.loads(spelled) if suspect(spelled) else None
     except RecursionError:
         raise too_deep() from None
     except TypeError as exc:
         raise PayloadNotJSON(f"payload is not JSON-serialisable: {exc}") from exc
     except ValueError as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from exc
-    text = canonical_json(plain)
-    check_text(plain, text)
-    if max_bytes is not None and len(text) > max_bytes:
-        raise InvalidPayload(f"payload is {len(text)} bytes; the limit is {max_bytes}")
+    if hinted is not None:  # the same brackets and escapes as the canonical text
+        check_text(hinted, spelled)
+    if max_bytes is not None and len(spelled) > max_bytes:
+        size = len(canonical_json(json.loads(spelled)))
+        if size > max_bytes:
+            raise InvalidPayload(f"payload is {size} bytes; the limit is {max_bytes}")
     if schema is not None:
-        _check_schema(plain, schema)
-    return plain, text
+        _check_schema(json.loads(spelled), schema)
+    return spelled
 
 
 def received_payload(

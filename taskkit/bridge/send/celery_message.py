@@ -38,7 +38,7 @@ def resolve_queue(task: Task, override: str | None) -> str:
 
 def message_options(run: Prepared) -> dict[str, Any]:
     """Where the message goes, and the argument reprs Celery would otherwise compute."""
-    options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.canonical[:1024]}
+    options: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": run.spelled[:1024]}
     if run.priority is not None:
         options["priority"] = run.priority
     if is_carried(run.task):

@@ -5,6 +5,7 @@ The Celery task id is the run id, so Celery's tools and taskkit's tables agree.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,9 @@ from typing import Any
 from django.utils import timezone
 
 from ...conf import settings
-from ...definition import Source, Task, normalize_payload
+from ...definition import Source, Task
 from ...definition.names import validate_queue_name
+from ...definition.payload import checked_payload
 from ...exceptions import TaskNotImplemented
 from ..carrier import is_carried
 
@@ -27,8 +29,8 @@ class Prepared:
     task: Task
     run_id: str
     queue: str
-    payload: dict[str, Any]
-    canonical: str
+    #: The payload's JSON text as kombu writes it (the Redis fast path's body holds it).
+    spelled: str
     attempt: int = 1
     scheduled_time: datetime | None = None
     source: Source = Source.WORKER
@@ -42,6 +44,12 @@ class Prepared:
     #: A stored step of a Celery canvas: its previous result (``args``) and the
     #: ``apply_async`` options of what follows it, sent again with it.
     canvas: Mapping[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, plain JSON (decoded when asked: the fast path never asks)."""
+        payload: dict[str, Any] = json.loads(self.spelled)
+        return payload
 
     def kwargs(self) -> dict[str, Any]:
         """The Celery message's keyword arguments."""
@@ -93,13 +101,17 @@ def prepare_many(
         raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
     validate_queue_name(queue)
     schema, max_bytes = task.meta.schema, settings.MAX_PAYLOAD_BYTES
-    checked = [normalize_payload(p, schema=schema, max_bytes=max_bytes) for p in payloads]
+    checked = [checked_payload(p, schema=schema, max_bytes=max_bytes) for p in payloads]
     fields.setdefault("enqueued_at", timezone.now())
     return [
         Prepared(
-            task=task, run_id=run_id, queue=queue, payload=plain, canonical=canonical, **fields
+            task=task,
+            run_id=run_id,
+            queue=queue,
+            spelled=spelled,
+            **fields,
         )
-        for (plain, canonical), run_id in zip(checked, new_ids(len(checked)), strict=True)
+        for spelled, run_id in zip(checked, new_ids(len(checked)), strict=True)
     ]
 
 
@@ -116,14 +128,13 @@ def prepare(
         raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
     if queue is not None:
         validate_queue_name(queue)
-    plain, canonical = normalize_payload(
+    spelled = checked_payload(
         payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
     )
     return Prepared(
         task=task,
         run_id=run_id or new_ids(1)[0],
         queue=queue or task.meta.queue,
-        payload=plain,
-        canonical=canonical,
+        spelled=spelled,
         **fields,
     )

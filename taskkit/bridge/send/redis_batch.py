@@ -109,7 +109,7 @@ class Shape:
                 contexts[key] = head, tail
             head, tail = contexts[key]
             body = (  # spelled as kombu spells it: a queue's sieve looks for its bytes
-                f'{self.body_head}{{"payload": {json_dumps(run.payload)}, '
+                f'{self.body_head}{{"payload": {run.spelled}, '
                 f'"context": {head}{run_id}{tail}}}{self.body_tail}'
             )
             values = {
