@@ -8,16 +8,19 @@ unless the project names one (:func:`default_to_run_table`).
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from celery import Celery, states
+from celery import Celery, group, states
 from celery.backends.base import BaseBackend
 from celery.exceptions import TaskRevokedError
+from django.utils import timezone
 
-from ..exceptions import exception_path
+from ..definition import Source
+from ..exceptions import class_path, exception_path
 from ..models import RunStatus, TaskRun
 
 #: The ``result_backend`` taskkit sets on an app whose settings name none.
@@ -119,6 +122,17 @@ class RunTableBackend(BaseBackend):
         """The worker has recorded the run already: nothing is written twice."""
         return result
 
+    def chord_error_from_stack(self, callback: Any, exc: Exception | None = None) -> Any:
+        """Celery fails a chord's body because a header step failed: the body's runs were
+        never sent, so they are recorded as failed with that error (nothing waits forever)."""
+        error = exc if exc is not None else sys.exc_info()[1]
+        info = super().chord_error_from_stack(callback, exc)
+        bodies = callback.tasks if isinstance(callback, group) else [callback]
+        for body in bodies:
+            if error is not None:
+                record_unsent(body, error)
+        return info
+
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         try:
             key = uuid.UUID(str(task_id))
@@ -153,6 +167,36 @@ class RunTableBackend(BaseBackend):
 
     def as_uri(self, include_password: bool = False) -> str:
         return "taskkit://"
+
+
+def record_unsent(signature: Any, exc: BaseException) -> None:
+    """Record the run a taskkit signature stands for as failed with ``exc``, unless it has a
+    row already; a signature of any other Celery task is left alone."""
+    kwargs = signature.kwargs if isinstance(signature.kwargs, dict) else {}
+    context = kwargs.get("context")
+    if not isinstance(context, dict) or not signature.id:
+        return
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {exc}"
+    entry = {
+        "attempt": 1,
+        "error": error,
+        "exception": class_path(exc),
+        "finished_at": now.isoformat(),
+    }
+    TaskRun.objects.get_or_create(
+        pk=signature.id,
+        defaults={
+            "name": str(context.get("task") or signature.task),
+            "queue": str(context.get("queue") or signature.options.get("queue") or ""),
+            "payload": kwargs.get("payload") or {},
+            "status": RunStatus.FAILED,
+            "source": str(context.get("source") or Source.WORKER),
+            "finished_at": now,
+            "error": error,
+            "history": [entry],
+        },
+    )
 
 
 def _use_run_table(app: Celery) -> None:

@@ -130,6 +130,26 @@ def fail_key() -> Iterator[str]:
         client.delete(key)
 
 
+@pytest.mark.parametrize("chords", ["run table"], indirect=True)
+@pytest.mark.usefixtures("chords")
+def test_a_chord_whose_header_fails_fails_its_body(broker: Broker, fail_key: str) -> None:
+    """Celery never sends the body: on the run table it is recorded failed with Celery's
+    ChordError, so its handle and its AsyncResult end instead of waiting forever. (Celery's
+    Redis backend keeps that failure in Redis: the body's AsyncResult says so, its run has
+    no row.)"""
+    header = [add.s({"n": 1}, queue=CHORDS), add.s({"n": 2, "fail_key": fail_key}, queue=CHORDS)]
+    body = taskkit.get_task("canvas:total").s(queue=CHORDS)
+    result = chord(header)(body)
+    with pytest.raises(taskkit.RunFailed, match="step 2 fails"):
+        outcome(header[1])
+    with pytest.raises(taskkit.RunFailed, match="ChordError"):
+        outcome(body)
+    assert result.status == "FAILURE"
+    row = TaskRun.objects.get(pk=run_id(body))
+    assert (row.name, row.queue, row.payload) == ("canvas:total", CHORDS, {})
+    assert row.history[-1]["exception"] == "celery.exceptions.ChordError"
+
+
 def test_a_failed_step_is_recorded_and_its_retry_goes_on_with_the_chain(
     broker: Broker, fail_key: str
 ) -> None:
