@@ -44,7 +44,7 @@ from ..carrier import task_name
 from ..locks import acquire, lock_key, release
 from ..track import track_level
 from .canvas import continuation, split_previous, stop_unless_done
-from .delivery import claim_token, hand_back, skipped, with_database
+from .delivery import Admission, admit, claim_token, hand_back, with_database
 from .flight import Flight, take_off
 from .recorder import recorder, upsert
 
@@ -287,10 +287,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     claim = claim_token(fields)
     give_back = functools.partial(hand_back, ctask, claim=claim.isoformat())
     redelivered = bool((getattr(ctask.request, "delivery_info", None) or {}).get("redelivered"))
-    skip = functools.partial(
-        skipped, task, ctx, fields, row, stored=stored, redelivered=redelivered, claim=claim
+    check = functools.partial(
+        admit, task, ctx, fields, row, stored=stored, redelivered=redelivered, claim=claim
     )
-    if with_database(skip, give_back):
+    admission = with_database(check, give_back)
+    if admission is Admission.SKIP:
         _release_queue_lock(task, plain, sent_id)
         stop_unless_done(ctask)
         return None
@@ -315,11 +316,12 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         if level is Track.ALL or flight.leads
         else (recorder.started, recorder.finished)
     )
-    row["started_at"] = timezone.now()
+    claimed = admission is Admission.CLAIMED  # its claim wrote the running row
+    row["started_at"] = claim if claimed else timezone.now()
     waited = queued_for(fields.get("enqueued_at"), row["started_at"])
     if waited is not None and not stored:  # the worker writes the row: queued at, not now
         row["created_at"] = row["started_at"] - timedelta(seconds=waited)
-    if record:
+    if record and not claimed:
         with_database(lambda: started(ctx.run_id, {**row, "status": RunStatus.RUNNING}))
     emit(
         Step.STARTED,
