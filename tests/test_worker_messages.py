@@ -113,7 +113,7 @@ def test_an_unknown_task_without_a_row_is_recorded_as_failed() -> None:
 def test_a_failed_attempt_records_the_importable_exception_class() -> None:
     from django.utils import timezone
 
-    from taskkit.bridge.work.run import failed_attempt
+    from taskkit.bridge.work.outcome import failed_attempt
 
     fields = failed_attempt(None, 1, taskkit.RunTimeout("slow"), [], timezone.now())
     (entry,) = fields["history"]

@@ -25,9 +25,10 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from ...definition import Task, TaskContext
-from ...events import Step, emit
+from ...events import Step
 from ...models import FINISHED, RunStatus, TaskRun
 from .cancellations import cancelled
+from .message import tell
 from .recorder import update_unless, upsert
 
 logger = logging.getLogger("taskkit.worker")
@@ -153,15 +154,7 @@ def admit(
             ctx.run_id,
             {**row, "status": RunStatus.CANCELLED, "finished_at": timezone.now(), "error": error},
         )
-        emit(
-            Step.CANCELLED,
-            ctx.run_id,
-            task.name,
-            ctx.queue,
-            ctx.attempt,
-            worker=row["worker"],
-            error=error,
-        )
+        tell(Step.CANCELLED, task, ctx, row["worker"], error=error)
         return Admission.SKIP
     return Admission.CLAIMED if claimed and not fields.get("claim") else Admission.RUN
 
