@@ -100,6 +100,10 @@ if os.environ.get("TASKKIT_TEST_RESULT_BACKEND"):
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "taskkit.scheduler:Scheduler"
+# The bench's draining workers keep their database connections across tasks, as a
+# production worker should: Celery's Django fixup closes them around every task otherwise.
+if os.environ.get("TASKKIT_TEST_DB_REUSE_MAX"):
+    CELERY_DB_REUSE_MAX = int(os.environ["TASKKIT_TEST_DB_REUSE_MAX"])
 
 # django.tasks (the backport on Django 5.2) on taskkit; QUEUES empty: any queue. "celery"
 # names a queue only there (a '*' worker consumes it); "dummy" declares a task that is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,7 @@ from taskkit.bridge.work.cancellations import cancelled
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import InvalidMessage
 from taskkit.models import RunStatus, TaskRun
+from taskkit.runner import call
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections
@@ -111,7 +113,7 @@ def test_an_unknown_task_without_a_row_is_recorded_as_failed() -> None:
 def test_a_failed_attempt_records_the_importable_exception_class() -> None:
     from django.utils import timezone
 
-    from taskkit.bridge.work.run import failed_attempt
+    from taskkit.bridge.work.outcome import failed_attempt
 
     fields = failed_attempt(None, 1, taskkit.RunTimeout("slow"), [], timezone.now())
     (entry,) = fields["history"]
@@ -207,3 +209,57 @@ def test_a_claim_whose_answer_was_lost_is_this_deliverys_own(
     run_message(ctask, {"a": 1}, context)
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.result) == (RunStatus.SUCCEEDED, {"a": 1})
+
+
+def test_a_track_all_run_writes_its_row_twice_the_claim_and_its_end() -> None:
+    """The claim writes the whole ``running`` row: no third statement between it and the end."""
+    ctask, run_id = message("track:outbox")
+    TaskRun.objects.create(id=run_id, name="track:outbox", status=RunStatus.QUEUED)
+    context = {"run_id": run_id, "stored": True, "attempt": 1, "queue": "q"}
+    with CaptureQueriesContext(connection) as queries:
+        run_message(ctask, {"a": 1}, context)
+    on_runs = [q["sql"].split(" ", 1)[0] for q in queries if "taskkit_taskrun" in q["sql"]]
+    assert on_runs == ["UPDATE", "INSERT"]
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.SUCCEEDED
+
+
+def test_a_claimed_row_is_the_running_row_while_the_task_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the claim writes is what a ``running`` row held: the run's fields, its worker and
+    its start, which the finished row keeps."""
+    ctask, run_id = message("track:outbox")
+    TaskRun.objects.create(id=run_id, name="track:outbox", status=RunStatus.QUEUED, queue="")
+    seen: list[TaskRun] = []
+
+    def look_then_call(*args: Any) -> Any:
+        seen.append(TaskRun.objects.get(pk=run_id))
+        return call(*args)
+
+    monkeypatch.setattr(run_module, "call", look_then_call)
+    context = {"run_id": run_id, "stored": True, "attempt": 1, "queue": "q", "source": "beat"}
+    run_message(ctask, {"a": 1}, context)
+    (running,) = seen
+    assert (running.status, running.worker, running.queue, running.source, running.payload) == (
+        RunStatus.RUNNING,
+        "w1@host",
+        "q",
+        "beat",
+        {"a": 1},
+    )
+    done = TaskRun.objects.get(pk=run_id)
+    assert running.started_at is not None and done.started_at == running.started_at
+
+
+def test_a_claim_with_a_handed_back_token_still_writes_the_runs_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message handed back carries its first try's claim time: the row's start is not that."""
+    ctask, run_id = message("track:outbox")
+    TaskRun.objects.create(id=run_id, name="track:outbox", status=RunStatus.QUEUED)
+    then = timezone.now() - timedelta(seconds=40)
+    context = {"run_id": run_id, "stored": True, "attempt": 1, "claim": then.isoformat()}
+    run_message(ctask, {"a": 1}, context)
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.SUCCEEDED and row.started_at is not None
+    assert row.started_at > then + timedelta(seconds=30)

@@ -5,13 +5,15 @@
   the broker (:func:`hand_back`).
 - The delivery may come too late or twice: the run was cancelled while queued,
   or this attempt finished or started already (a Beat's batch sent again, a
-  broker's redelivery). :func:`skipped` says so, and claims a stored run's row
+  broker's redelivery). :func:`admit` says so, and claims a stored run's row
   for this delivery with a token (:func:`claim_token`) that survives a lost
-  answer and a hand-back.
+  answer and a hand-back. The claim writes the whole ``running`` row, so a
+  claimed run needs no other statement until it ends.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -23,10 +25,11 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from ...definition import Task, TaskContext
-from ...events import Step, emit
+from ...events import Step
 from ...models import FINISHED, RunStatus, TaskRun
 from .cancellations import cancelled
-from .recorder import upsert
+from .message import tell
+from .recorder import update_unless, upsert
 
 logger = logging.getLogger("taskkit.worker")
 
@@ -89,7 +92,19 @@ def hand_back(ctask: CeleryTask[Any, Any], exc: Exception, claim: str = "") -> N
     raise ctask.retry(args=tuple(args), kwargs=kwargs, exc=exc, countdown=HAND_BACK_AFTER)
 
 
-def skipped(
+class Admission(enum.Enum):
+    """What :func:`admit` says of a delivery."""
+
+    #: Not to run: cancelled while queued, or this attempt started or finished already.
+    SKIP = enum.auto()
+    #: To run; its row, if it has one, is not written ``running`` for this delivery yet.
+    RUN = enum.auto()
+    #: To run; its row was claimed just now, written ``running`` with the run's fields and
+    #: the claim's time as its start.
+    CLAIMED = enum.auto()
+
+
+def admit(
     task: Task,
     ctx: TaskContext,
     fields: dict[str, Any],
@@ -98,40 +113,40 @@ def skipped(
     stored: bool,
     redelivered: bool = False,
     claim: datetime | None = None,
-) -> bool:
-    """Whether to skip the run: cancelled while queued, or this attempt started already.
+) -> Admission:
+    """Whether to run: not if cancelled while queued, or this attempt started already.
 
     A stored run's row tells both, and is claimed: one atomic update, tried first
     as it is all a usual delivery needs, moves it to ``running`` for this attempt
     (a run cancelled while queued is then written cancelled), so of two deliveries of one
     attempt (a scheduler killed after the broker took its batch but before its
-    claim committed sends the batch again) only one starts. A delivery the
+    claim committed sends the batch again) only one starts. The update writes
+    ``row`` too, all the ``running`` row holds, so the claim is the run's start
+    on the record. A delivery the
     broker marks redelivered (a worker's restore, RabbitMQ's requeue) is checked
     against the row too, if one was written. An attempt that finished is left
     as it is; one that started is not run twice unless the task is idempotent.
 
     ``claim`` (the claim's ``started_at``, the same for every try of this step
     and carried by a handed-back message) tells this delivery's own claim from
-    another's: a claim whose answer a cut connection lost is found again.
+    another's: a claim whose answer a cut connection lost is found again. Such a
+    claim, and one made with a carried token (its time is the first try's), is
+    :attr:`~Admission.RUN`: the caller writes the ``running`` row, with its start.
     """
     claim = claim or timezone.now()
     # The claim first: it is the one statement the usual delivery needs; the reads that
     # tell why a claim failed are for the unusual ones.
-    claimed = (
-        TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt)
-        .exclude(status__in=(*FINISHED, RunStatus.RUNNING))
-        .update(status=RunStatus.RUNNING, worker=row["worker"], started_at=claim)
-        if stored
-        else 0
-    )
+    running = {**row, "status": RunStatus.RUNNING, "started_at": claim}
+    taken = (*FINISHED, RunStatus.RUNNING)
+    claimed = update_unless(ctx.run_id, ctx.attempt, taken, running) if stored else 0
     if not claimed:
         mine = TaskRun.objects.filter(
             pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
         )
         if stored and mine.exists():  # this delivery's own claim, its answer lost
-            return False
+            return Admission.RUN
         if (stored or redelivered) and started_already(task, ctx):  # or another delivery's
-            return True
+            return Admission.SKIP
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is not None:
         error = f"Deleted while queued: {rule}."
@@ -139,17 +154,9 @@ def skipped(
             ctx.run_id,
             {**row, "status": RunStatus.CANCELLED, "finished_at": timezone.now(), "error": error},
         )
-        emit(
-            Step.CANCELLED,
-            ctx.run_id,
-            task.name,
-            ctx.queue,
-            ctx.attempt,
-            worker=row["worker"],
-            error=error,
-        )
-        return True
-    return False
+        tell(Step.CANCELLED, task, ctx, row["worker"], error=error)
+        return Admission.SKIP
+    return Admission.CLAIMED if claimed and not fields.get("claim") else Admission.RUN
 
 
 def claim_token(fields: dict[str, Any]) -> datetime:

@@ -41,11 +41,13 @@ from django.db import connections
 from django.utils import timezone
 
 from ...definition import Task, TaskContext
-from ...events import Step, emit
+from ...events import Step
 from ...exceptions import RunFailed, WorkerLost, class_path
 from ...models import FINISHED, RunStatus, TaskRun
 from ..locks import acquire, holder, payload_digest, release, renew
 from .canvas import stop_unless_done
+from .message import tell
+from .outcome import attempt_failed
 from .recorder import upsert
 
 logger = logging.getLogger("taskkit.worker")
@@ -265,58 +267,24 @@ def _follow(
             status=RunStatus.SUCCEEDED, result=ended.result, error="", traceback="", finished_at=now
         )
         upsert(ctx.run_id, done)
-        emit(
-            Step.SUCCEEDED,
-            ctx.run_id,
-            task.name,
-            ctx.queue,
-            ctx.attempt,
-            duration=duration,
-            worker=row["worker"],
-        )
+        tell(Step.SUCCEEDED, task, ctx, row["worker"], duration=duration)
         return Flight(followed=RunStatus.SUCCEEDED, result=ended.result)
     if ended.attempt == tried and ended.status == RunStatus.CANCELLED:
         done.update(status=RunStatus.CANCELLED, error=ended.error, finished_at=now)
         upsert(ctx.run_id, done)
-        emit(
-            Step.CANCELLED,
-            ctx.run_id,
-            task.name,
-            ctx.queue,
-            ctx.attempt,
-            worker=row["worker"],
-            error=ended.error,
-        )
+        tell(Step.CANCELLED, task, ctx, row["worker"], error=ended.error)
         return Flight(followed=RunStatus.CANCELLED)
     entry = _entry(ended, tried)
     error = str(entry.get("error") or ended.error)
+    exception = str(entry.get("exception", ""))
     history = TaskRun.objects.filter(pk=ctx.run_id).values_list("history", flat=True).first()
-    mine = {
-        "attempt": ctx.attempt,
-        "error": error,
-        "exception": entry.get("exception", ""),
-        "finished_at": now.isoformat(),
-    }
-    fields.update(error=error, traceback=ended.traceback, history=[*(history or []), mine])
-    retried = ctx.attempt < task.meta.retry.max_attempts and _retryable(task, mine["exception"])
-    if retried:
-        due = now + timedelta(seconds=task.meta.retry.delay(ctx.attempt))
-        fields.update(
-            status=RunStatus.SCHEDULED, attempt=ctx.attempt + 1, scheduled_for=due, sent_at=None
-        )
-    else:
-        fields.update(status=RunStatus.FAILED, finished_at=now)
+    retry = ctx.attempt < task.meta.retry.max_attempts and _retryable(task, exception)
+    failed = attempt_failed(task, ctx.attempt, error, exception, history or [], now, retry=retry)
+    fields.update(traceback=ended.traceback, **failed)
     upsert(ctx.run_id, fields)
-    emit(
-        Step.RETRIED if retried else Step.FAILED,
-        ctx.run_id,
-        task.name,
-        ctx.queue,
-        ctx.attempt,
-        duration=duration,
-        worker=row["worker"],
-        error=error,
-    )
+    retried = fields["status"] == RunStatus.SCHEDULED
+    step = Step.RETRIED if retried else Step.FAILED
+    tell(step, task, ctx, row["worker"], duration=duration, error=error)
     if retried:
         return Flight(followed=LATER)
     failure = RunFailed(task.name, ctx.run_id, error, ended.traceback)

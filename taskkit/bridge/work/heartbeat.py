@@ -239,7 +239,7 @@ def connect() -> None:
 def _lose(row: TaskRun, why: str, now: datetime) -> bool:
     """Fail ``row`` (or schedule its retry) if it is still ``running`` on its worker."""
     from ...registry import get_task  # imported late, as the worker side does
-    from .run import failed_attempt, run_lock_keys
+    from .outcome import failed_attempt, run_lock_keys
 
     try:
         task = get_task(row.name)

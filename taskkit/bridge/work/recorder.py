@@ -40,6 +40,7 @@ from django.db import (
     router,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
 
 from ...models import TaskRun
 
@@ -167,6 +168,55 @@ def _execute_upsert(
             cursor.execute(
                 _upsert_sql(db.ops.quote_name, meta.db_table, columns, updated, count), chunk
             )
+
+
+@functools.cache
+def _columns() -> dict[str, tuple[Field[Any, Any], str]]:
+    """The run table's fields and their columns, by field name."""
+    return {field.name: (field, field.column or "") for field in TaskRun._meta.concrete_fields}
+
+
+@functools.cache
+def _update_sql(
+    quote: Callable[[str], str], table: str, columns: tuple[str, ...], pk: str, unless: int
+) -> str:
+    unlisted = ", ".join(["%s"] * unless)
+    return (
+        f"UPDATE {quote(table)} SET {', '.join(f'{quote(c)} = %s' for c in columns)} "
+        f"WHERE {quote(pk)} = %s AND {quote('attempt')} = %s "
+        f"AND NOT ({quote('status')} IN ({unlisted}))"
+    )
+
+
+def update_unless(run_id: str, attempt: int, unless: Iterable[str], fields: Fields) -> int:
+    """Set ``fields`` on the row of ``run_id`` at ``attempt`` unless its status is one of
+    ``unless``; return how many rows changed (0 or 1).
+
+    The ``UPDATE`` the ORM would send, built once per field set: a worker claims
+    a stored run's row with it before every run, and Django's compiler costs
+    more CPU than SQLite spends on the statement.
+    """
+    statuses = tuple(unless)
+    db = connections[router.db_for_write(TaskRun)]
+    if db.vendor not in ("sqlite", "postgresql"):
+        rows = TaskRun.objects.filter(pk=run_id, attempt=attempt).exclude(status__in=statuses)
+        return rows.update(**fields)
+    meta = TaskRun._meta
+    pk = meta.pk
+    assert pk is not None
+    params: list[Any] = []
+    columns: list[str] = []
+    by_name = _columns()
+    for name, value in fields.items():
+        field, column = by_name[name]
+        adapt = _adapter(field, db)
+        columns.append(column)
+        params.append(value if adapt is None or value is None else adapt(value))
+    params += [pk.get_db_prep_save(uuid.UUID(run_id), db), attempt, *statuses]
+    sql = _update_sql(db.ops.quote_name, meta.db_table, tuple(columns), pk.column, len(statuses))
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
 
 
 #: The errors of a database that is away: the rows wait for it. Any other error is the

@@ -51,7 +51,7 @@ class BridgeTask(CeleryTask[Any, Any]):
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TimeLimitExceeded):
-            from .run import record_killed
+            from .outcome import record_killed
 
             record_killed(self, task_id, dict(kwargs or {}), exc, str(einfo))
 
@@ -71,7 +71,7 @@ def _worker_lost(
     An idempotent task's message is requeued instead, and runs again.
     """
     if isinstance(sender, BridgeTask) and isinstance(exception, WorkerLostError):
-        from .run import record_killed
+        from .outcome import record_killed
 
         record_killed(sender, str(task_id), dict(kwargs or {}), exception, str(einfo or ""))
 
@@ -80,7 +80,7 @@ def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, 
     """Celery dropped a revoked message (``queues.delete_run`` of a message a worker held),
     or killed its run (``revoke --terminate``): the run is told as cancelled."""
     if isinstance(sender, BridgeTask):
-        from .run import record_revoked
+        from .outcome import record_revoked
 
         record_revoked(sender, request, terminated=bool(terminated))
 
