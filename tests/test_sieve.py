@@ -96,3 +96,23 @@ def test_a_body_that_is_not_base64_always_passes() -> None:
     raw = dumps(envelope).encode()
     assert decode(raw, "default").payload == {"user": "ada"}
     assert Sieve.for_(name="echo:payload", payload={"user": "grace"}).passes(raw)
+
+
+@given(st.lists(payloads, min_size=1, max_size=5), st.data())
+def test_a_chunk_holding_a_matching_message_passes(
+    chunk_payloads: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in chunk_payloads]
+    chunk = [raw_message("echo:payload", i, p) for i, p in zip(ids, chunk_payloads, strict=True)]
+    wanted = data.draw(st.sampled_from(ids))
+    assert Sieve.for_(run_id=wanted).chunk_passes(chunk)
+    assert Sieve.for_(run_id=wanted, name="echo:payload").chunk_passes(chunk)
+
+
+def test_a_chunk_without_a_needle_is_stopped_whole() -> None:
+    chunk = [raw_message("echo:payload", str(uuid.uuid4()), {"n": n}) for n in range(3)]
+    assert not Sieve.for_(run_id=str(uuid.uuid4())).chunk_passes(chunk)
+    assert not Sieve.for_(name="db:migrate").chunk_passes(chunk)
+    assert EVERYTHING.chunk_passes(chunk)
+    # a payload needle is looked for message by message: the chunk is let through
+    assert Sieve.for_(name="db:migrate", payload={"n": 9}).chunk_passes(chunk)

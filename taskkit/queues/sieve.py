@@ -92,6 +92,17 @@ class Sieve:
         needle = _payload_needle(payload) if payload is not None else None
         return cls(tuple(plain), needle, _base64_shapes(needle) if needle else ())
 
+    def chunk_passes(self, chunk: list[bytes]) -> bool:
+        """``False`` only when no message of ``chunk`` can match: a needle of the envelope
+        is nowhere in it (one search of the joined chunk, not one per message).
+
+        A sieve with a payload needle sieves each message's body anyway: it says yes.
+        """
+        if not self.plain or self.body_shapes:
+            return True
+        joined = b"\n".join(chunk)  # no needle holds a newline: none spans two messages
+        return all(needle in joined for needle in self.plain)
+
     def passes(self, raw: bytes) -> bool:
         """``False`` only when the message in ``raw`` cannot match.
 

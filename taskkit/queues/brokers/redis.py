@@ -173,6 +173,8 @@ class RedisBroker:
         passes = sieve.passes
         for base, cursor in self._cursors(queue, start):
             for first, chunk in cursor.chunks():
+                if not sieve.chunk_passes(chunk):
+                    continue
                 for index, raw in enumerate(chunk, base + first):
                     if passes(raw):
                         yield decode(raw, queue, index, cursor.key)
@@ -190,11 +192,15 @@ class RedisBroker:
             doomed: list[tuple[int, bytes]] = []
             sent_at = 0
             for first, chunk in cursor.chunks():
-                found = [
-                    (offset, raw)
-                    for offset, raw in enumerate(chunk, first)
-                    if passes(raw) and match(decode(raw, queue))
-                ]
+                found = (
+                    [
+                        (offset, raw)
+                        for offset, raw in enumerate(chunk, first)
+                        if passes(raw) and match(decode(raw, queue))
+                    ]
+                    if sieve.chunk_passes(chunk)
+                    else []
+                )
                 if limit:
                     found = found[: limit - removed - len(doomed)]
                 cursor.dooms({raw for _, raw in found})
