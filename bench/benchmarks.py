@@ -673,10 +673,16 @@ def bench_inspect(cfg: Config) -> list[Row]:
                 note=f"raw: {what} with redis-py; best of 3",
             )
         )
-    raw_took = timed(lambda: _full_scan(QUEUE))
-    took = timed(lambda: queues.delete_run(deepest))
-    if queued(redis) != n - 1:
-        raise BenchError("delete_run did not remove exactly one message")
+    raw_took = took = float("inf")
+    last = redis.lindex(QUEUE, 0)  # the message a worker takes last, put back after each round
+    if last is None:
+        raise BenchError(f"{QUEUE} is empty")
+    for _ in range(cfg.rounds):  # interleaved, the best of each side kept
+        raw_took = min(raw_took, timed(lambda: _full_scan(QUEUE)))
+        took = min(took, timed(lambda: queues.delete_run(deepest)))
+        if queued(redis) != n - 1 or redis.lindex(QUEUE, 0) == last:
+            raise BenchError("delete_run did not remove exactly that message")
+        redis.lpush(QUEUE, last)
     rows.append(
         Row(
             "7 inspect",
@@ -686,7 +692,8 @@ def bench_inspect(cfg: Config) -> list[Row]:
             took,
             target="<= 1.2x the scan",
             passed=took <= 1.2 * raw_took,
-            note="raw: one full LRANGE scan, 1,000 at a time; the run id is sieved undecoded",
+            note="raw: one full LRANGE scan, 1,000 at a time; the run id is sieved undecoded; "
+            "best of interleaved rounds (the message put back at the far end after each)",
         )
     )
     rss = _inspector_rss(n - 51)
