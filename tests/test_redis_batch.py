@@ -244,8 +244,9 @@ def test_stored_runs_of_one_batch_keep_their_own_contexts(app: Celery, client: r
             {"n": n},
             "default",
             attempt=1 + n % 2,
-            scheduled_time=when + timedelta(seconds=n % 3),
-            stored=True,
+            scheduled_time=when + timedelta(seconds=n % 2),
+            stored=n < 4,
+            enqueued_at=when,
         )
         for n in range(6)
     ]
@@ -255,6 +256,7 @@ def test_stored_runs_of_one_batch_keep_their_own_contexts(app: Celery, client: r
     assert fast == queued(client, "default")
     bodies = [json.loads(base64.b64decode(e["body"])) for e in fast]
     assert [body[1]["context"]["attempt"] for body in bodies] == [1, 2, 1, 2, 1, 2]
+    assert [body[1]["context"].get("stored", False) for body in bodies] == [True] * 4 + [False] * 2
 
 
 def test_a_single_run_inside_a_running_task_takes_celerys_path(app: Celery) -> None:

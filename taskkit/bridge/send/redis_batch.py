@@ -101,7 +101,14 @@ class Shape:
         texts = []
         for run, run_options, tag in zip(runs, options, new_ids(len(runs)), strict=True):
             run_id = quoted(run.run_id)
-            key = (run.queue, run.source, run.attempt, run.enqueued_at, run.scheduled_time)
+            key = (
+                run.queue,
+                run.source,
+                run.attempt,
+                run.enqueued_at,
+                run.scheduled_time,
+                run.stored,
+            )
             if key not in contexts:
                 head, _, tail = json_dumps({**run.context(), "run_id": _hole("id")}).partition(
                     quoted(_hole("id"))
