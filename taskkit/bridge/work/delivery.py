@@ -29,7 +29,8 @@ from ...events import Step
 from ...models import FINISHED, RunStatus, TaskRun
 from .cancellations import cancelled
 from .message import tell
-from .recorder import update_unless, upsert
+from .recorder import upsert
+from .row_sql import update_unless
 
 logger = logging.getLogger("taskkit.worker")
 
