@@ -20,6 +20,7 @@ from ... import upstream
 from ..messages import QueuedMessage, decode, from_envelope
 from ..sieve import EVERYTHING, Sieve
 from .base import Match, celery_own, text
+from .redis_link import Link, Reply
 
 #: Messages read per Redis command while scanning a queue.
 CHUNK = 1_000
@@ -62,14 +63,18 @@ class _Cursor:
     reader removes messages it has read: no message is skipped.
     """
 
-    def __init__(self, client: Any, key: str, offset: int = 0) -> None:
-        self.client = client
+    def __init__(self, link: Any, client: Any, key: str, offset: int = 0) -> None:
+        self.link = link  # LRANGE and the removals, in flight
+        self.client = client  # the rest, one command at a time
         self.key = key
         self.offset = offset
         self.last = b""  # the message at offset - 1: the last one read
         self.kept = b""  # the last one read that its reader keeps
         self.kept_before = b""  # the same, before the last chunk
         self.chunk: list[bytes] = []
+        self.ahead: tuple[bytes, Reply] | None = None  # the next chunk, asked for
+        self.removals: list[Reply] = []  # sent, their counts not yet read
+        self.gone = 0  # messages its reader removed
 
     def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
         """Chunk after chunk of messages, next taken first, each with its first one's offset.
@@ -77,16 +82,16 @@ class _Cursor:
         One ``LRANGE`` a chunk, reaching one message further than the chunk: the last
         one read, which tells whether workers took messages meanwhile. A deep read
         is paid for by walking the list to it, so it is walked once, not twice.
+        From the second chunk on, the next one is asked for before this one is
+        handed out, so Redis reads it while the reader works.
         """
+        reads = 0
         while True:
-            if self.offset and self.last:
-                chunk = self.client.lrange(self.key, -(self.offset + CHUNK), -self.offset)
-                before = chunk.pop() if chunk else None
-                if before != self.last:  # workers took messages
-                    self._find_last()
-                    continue
-            else:
-                chunk = self.client.lrange(self.key, -(self.offset + CHUNK), -(self.offset + 1))
+            self.settle()
+            chunk = self._read()
+            if chunk is None:  # workers took messages
+                self._find_last()
+                continue
             if not chunk:
                 return
             chunk.reverse()
@@ -94,7 +99,31 @@ class _Cursor:
             self.kept_before = self.kept
             self.last = self.kept = chunk[-1]
             offset, self.offset = self.offset, self.offset + len(chunk)
+            reads += 1
+            if reads > 1:  # a long read: one chunk ahead (a short one asks for no more)
+                self.ahead = self._ask()
             yield offset, chunk
+
+    def _ask(self) -> tuple[bytes, Reply]:
+        """``LRANGE`` of the next chunk, and the message it must reach back to (or ``b""``)."""
+        if self.offset and self.last:
+            return self.last, self.link.send(
+                "LRANGE", self.key, -(self.offset + CHUNK), -self.offset
+            )
+        return b"", self.link.send("LRANGE", self.key, -(self.offset + CHUNK), -(self.offset + 1))
+
+    def _read(self) -> list[bytes] | None:
+        """The next chunk, or ``None`` when the list moved under it.
+
+        A chunk asked for ahead was read before any removal sent after it, so it
+        reaches back to the last message read then, removed since or not.
+        """
+        before, reply = self.ahead or self._ask()
+        self.ahead = None
+        chunk: list[bytes] = reply.get()
+        if before and (not chunk or chunk.pop() != before):
+            return None
+        return chunk
 
     def _find_last(self) -> None:
         """Resume right after the last message read, where it is now.
@@ -114,11 +143,21 @@ class _Cursor:
         kept = (raw for raw in reversed(self.chunk) if raw not in raws)
         self.kept = next(kept, self.kept_before)
 
-    def removed(self, count: int) -> None:
-        """Its reader removed ``count`` messages it had read (the rest of those it doomed are
-        gone to workers)."""
-        self.offset = self.offset - count if self.kept else 0  # nothing kept: all read are gone
-        self.last = self.kept
+    def remove(self, doomed: list[tuple[int, bytes]]) -> None:
+        """Send the removal of ``doomed``, read messages with their offsets; see :meth:`settle`."""
+        marker = f"taskkit-removed-{uuid.uuid4()}".encode()
+        pairs = [item for offset, raw in doomed for item in (-offset - 1, raw)]
+        self.removals.append(self.link.send("EVAL", _REMOVE, 1, self.key, marker, *pairs))
+
+    def settle(self) -> None:
+        """Count the removals sent, and keep its place behind them (the messages it
+        doomed that are not removed were taken by workers)."""
+        for reply in self.removals:
+            count = int(reply.get())
+            self.gone += count
+            self.offset = self.offset - count if self.kept else 0  # nothing kept: all gone
+            self.last = self.kept
+        self.removals.clear()
 
 
 class RedisBroker:
@@ -129,7 +168,6 @@ class RedisBroker:
         channel: Any = connection.default_channel  # kombu's Redis channel
         self.channel = channel
         self.client: Any = channel.client
-        self.remove_script = self.client.register_script(_REMOVE)
 
     def _keys(self, queue: str) -> list[str]:
         """The queue's lists in the order a worker empties them."""
@@ -158,68 +196,70 @@ class RedisBroker:
                 pipe.llen(key)
             return sum(pipe.execute())
 
-    def _cursors(self, queue: str, start: int) -> Iterator[tuple[int, _Cursor]]:
+    def _cursors(self, link: Link, queue: str, start: int) -> Iterator[tuple[int, _Cursor]]:
         """A cursor per list of ``queue`` from overall position ``start``, with its base."""
         base = 0
         for key in self._keys(queue):
             size = self.client.llen(key)
             if start - base < size:
-                yield base, _Cursor(self.client, key, max(start - base, 0))
+                yield base, _Cursor(link, self.client, key, max(start - base, 0))
             base += size
 
     def scan(
         self, queue: str, start: int = 0, sieve: Sieve = EVERYTHING
     ) -> Iterator[QueuedMessage]:
         passes = sieve.passes
-        for base, cursor in self._cursors(queue, start):
-            for first, chunk in cursor.chunks():
-                if not sieve.chunk_passes(chunk):
-                    continue
-                for index, raw in enumerate(chunk, base + first):
-                    if passes(raw):
-                        yield decode(raw, queue, index, cursor.key)
+        with Link(self.client) as link:
+            for base, cursor in self._cursors(link, queue, start):
+                for first, chunk in cursor.chunks():
+                    if not sieve.chunk_passes(chunk):
+                        continue
+                    for index, raw in enumerate(chunk, base + first):
+                        if passes(raw):
+                            yield decode(raw, queue, index, cursor.key)
 
     def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
         """Remove matches in batches, each with a single pass over the list.
 
         A batch is sent when it holds :data:`BATCH` messages, when the cursor has
         gone twice as deep as at the last batch (so the passes add up to about
-        twice the list), at the limit, and at the end.
+        twice the list), at the limit, and at the end. It runs while the next
+        chunk is read; with a limit, it is waited for, as its count decides
+        whether to go on.
         """
         removed = 0
         passes = sieve.passes
-        for _, cursor in self._cursors(queue, 0):
-            doomed: list[tuple[int, bytes]] = []
-            sent_at = 0
-            for first, chunk in cursor.chunks():
-                found = (
-                    [
-                        (offset, raw)
-                        for offset, raw in enumerate(chunk, first)
-                        if passes(raw) and match(decode(raw, queue))
-                    ]
-                    if sieve.chunk_passes(chunk)
-                    else []
-                )
-                if limit:
-                    found = found[: limit - removed - len(doomed)]
-                cursor.dooms({raw for _, raw in found})
-                doomed += found
-                full = limit and removed + len(doomed) >= limit
-                if doomed and (len(doomed) >= BATCH or cursor.offset >= 2 * sent_at or full):
-                    count = self._remove(cursor.key, doomed)
-                    cursor.removed(count)
-                    removed, doomed, sent_at = removed + count, [], cursor.offset
-                if full:
-                    return removed
-            if doomed:
-                removed += self._remove(cursor.key, doomed)
+        with Link(self.client) as link:
+            for _, cursor in self._cursors(link, queue, 0):
+                doomed: list[tuple[int, bytes]] = []
+                sent_at = 0
+                for first, chunk in cursor.chunks():
+                    found = (
+                        [
+                            (offset, raw)
+                            for offset, raw in enumerate(chunk, first)
+                            if passes(raw) and match(decode(raw, queue))
+                        ]
+                        if sieve.chunk_passes(chunk)
+                        else []
+                    )
+                    if limit:
+                        found = found[: limit - removed - cursor.gone - len(doomed)]
+                    cursor.dooms({raw for _, raw in found})
+                    doomed += found
+                    full = limit and removed + cursor.gone + len(doomed) >= limit
+                    if doomed and (len(doomed) >= BATCH or cursor.offset >= 2 * sent_at or full):
+                        cursor.remove(doomed)
+                        if limit:
+                            cursor.settle()
+                        doomed, sent_at = [], cursor.offset
+                    if full:
+                        return removed + cursor.gone
+                if doomed:
+                    cursor.remove(doomed)
+                cursor.settle()
+                removed += cursor.gone
         return removed
-
-    def _remove(self, key: str, doomed: list[tuple[int, bytes]]) -> int:
-        marker = f"taskkit-removed-{uuid.uuid4()}".encode()
-        pairs = [item for offset, raw in doomed for item in (-offset - 1, raw)]
-        return int(self.remove_script(keys=[key], args=[marker, *pairs]))
 
     def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
         for _, value in self.client.hscan_iter(self.channel.unacked_key, count=CHUNK):
