@@ -87,7 +87,6 @@ class _Cursor:
         """
         reads = 0
         while True:
-            self.settle()
             chunk = self._read()
             if chunk is None:  # workers took messages
                 self._find_last()
@@ -116,7 +115,9 @@ class _Cursor:
         """The next chunk, or ``None`` when the list moved under it.
 
         A chunk asked for ahead was read before any removal sent after it, so it
-        reaches back to the last message read then, removed since or not.
+        reaches back to the last message read then, removed since or not. A
+        removal's answer waits until a later read: Redis removes while the
+        reader reads on.
         """
         before, reply = self.ahead or self._ask()
         self.ahead = None
@@ -128,8 +129,10 @@ class _Cursor:
     def _find_last(self) -> None:
         """Resume right after the last message read, where it is now.
 
-        If it is gone, so is everything before it: resume at the right end.
+        If it is gone, so is everything before it: resume at the right end. The
+        removals sent are waited for first: this looks on another connection.
         """
+        self.settle()
         with self.client.pipeline(transaction=True) as pipe:
             pipe.lpos(self.key, self.last, rank=-1)
             pipe.llen(self.key)
@@ -144,19 +147,21 @@ class _Cursor:
         self.kept = next(kept, self.kept_before)
 
     def remove(self, doomed: list[tuple[int, bytes]]) -> None:
-        """Send the removal of ``doomed``, read messages with their offsets; see :meth:`settle`."""
+        """Send the removal of ``doomed``, read messages with their offsets, and keep its
+        place behind them. Their count is read later, by :meth:`settle`.
+
+        Its place assumes all are removed. Those a worker took instead moved the
+        list by as much, as any message a worker takes does: the next read sees it.
+        """
         marker = f"taskkit-removed-{uuid.uuid4()}".encode()
         pairs = [item for offset, raw in doomed for item in (-offset - 1, raw)]
         self.removals.append(self.link.send("EVAL", _REMOVE, 1, self.key, marker, *pairs))
+        self.offset = self.offset - len(doomed) if self.kept else 0  # nothing kept: all gone
+        self.last = self.kept
 
     def settle(self) -> None:
-        """Count the removals sent, and keep its place behind them (the messages it
-        doomed that are not removed were taken by workers)."""
-        for reply in self.removals:
-            count = int(reply.get())
-            self.gone += count
-            self.offset = self.offset - count if self.kept else 0  # nothing kept: all gone
-            self.last = self.kept
+        """Count the messages the removals sent so far removed, into :attr:`gone`."""
+        self.gone += sum(int(reply.get()) for reply in self.removals)
         self.removals.clear()
 
 
@@ -223,9 +228,9 @@ class RedisBroker:
 
         A batch is sent when it holds :data:`BATCH` messages, when the cursor has
         gone twice as deep as at the last batch (so the passes add up to about
-        twice the list), at the limit, and at the end. It runs while the next
-        chunk is read; with a limit, it is waited for, as its count decides
-        whether to go on.
+        twice the list), at the limit, and at the end. It runs while the scan
+        goes on; with a limit, it is waited for, as its count decides whether to
+        go on.
         """
         removed = 0
         passes = sieve.passes
