@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -93,10 +93,13 @@ def prepare_many(
     task: Task,
     payloads: Iterable[Mapping[str, Any] | None],
     queue: str,
+    *,
+    run_ids: Sequence[str] | None = None,
     **fields: Any,
 ) -> list[Prepared]:
     """:func:`prepare` for runs that share a task, queue and fields: what is the same is
-    checked once, and every run is queued at the same time."""
+    checked once, and every run is queued at the same time. ``run_ids`` (one a payload)
+    name the runs; new ones are drawn without them."""
     if task.handler is None:
         raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
     validate_queue_name(queue)
@@ -111,7 +114,7 @@ def prepare_many(
             spelled=spelled,
             **fields,
         )
-        for spelled, run_id in zip(checked, new_ids(len(checked)), strict=True)
+        for spelled, run_id in zip(checked, run_ids or new_ids(len(checked)), strict=True)
     ]
 
 
@@ -123,18 +126,10 @@ def prepare(
     run_id: str | None = None,
     **fields: Any,
 ) -> Prepared:
-    """Check ``payload`` against the task and settings; raise before anything is stored or sent."""
-    if task.handler is None:
-        raise TaskNotImplemented(task.name, task.missing_reason or "no handler")
-    if queue is not None:
-        validate_queue_name(queue)
-    spelled = checked_payload(
-        payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
-    )
-    return Prepared(
-        task=task,
-        run_id=run_id or new_ids(1)[0],
-        queue=queue or task.meta.queue,
-        spelled=spelled,
-        **fields,
-    )
+    """Check ``payload`` against the task and settings; raise before anything is stored or sent.
+
+    Without ``queue``, the task's own (checked when the task was defined).
+    """
+    ids = [run_id] if run_id else None
+    target = task.meta.queue if queue is None else queue  # "" is refused, as a queue name
+    return prepare_many(task, [payload], target, run_ids=ids, **fields)[0]
