@@ -20,7 +20,7 @@ from celery.exceptions import TaskRevokedError
 from django.utils import timezone
 
 from ..definition import Source
-from ..exceptions import class_path, exception_path
+from ..exceptions import exception_path
 from ..models import RunStatus, TaskRun
 
 #: The ``result_backend`` taskkit sets on an app whose settings name none.
@@ -176,25 +176,18 @@ def record_unsent(signature: Any, exc: BaseException) -> None:
     context = kwargs.get("context")
     if not isinstance(context, dict) or not signature.id:
         return
-    now = timezone.now()
-    error = f"{type(exc).__name__}: {exc}"
-    entry = {
-        "attempt": 1,
-        "error": error,
-        "exception": class_path(exc),
-        "finished_at": now.isoformat(),
-    }
+    # Lazily: the worker's modules stay out of web processes, and out of an import cycle.
+    from .work.outcome import failed_attempt
+
     TaskRun.objects.get_or_create(
         pk=signature.id,
         defaults={
             "name": str(context.get("task") or signature.task),
             "queue": str(context.get("queue") or signature.options.get("queue") or ""),
             "payload": kwargs.get("payload") or {},
-            "status": RunStatus.FAILED,
             "source": str(context.get("source") or Source.WORKER),
-            "finished_at": now,
-            "error": error,
-            "history": [entry],
+            # Failed for good, as no task is given: its first attempt, error and history.
+            **failed_attempt(None, 1, exc, [], timezone.now()),
         },
     )
 
