@@ -6,7 +6,6 @@ import base64
 import json
 import queue
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +23,8 @@ from taskkit.queues.brokers.filesystem import FilesystemBroker
 from taskkit.queues.brokers.redis import RedisBroker
 from taskkit.queues.messages import decode
 
-REDIS = "redis://127.0.0.1:6379/12"
+from .conftest import SCRATCH_REDIS_URL as REDIS
+
 DELIVERY = {"exchange": "", "routing_key": "default"}
 
 
@@ -69,32 +69,23 @@ def test_an_item_id_is_a_uuid_made_of_its_bytes() -> None:
     assert uuid.UUID(item_id(b"a"))
 
 
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def test_a_redis_worker_moves_what_it_cannot_take_to_the_quarantine(
-    client: redis.Redis, caplog: pytest.LogCaptureFixture
+    scratch_redis: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = f"q-{uuid.uuid4().hex[:8]}"
     with Connection(REDIS, transport=redis_transport.Transport) as connection:
         connection.SimpleQueue(name).put({"good": 1})  # declared; then garbage goes first
-        client.rpush(name, b"\x00garbage")
+        scratch_redis.rpush(name, b"\x00garbage")
         with connection.SimpleQueue(name) as simple:
             message = simple.get(timeout=5)  # BRPOP through the screened read
             assert message.payload == {"good": 1}
             message.ack()
-    assert client.lrange(QUARANTINE, 0, -1) == [b"\x00garbage"]
+    assert scratch_redis.lrange(QUARANTINE, 0, -1) == [b"\x00garbage"]
     assert f"a malformed item in queue {name} was moved to {QUARANTINE}" in caplog.text
 
 
-def test_redis_listings_show_malformed_items_with_their_problem(client: redis.Redis) -> None:
-    client.rpush(QUARANTINE, b"[1, 2, 3]", b"\x00")
+def test_redis_listings_show_malformed_items_with_their_problem(scratch_redis: redis.Redis) -> None:
+    scratch_redis.rpush(QUARANTINE, b"[1, 2, 3]", b"\x00")
     with Connection(REDIS) as connection:
         listed = list(RedisBroker(connection).scan(QUARANTINE))
     assert [(m.raw, m.run_id, m.name) for m in listed] == [
@@ -108,7 +99,7 @@ def test_redis_listings_show_malformed_items_with_their_problem(client: redis.Re
 
 def test_redis_urls_use_taskkits_transport() -> None:
     redis_transport.install()  # as the app's ready() did
-    for url in ("redis://127.0.0.1:6379/12", "rediss://127.0.0.1:6380/0"):
+    for url in (REDIS, "rediss://127.0.0.1:6380/0"):
         assert Connection(url).transport_cls == url.split(":")[0]
         assert Connection(url).get_transport_cls() is redis_transport.Transport
 

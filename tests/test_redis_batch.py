@@ -1,8 +1,8 @@
 """The Redis fast path writes what ``apply_async`` would, on a real Redis.
 
-Nothing consumes these queues (Redis database 11): the tests read the envelopes
-back and compare them with the ones Celery's ``apply_async`` writes for the same
-runs, byte for byte but for kombu's delivery tags.
+Nothing consumes these queues (the scratch Redis database, ``tests.conftest``): the
+tests read the envelopes back and compare them with the ones Celery's ``apply_async``
+writes for the same runs, byte for byte but for kombu's delivery tags.
 """
 
 from __future__ import annotations
@@ -29,22 +29,12 @@ from taskkit.bridge.send.messages import Prepared, new_ids, prepare
 from taskkit.bridge.send.publish import publish
 from taskkit.registry import get_task
 
+from .conftest import SCRATCH_REDIS_URL as URL
 from .integration.conftest import current, make_app
 
-URL = "redis://127.0.0.1:6379/11"
-
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def app(client: redis.Redis) -> Iterator[Celery]:
+def app(scratch_redis: redis.Redis) -> Iterator[Celery]:
     app = make_app("taskkit-redis-batch", URL)
     with current(app):
         yield app
@@ -84,21 +74,21 @@ def one_by_one(batch: list[Prepared]) -> None:
     ],
 )
 def test_envelopes_equal_apply_async(
-    app: Celery, client: redis.Redis, name: str, queue: str | None
+    app: Celery, scratch_redis: redis.Redis, name: str, queue: str | None
 ) -> None:
     batch = runs(name, 5, queue)
     assert redis_batch.usable(app, app.producer_pool.acquire(), batch)
     publish(batch)
     target = batch[0].queue
-    fast = queued(client, target)
+    fast = queued(scratch_redis, target)
     one_by_one(batch)
-    assert fast == queued(client, target)
+    assert fast == queued(scratch_redis, target)
     assert [envelope["headers"]["id"] for envelope in fast] == [run.run_id for run in batch]
     if name == "limits:sleep":
         assert fast[0]["headers"]["timelimit"] == [7.0, 2.0]
 
 
-def test_project_routes_are_honoured(client: redis.Redis) -> None:
+def test_project_routes_are_honoured(scratch_redis: redis.Redis) -> None:
     app = make_app("taskkit-redis-routes", URL, task_routes={"echo:payload": {"queue": "special"}})
     with current(app):
         batch = runs(
@@ -107,15 +97,15 @@ def test_project_routes_are_honoured(client: redis.Redis) -> None:
             taskkit.bridge.send.celery_message.resolve_queue(get_task("echo:payload"), None),
         )
         publish(batch)
-        fast = queued(client, "special")
+        fast = queued(scratch_redis, "special")
         one_by_one(batch)
-        assert fast == queued(client, "special")
-        assert len(fast) == 3 and not client.exists("default")
+        assert fast == queued(scratch_redis, "special")
+        assert len(fast) == 3 and not scratch_redis.exists("default")
     app.close()
 
 
 def test_parent_and_root_ids_are_those_of_the_running_task(
-    app: Celery, client: redis.Redis
+    app: Celery, scratch_redis: redis.Redis
 ) -> None:
     parent = app.tasks["echo:payload"]
     parent.push_request(id="parent-id", root_id="root-id", called_directly=False)
@@ -124,9 +114,9 @@ def test_parent_and_root_ids_are_those_of_the_running_task(
     try:
         batch = runs("echo:payload", 3)
         publish(batch)
-        fast = queued(client, "default")
+        fast = queued(scratch_redis, "default")
         one_by_one(batch)
-        assert fast == queued(client, "default")
+        assert fast == queued(scratch_redis, "default")
         assert parent.request.children  # both paths add the runs to the parent's trail
     finally:
         task_stack.pop()
@@ -136,16 +126,20 @@ def test_parent_and_root_ids_are_those_of_the_running_task(
     }
 
 
-def test_large_batches_are_chunked_and_keep_their_order(app: Celery, client: redis.Redis) -> None:
+def test_large_batches_are_chunked_and_keep_their_order(
+    app: Celery, scratch_redis: redis.Redis
+) -> None:
     queue = f"bulk-{uuid.uuid4().hex}"  # never declared before in this process
     batch = runs("echo:payload", 2_500, queue)
     publish(batch)
-    fast = queued(client, queue)
+    fast = queued(scratch_redis, queue)
     assert [e["headers"]["id"] for e in fast] == [run.run_id for run in batch]
-    assert client.exists(f"_kombu.binding.{queue}")  # the queue was declared
+    assert scratch_redis.exists(f"_kombu.binding.{queue}")  # the queue was declared
 
 
-def test_publish_signal_receivers_see_every_message(app: Celery, client: redis.Redis) -> None:
+def test_publish_signal_receivers_see_every_message(
+    app: Celery, scratch_redis: redis.Redis
+) -> None:
     seen: list[str] = []
 
     def spy(headers: dict[str, Any], **kwargs: Any) -> None:
@@ -159,11 +153,11 @@ def test_publish_signal_receivers_see_every_message(app: Celery, client: redis.R
     finally:
         before_task_publish.disconnect(spy)
     assert seen == [run.run_id for run in batch]
-    assert len(queued(client, "default")) == 4
+    assert len(queued(scratch_redis, "default")) == 4
 
 
 def test_what_the_copy_would_not_reproduce_takes_celerys_path(
-    app: Celery, client: redis.Redis
+    app: Celery, scratch_redis: redis.Redis
 ) -> None:
     producer = app.producer_pool.acquire()
     assert not redis_batch.usable(app, producer, runs("broadcast:ping", 2))
@@ -173,25 +167,26 @@ def test_what_the_copy_would_not_reproduce_takes_celerys_path(
     batch = runs("echo:payload", 3)
     options = [{"queue": run.queue, "argsrepr": "()", "kwargsrepr": ""} for run in batch]
     assert not redis_batch.publish(app, producer, batch, options)
-    assert not client.exists("default")  # nothing was sent by the refused fast path
+    assert not scratch_redis.exists("default")  # nothing was sent by the refused fast path
     publish(batch)
     # sent one by one, into the list kombu keeps for that priority (steps 0, 3, 6, 9)
-    envelopes = [json.loads(raw) for raw in client.lrange("default\x06\x163", 0, -1)]
+    envelopes = [json.loads(raw) for raw in scratch_redis.lrange("default\x06\x163", 0, -1)]
     assert [e["properties"]["priority"] for e in envelopes] == [5, 5, 5]
 
 
-def test_queues_that_expire_take_celerys_path(client: redis.Redis) -> None:
+def test_queues_that_expire_take_celerys_path(scratch_redis: redis.Redis) -> None:
     app = make_app("taskkit-redis-expires", URL, task_queues=[Queue("expiring", expires=60)])
     with current(app):
         publish(runs("echo:payload", 3, "expiring"))
-        assert client.llen("expiring") == 3
-        assert 0 < client.pttl("expiring") <= 60_000  # kombu's PEXPIRE, which the copy leaves out
+        assert scratch_redis.llen("expiring") == 3
+        # kombu's PEXPIRE, which the copy leaves out
+        assert 0 < scratch_redis.pttl("expiring") <= 60_000
     app.close()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_redis_failing_mid_batch_is_a_clear_error(
-    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    app: Celery, scratch_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
         raise redis.ConnectionError("connection reset by peer")
@@ -202,7 +197,7 @@ def test_redis_failing_mid_batch_is_a_clear_error(
 
 
 def test_a_single_run_takes_the_fast_path_with_a_kept_shape(
-    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    app: Celery, scratch_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = runs("echo:payload", 2)
     assert redis_batch.usable(app, app.producer_pool.acquire(), [first])
@@ -211,15 +206,15 @@ def test_a_single_run_takes_the_fast_path_with_a_kept_shape(
     monkeypatch.setattr(redis_batch, "apply", lambda *a, **k: built.append("apply"))
     publish([second])
     assert built == []  # the kept shape, no Celery work
-    fast = queued(client, "default")
+    fast = queued(scratch_redis, "default")
     monkeypatch.undo()
     one_by_one([first, second])
-    assert fast == queued(client, "default")
+    assert fast == queued(scratch_redis, "default")
     assert [e["headers"]["id"] for e in fast] == [first.run_id, second.run_id]
 
 
 def test_a_changed_setting_or_another_process_builds_the_shape_again(
-    app: Celery, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    app: Celery, scratch_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish(runs("echo:payload", 1))
     with app.producer_or_acquire() as producer:
@@ -234,7 +229,9 @@ def test_a_changed_setting_or_another_process_builds_the_shape_again(
         assert redis_batch.shape_for(app, producer, run, message_options(run)) is not fresh
 
 
-def test_stored_runs_of_one_batch_keep_their_own_contexts(app: Celery, client: redis.Redis) -> None:
+def test_stored_runs_of_one_batch_keep_their_own_contexts(
+    app: Celery, scratch_redis: redis.Redis
+) -> None:
     """The scheduler publishes due runs together; each has its own attempt and due time."""
     task = get_task("echo:payload")
     when = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -251,9 +248,9 @@ def test_stored_runs_of_one_batch_keep_their_own_contexts(app: Celery, client: r
         for n in range(6)
     ]
     publish(batch)
-    fast = queued(client, "default")
+    fast = queued(scratch_redis, "default")
     one_by_one(batch)
-    assert fast == queued(client, "default")
+    assert fast == queued(scratch_redis, "default")
     bodies = [json.loads(base64.b64decode(e["body"])) for e in fast]
     assert [body[1]["context"]["attempt"] for body in bodies] == [1, 2, 1, 2, 1, 2]
     assert [body[1]["context"].get("stored", False) for body in bodies] == [True] * 4 + [False] * 2

@@ -29,14 +29,13 @@ from taskkit import upstream
 from taskkit.embedded import celery_settings
 from taskkit.scheduler import Scheduler
 
-REDIS = "redis://127.0.0.1:6379/12"
+from .conftest import SCRATCH_REDIS_URL as REDIS
 
 
 @pytest.fixture
-def channel() -> Iterator[Any]:
+def channel(scratch_redis: redis.Redis) -> Iterator[Any]:
     with Connection(REDIS) as connection:
         yield connection.default_channel
-    redis.Redis.from_url(REDIS).flushdb()
 
 
 def test_current_object_is_the_app_behind_the_proxy() -> None:
@@ -74,14 +73,15 @@ def test_augmenting_adds_kombus_delivery_info(channel: Any) -> None:
     assert message["properties"]["delivery_tag"]
 
 
-def test_priority_queue_names_the_list_kombu_publishes_to(channel: Any) -> None:
+def test_priority_queue_names_the_list_kombu_publishes_to(
+    channel: Any, scratch_redis: redis.Redis
+) -> None:
     name = f"prio-{uuid.uuid4().hex}"
     queue = Queue(name, Exchange(name), routing_key=name)
     Producer(channel).publish(
         {}, exchange=queue.exchange, routing_key=name, declare=[queue], priority=3
     )
-    client = redis.Redis.from_url(REDIS)
-    assert client.llen(upstream.priority_queue(channel, name, 3)) == 1
+    assert scratch_redis.llen(upstream.priority_queue(channel, name, 3)) == 1
     assert upstream.priority_queue(channel, name, 0) == name
 
 
@@ -145,7 +145,9 @@ def test_count_sent_makes_beat_save_after_sync_every_tasks() -> None:
     assert scheduler.should_sync()
 
 
-def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it() -> None:
+def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it(
+    scratch_redis: redis.Redis,
+) -> None:
     from kombu.transport import redis as kombu_redis
 
     screened: list[bytes] = []
@@ -158,18 +160,13 @@ def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it() -> No
     class Transport(kombu_redis.Transport):
         Channel = Screening
 
-    client = redis.Redis.from_url(REDIS)
-    try:
-        with Connection(REDIS, transport=Transport) as connection:
-            simple = connection.SimpleQueue("upstream-hooks")
-            client.rpush("upstream-hooks", b"refused")  # would break kombu's parse
-            simple.put({"a": 1})
-            assert simple.get(timeout=5).payload == {"a": 1}
-            simple.close()
-        assert screened[0] == b"refused" and len(screened) == 2
-    finally:
-        client.flushdb()
-        client.close()
+    with Connection(REDIS, transport=Transport) as connection:
+        simple = connection.SimpleQueue("upstream-hooks")
+        scratch_redis.rpush("upstream-hooks", b"refused")  # would break kombu's parse
+        simple.put({"a": 1})
+        assert simple.get(timeout=5).payload == {"a": 1}
+        simple.close()
+    assert screened[0] == b"refused" and len(screened) == 2
 
 
 def test_use_transport_forgets_the_class_kombu_resolved_before(
