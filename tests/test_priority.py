@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -9,12 +10,14 @@ import pytest
 from celery import Celery, current_app
 from django.utils import timezone
 
+from taskkit import upstream
 from taskkit.backends.priority import celery_priority
 from taskkit.models import TaskRun
 from taskkit.scheduling import promote_due
 from tests.apps.single import jobs
 
-REDIS = "redis://127.0.0.1:6379/15"
+from .conftest import SCRATCH_REDIS_URL as REDIS
+
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
 
@@ -42,10 +45,15 @@ def test_django_priorities_map_onto_the_brokers_order(
 
 
 @pytest.fixture
-def on_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The project's Celery app says Redis (no message leaves: ``sent`` records them)."""
+def on_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The project's Celery app says Redis (no message leaves: ``sent`` records them).
+
+    Its pools, built on Redis meanwhile, go too: later tests would send there.
+    """
     monkeypatch.setitem(current_app.conf, "broker_url", REDIS)
     monkeypatch.setitem(current_app.conf, "task_default_priority", 5)
+    yield
+    upstream.drop_connection_pools(current_app)
 
 
 @pytest.mark.django_db(transaction=True)
