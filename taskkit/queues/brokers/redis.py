@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from itertools import compress
 from typing import Any
 
 from kombu import Connection
@@ -219,9 +220,9 @@ class RedisBroker:
                 for first, chunk in cursor.chunks():
                     if not sieve.chunk_passes(chunk):
                         continue
-                    for index, raw in enumerate(chunk, base + first):
-                        if passes(raw):
-                            yield decode(raw, queue, index, cursor.key)
+                    sieved = compress(enumerate(chunk, base + first), map(passes, chunk))
+                    for index, raw in sieved:  # no Python loop over what the sieve stops
+                        yield decode(raw, queue, index, cursor.key)
 
     def delete(self, queue: str, match: Match, sieve: Sieve = EVERYTHING, limit: int = 0) -> int:
         """Remove matches in batches, each with a single pass over the list.
@@ -242,8 +243,8 @@ class RedisBroker:
                     found = (
                         [
                             (offset, raw)
-                            for offset, raw in enumerate(chunk, first)
-                            if passes(raw) and match(decode(raw, queue))
+                            for offset, raw in compress(enumerate(chunk, first), map(passes, chunk))
+                            if match(decode(raw, queue))
                         ]
                         if sieve.chunk_passes(chunk)
                         else []
