@@ -242,3 +242,16 @@ def test_a_quiet_process_waits_for_a_batch_and_a_busy_one_does_not(
     assert not starting.due()
     clock[0] += recorder_module.START_AFTER
     assert starting.due()
+
+
+def test_a_new_rows_defaults_are_made_for_each_statement() -> None:
+    """The upsert's plan is kept per field set; a default such as ``created_at``'s now is not."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    fields = {"name": "echo:payload", "status": RunStatus.SUCCEEDED}
+    recorder_module.upsert(first, fields)
+    time.sleep(0.01)
+    before = timezone.now()
+    recorder_module.upsert(second, fields)
+    rows = {str(run.id): run for run in TaskRun.objects.filter(pk__in=[first, second])}
+    assert rows[first].created_at < before <= rows[second].created_at
+    assert rows[second].payload == {} and rows[second].history == [] and rows[second].attempt == 1

@@ -141,10 +141,7 @@ def admit(
     taken = (*FINISHED, RunStatus.RUNNING)
     claimed = update_unless(ctx.run_id, ctx.attempt, taken, running) if stored else 0
     if not claimed:
-        mine = TaskRun.objects.filter(
-            pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
-        )
-        if stored and mine.exists():  # this delivery's own claim, its answer lost
+        if stored and _claimed_by(ctx, claim):  # this delivery's own claim, its answer lost
             return Admission.RUN
         if (stored or redelivered) and started_already(task, ctx):  # or another delivery's
             return Admission.SKIP
@@ -158,6 +155,14 @@ def admit(
         tell(Step.CANCELLED, task, ctx, row["worker"], error=error)
         return Admission.SKIP
     return Admission.CLAIMED if claimed and not fields.get("claim") else Admission.RUN
+
+
+def _claimed_by(ctx: TaskContext, claim: datetime) -> bool:
+    """Whether the row is this attempt's, running since ``claim`` (a query built only when
+    asked: building it costs more than a no-op run)."""
+    return TaskRun.objects.filter(
+        pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING, started_at=claim
+    ).exists()
 
 
 def claim_token(fields: dict[str, Any]) -> datetime:

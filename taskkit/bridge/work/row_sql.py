@@ -8,8 +8,10 @@ take the ORM's way.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -81,6 +83,81 @@ def _adapter(field: Any, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | None
     return functools.partial(field.get_db_prep_save, connection=db)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How rows of one field set are written on one connection: worked out once, not per
+    statement (Django's field methods cost a worker more than the statement's own CPU)."""
+
+    columns: tuple[str, ...]
+    #: The columns the rows give (those an existing row gets on conflict).
+    updated: tuple[str, ...]
+    #: Every column's value as the database takes it: the other columns' defaults, ``None``
+    #: where a row or :attr:`fresh` fills it in.
+    template: tuple[Any, ...]
+    #: The columns whose default is made anew for each statement (``created_at``'s now).
+    fresh: tuple[tuple[int, Field[Any, Any]], ...]
+    #: Where each given field goes, and how its value is adapted (``None``: as it is).
+    adapters: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
+
+
+#: Static defaults: an empty container's database value is the same every time.
+_SAME_EVERY_TIME = (dict, list)
+
+
+#: Each connection's plans, by field set. A connection is one thread's, and its plans go
+#: with it (they hold its adapters), not kept here after the thread is gone.
+_plans: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[tuple[str, ...], _Plan]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plan(db: BaseDatabaseWrapper, names: tuple[str, ...]) -> _Plan:
+    """The plan of rows with the fields ``names`` on the connection ``db``."""
+    plans = _plans.get(db)
+    if plans is None:
+        plans = _plans[db] = {}
+    plan = plans.get(names)
+    if plan is None:
+        plan = plans[names] = _new_plan(db, names)
+    return plan
+
+
+def _new_plan(db: BaseDatabaseWrapper, names: tuple[str, ...]) -> _Plan:
+    meta = TaskRun._meta
+    pk = meta.pk
+    assert pk is not None
+    fields = [pk, *(field for field in meta.concrete_fields if field is not pk)]
+    given = set(names)
+
+    def fresh(field: Field[Any, Any]) -> bool:
+        return (
+            field.has_default()
+            and callable(field.default)
+            and field.default not in _SAME_EVERY_TIME
+        )
+
+    return _Plan(
+        columns=tuple(field.column or "" for field in fields),
+        updated=tuple(field.column or "" for field in fields if field.name in given),
+        template=tuple(
+            None
+            if field.name in given or field is pk or fresh(field)
+            else field.get_db_prep_save(field.get_default(), db)
+            for field in fields
+        ),
+        fresh=tuple(
+            (index, field)
+            for index, field in enumerate(fields)
+            if field.name not in given and field is not pk and fresh(field)
+        ),
+        adapters=tuple(
+            (index, field.name, _adapter(field, db))
+            for index, field in enumerate(fields)
+            if field.name in given
+        ),
+    )
+
+
 def _execute_upsert(
     db: BaseDatabaseWrapper, names: tuple[str, ...], group: list[tuple[str, Fields]]
 ) -> None:
@@ -90,45 +167,27 @@ def _execute_upsert(
     a worker pays under the GIL its runs need. Here the other columns get their
     defaults once per batch, and plain strings and numbers are not adapted at all.
     """
-    meta = TaskRun._meta
-    pk = meta.pk
+    plan = _plan(db, names)
+    pk = TaskRun._meta.pk
     assert pk is not None
-    fields = [pk, *(field for field in meta.concrete_fields if field is not pk)]
-    template = [
-        None
-        if field.name in names or field is pk
-        else field.get_db_prep_save(field.get_default(), db)
-        for field in fields
-    ]
-    adapters = [
-        (index, field.name, _adapter(field, db))
-        for index, field in enumerate(fields)
-        if field.name in names
-    ]
+    template = list(plan.template)
+    for index, field in plan.fresh:
+        template[index] = field.get_db_prep_save(field.get_default(), db)
     params: list[Any] = []
     for run_id, values in group:
         row = list(template)
         row[0] = pk.get_db_prep_save(uuid.UUID(run_id), db)
-        for index, name, adapt in adapters:
+        for index, name, adapt in plan.adapters:
             value = values[name]
             row[index] = value if adapt is None or value is None else adapt(value)
         params.extend(row)
-    columns = tuple(field.column for field in fields)
-    updated = tuple(fields[index].column for index, _, _ in adapters)
-    width = len(columns)
+    width = len(plan.columns)
+    quote, table = db.ops.quote_name, TaskRun._meta.db_table
     with db.cursor() as cursor:
         for start in range(0, len(group), ROWS_PER_STATEMENT):
             chunk = params[start * width : (start + ROWS_PER_STATEMENT) * width]
             count = len(chunk) // width
-            cursor.execute(
-                _upsert_sql(db.ops.quote_name, meta.db_table, columns, updated, count), chunk
-            )
-
-
-@functools.cache
-def _columns() -> dict[str, tuple[Field[Any, Any], str]]:
-    """The run table's fields and their columns, by field name."""
-    return {field.name: (field, field.column or "") for field in TaskRun._meta.concrete_fields}
+            cursor.execute(_upsert_sql(quote, table, plan.columns, plan.updated, count), chunk)
 
 
 @functools.cache
@@ -159,16 +218,14 @@ def update_unless(run_id: str, attempt: int, unless: Iterable[str], fields: Fiel
     meta = TaskRun._meta
     pk = meta.pk
     assert pk is not None
-    params: list[Any] = []
-    columns: list[str] = []
-    by_name = _columns()
-    for name, value in fields.items():
-        field, column = by_name[name]
-        adapt = _adapter(field, db)
-        columns.append(column)
-        params.append(value if adapt is None or value is None else adapt(value))
+    plan = _plan(db, tuple(fields))
+    params = [
+        value if adapt is None or value is None else adapt(value)
+        for _, name, adapt in plan.adapters
+        for value in (fields[name],)
+    ]
     params += [pk.get_db_prep_save(uuid.UUID(run_id), db), attempt, *statuses]
-    sql = _update_sql(db.ops.quote_name, meta.db_table, tuple(columns), pk.column, len(statuses))
+    sql = _update_sql(db.ops.quote_name, meta.db_table, plan.updated, pk.column, len(statuses))
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
