@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -255,3 +258,24 @@ def test_a_new_rows_defaults_are_made_for_each_statement() -> None:
     rows = {str(run.id): run for run in TaskRun.objects.filter(pk__in=[first, second])}
     assert rows[first].created_at < before <= rows[second].created_at
     assert rows[second].payload == {} and rows[second].history == [] and rows[second].attempt == 1
+
+
+def test_a_threads_connection_is_not_kept_by_the_row_plans() -> None:
+    """Each thread has a connection of its own; a pool's short-lived threads must not
+    leave theirs behind in what the upserts keep."""
+    from django.db import connections
+
+    seen: list[weakref.ref[Any]] = []
+
+    def write() -> None:
+        db = connections["default"]
+        seen.append(weakref.ref(db))
+        recorder_module.upsert(str(uuid.uuid4()), row(RunStatus.SUCCEEDED))
+        db.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+    assert seen and seen[0]() is None

@@ -9,9 +9,7 @@ take the ORM's way.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,7 +44,20 @@ def upsert_many(rows: Iterable[tuple[str, Fields]]) -> None:
 ROWS_PER_STATEMENT = 500
 
 
-@functools.cache
+#: Statements built, by database alias, builder and shape. Keyed by the alias, not the
+#: connection's ``quote_name``: a bound method would keep every thread's connection.
+_statements: dict[tuple[Any, ...], str] = {}
+
+
+def _sql(db: BaseDatabaseWrapper, build: Callable[..., str], *shape: Any) -> str:
+    """The statement ``build(quote, *shape)`` makes on ``db``'s database, built once."""
+    key = (db.alias, build, *shape)
+    sql = _statements.get(key)
+    if sql is None:
+        sql = _statements[key] = build(db.ops.quote_name, *shape)
+    return sql
+
+
 def _upsert_sql(
     quote: Callable[[str], str],
     table: str,
@@ -66,21 +77,27 @@ def _upsert_sql(
 _PLAIN_TYPES = frozenset({"CharField", "TextField", "PositiveIntegerField"})
 
 
-def _adapter(field: Any, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+#: How a value goes to the database driver, given the connection it goes through.
+Adapter = Callable[[Any, BaseDatabaseWrapper], Any]
+
+
+def _adapter(field: Any) -> Adapter | None:
     """How a value of ``field`` is handed to the database driver (``None``: as it is).
 
     What ``get_db_prep_save`` ends in for the run table's field types, without
     the calls in between: JSON through the backend's ``adapt_json_value``,
-    aware datetimes through ``adapt_datetimefield_value``.
+    aware datetimes through ``adapt_datetimefield_value``. The connection is
+    passed at each call, so a plan holds none: a thread's connection goes with it.
     """
     kind = field.get_internal_type()
     if kind in _PLAIN_TYPES:
         return None
     if kind == "JSONField":
-        return functools.partial(db.ops.adapt_json_value, encoder=field.encoder)
+        encoder = field.encoder
+        return lambda value, db: db.ops.adapt_json_value(value, encoder)
     if kind == "DateTimeField":
-        return db.ops.adapt_datetimefield_value
-    return functools.partial(field.get_db_prep_save, connection=db)
+        return lambda value, db: db.ops.adapt_datetimefield_value(value)
+    return lambda value, db: field.get_db_prep_save(value, connection=db)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,28 +114,22 @@ class _Plan:
     #: The columns whose default is made anew for each statement (``created_at``'s now).
     fresh: tuple[tuple[int, Field[Any, Any]], ...]
     #: Where each given field goes, and how its value is adapted (``None``: as it is).
-    adapters: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
+    adapters: tuple[tuple[int, str, Adapter | None], ...]
 
 
 #: Static defaults: an empty container's database value is the same every time.
 _SAME_EVERY_TIME = (dict, list)
 
 
-#: Each connection's plans, by field set. A connection is one thread's, and its plans go
-#: with it (they hold its adapters), not kept here after the thread is gone.
-_plans: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[tuple[str, ...], _Plan]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The plans, by database alias and field set: a few, whatever the number of threads.
+_plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
 
 def _plan(db: BaseDatabaseWrapper, names: tuple[str, ...]) -> _Plan:
-    """The plan of rows with the fields ``names`` on the connection ``db``."""
-    plans = _plans.get(db)
-    if plans is None:
-        plans = _plans[db] = {}
-    plan = plans.get(names)
+    """The plan of rows with the fields ``names`` on ``db``'s database."""
+    plan = _plans.get((db.alias, names))
     if plan is None:
-        plan = plans[names] = _new_plan(db, names)
+        plan = _plans[db.alias, names] = _new_plan(db, names)
     return plan
 
 
@@ -151,7 +162,7 @@ def _new_plan(db: BaseDatabaseWrapper, names: tuple[str, ...]) -> _Plan:
             if field.name not in given and field is not pk and fresh(field)
         ),
         adapters=tuple(
-            (index, field.name, _adapter(field, db))
+            (index, field.name, _adapter(field))
             for index, field in enumerate(fields)
             if field.name in given
         ),
@@ -179,18 +190,18 @@ def _execute_upsert(
         row[0] = pk.get_db_prep_save(uuid.UUID(run_id), db)
         for index, name, adapt in plan.adapters:
             value = values[name]
-            row[index] = value if adapt is None or value is None else adapt(value)
+            row[index] = value if adapt is None or value is None else adapt(value, db)
         params.extend(row)
     width = len(plan.columns)
-    quote, table = db.ops.quote_name, TaskRun._meta.db_table
+    table = TaskRun._meta.db_table
     with db.cursor() as cursor:
         for start in range(0, len(group), ROWS_PER_STATEMENT):
             chunk = params[start * width : (start + ROWS_PER_STATEMENT) * width]
             count = len(chunk) // width
-            cursor.execute(_upsert_sql(quote, table, plan.columns, plan.updated, count), chunk)
+            sql = _sql(db, _upsert_sql, table, plan.columns, plan.updated, count)
+            cursor.execute(sql, chunk)
 
 
-@functools.cache
 def _update_sql(
     quote: Callable[[str], str], table: str, columns: tuple[str, ...], pk: str, unless: int
 ) -> str:
@@ -220,12 +231,12 @@ def update_unless(run_id: str, attempt: int, unless: Iterable[str], fields: Fiel
     assert pk is not None
     plan = _plan(db, tuple(fields))
     params = [
-        value if adapt is None or value is None else adapt(value)
+        value if adapt is None or value is None else adapt(value, db)
         for _, name, adapt in plan.adapters
         for value in (fields[name],)
     ]
     params += [pk.get_db_prep_save(uuid.UUID(run_id), db), attempt, *statuses]
-    sql = _update_sql(db.ops.quote_name, meta.db_table, plan.updated, pk.column, len(statuses))
+    sql = _sql(db, _update_sql, meta.db_table, plan.updated, pk.column, len(statuses))
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
