@@ -275,7 +275,7 @@ def bench_drain(cfg: Config) -> list[Row]:
     timeout = 300.0
 
     def raw_round() -> Progress:
-        # raw Celery: a no-op that INCRs a counter.
+        # raw Celery: a task that INCRs a counter and returns its payload, as echo does.
         clean_slate()
         with app.producer_or_acquire() as producer:
             for p in payloads:
@@ -325,7 +325,8 @@ def bench_drain(cfg: Config) -> list[Row]:
             note=(
                 f"best of {rounds} interleaved rounds per side; "
                 "counted from the first completion seen to the last (50 ms polls), so worker "
-                "start-up is left out; raw counts a Redis INCR per task, taskkit TaskRun rows "
+                "start-up is left out; both tasks return their payload; raw counts a Redis "
+                "INCR per task, taskkit TaskRun rows "
                 "with status succeeded; both workers keep their database connections "
                 f"(CELERY_DB_REUSE_MAX){f'; {failed} rows not succeeded' if failed else ''}"
             ),

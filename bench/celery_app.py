@@ -52,9 +52,11 @@ def noop(**payload: Any) -> None:
 
 
 @app.task(name="bench.count", ignore_result=True, serializer="json")
-def count(**payload: Any) -> None:
-    """A no-op that counts itself done (one ``INCR``): the raw side of the drain rate."""
+def count(**payload: Any) -> dict[str, Any]:
+    """Counts itself done (one ``INCR``) and returns its payload, as taskkit's ``echo``
+    does (Celery logs a repr of what a task returns): the raw side of the drain rate."""
     report_client().incr(COUNT_KEY)
+    return payload
 
 
 @app.task(name="bench.stamp", ignore_result=True, serializer="json")
