@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.db import connections, router
@@ -116,6 +116,19 @@ class _Plan:
     #: Where each given field goes, and how its value is adapted (``None``: as it is).
     adapters: tuple[tuple[int, str, Adapter | None], ...]
 
+    def given(self, fields: Fields, db: BaseDatabaseWrapper) -> Iterator[tuple[int, Any]]:
+        """Where each of ``fields`` goes, and its value as the database driver takes it."""
+        for index, name, adapt in self.adapters:
+            value = fields[name]
+            yield index, value if adapt is None or value is None else adapt(value, db)
+
+
+def _pk(run_id: str, db: BaseDatabaseWrapper) -> Any:
+    """The run id as the database driver takes it."""
+    pk = TaskRun._meta.pk
+    assert pk is not None
+    return pk.get_db_prep_save(uuid.UUID(run_id), db)
+
 
 #: Static defaults: an empty container's database value is the same every time.
 _SAME_EVERY_TIME = (dict, list)
@@ -179,18 +192,15 @@ def _execute_upsert(
     defaults once per batch, and plain strings and numbers are not adapted at all.
     """
     plan = _plan(db, names)
-    pk = TaskRun._meta.pk
-    assert pk is not None
     template = list(plan.template)
     for index, field in plan.fresh:
         template[index] = field.get_db_prep_save(field.get_default(), db)
     params: list[Any] = []
     for run_id, values in group:
         row = list(template)
-        row[0] = pk.get_db_prep_save(uuid.UUID(run_id), db)
-        for index, name, adapt in plan.adapters:
-            value = values[name]
-            row[index] = value if adapt is None or value is None else adapt(value, db)
+        row[0] = _pk(run_id, db)
+        for index, value in plan.given(values, db):
+            row[index] = value
         params.extend(row)
     width = len(plan.columns)
     table = TaskRun._meta.db_table
@@ -226,17 +236,11 @@ def update_unless(run_id: str, attempt: int, unless: Iterable[str], fields: Fiel
     if db.vendor not in ("sqlite", "postgresql"):
         rows = TaskRun.objects.filter(pk=run_id, attempt=attempt).exclude(status__in=statuses)
         return rows.update(**fields)
-    meta = TaskRun._meta
-    pk = meta.pk
-    assert pk is not None
     plan = _plan(db, tuple(fields))
-    params = [
-        value if adapt is None or value is None else adapt(value, db)
-        for _, name, adapt in plan.adapters
-        for value in (fields[name],)
-    ]
-    params += [pk.get_db_prep_save(uuid.UUID(run_id), db), attempt, *statuses]
-    sql = _sql(db, _update_sql, meta.db_table, plan.updated, pk.column, len(statuses))
+    params = [value for _, value in plan.given(fields, db)]
+    params += [_pk(run_id, db), attempt, *statuses]
+    table, pk_column = TaskRun._meta.db_table, plan.columns[0]  # a plan's columns: the pk first
+    sql = _sql(db, _update_sql, table, plan.updated, pk_column, len(statuses))
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)

@@ -21,7 +21,7 @@ from ... import upstream
 from ..messages import QueuedMessage, decode, from_envelope
 from ..sieve import EVERYTHING, Sieve
 from .base import Match, celery_own, text
-from .redis_link import Link, Reply
+from .redis_link import Link, Reply, Sender
 
 #: Messages read per Redis command while scanning a queue.
 CHUNK = 1_000
@@ -64,7 +64,7 @@ class _Cursor:
     reader removes messages it has read: no message is skipped.
     """
 
-    def __init__(self, link: Any, client: Any, key: str, offset: int = 0) -> None:
+    def __init__(self, link: Sender, client: Any, key: str, offset: int = 0) -> None:
         self.link = link  # LRANGE and the removals, in flight
         self.client = client  # the rest, one command at a time
         self.key = key

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import ResponseError
 
@@ -43,6 +43,12 @@ class Reply:
         if isinstance(self._value, BaseException):
             raise self._value
         return self._value
+
+
+class Sender(Protocol):
+    """What sends commands and answers each with a :class:`Reply`: a :class:`Link`."""
+
+    def send(self, *args: Any) -> Reply: ...
 
 
 class Link:
