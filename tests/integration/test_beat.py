@@ -26,7 +26,8 @@ import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER = "redis://127.0.0.1:6379/13"
+#: Beat's own broker, apart from the other tests' (``TASKKIT_TEST_BEAT_REDIS_URL``).
+BROKER = os.environ.get("TASKKIT_TEST_BEAT_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 POSTGRES = os.environ.get("TASKKIT_TEST_DATABASE") == "postgres"

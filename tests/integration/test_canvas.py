@@ -7,6 +7,7 @@ worker of its own.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +29,9 @@ from .conftest import Broker, current, make_app, start_worker, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 TIMEOUT = 60
-#: The chord tests' result backend (keys are run ids: no test shares one).
-RESULTS_URL = "redis://127.0.0.1:6379/10"
+#: The chord tests' result backend (keys are run ids: no test shares one), from
+#: ``TASKKIT_TEST_RESULTS_REDIS_URL``.
+RESULTS_URL = os.environ.get("TASKKIT_TEST_RESULTS_REDIS_URL", "redis://127.0.0.1:6379/10")
 #: No worker consumes it: a step sent there waits, to be looked at and deleted.
 PARKED = "canvas-parked"
 CHORDS = "canvas-chords"
