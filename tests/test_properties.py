@@ -165,3 +165,16 @@ def test_any_body_is_a_payload_or_bad_request(body: bytes) -> None:
 def test_bodies_that_are_no_payload(body: bytes) -> None:
     with pytest.raises(BadRequest):
         from_body(body)
+
+
+def test_a_message_whose_attempt_is_infinity_decodes_as_malformed() -> None:
+    """Found by the test above: ``int(Infinity)`` raised ``OverflowError`` out of the decoder."""
+    body = json.dumps([[], {"payload": None, "context": {"attempt": float("inf")}}, {}])
+    envelope = {
+        "body": base64.b64encode(body.encode()).decode(),
+        "headers": {"task": "echo:payload", "id": "x"},
+        "properties": {"body_encoding": "base64"},
+    }
+    message = decode(dumps(envelope).encode(), "default")
+    assert message.name == ""
+    assert message.problem  # shown to an operator as malformed, who can delete it

@@ -263,3 +263,37 @@ def test_a_claim_with_a_handed_back_token_still_writes_the_runs_start(
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == RunStatus.SUCCEEDED and row.started_at is not None
     assert row.started_at > then + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"attempt": "x"},
+        {"attempt": float("inf")},
+        {"attempt": None},
+        {"source": "nowhere"},
+        {"scheduled_time": "tomorrow"},
+        {"scheduled_time": 5},
+    ],
+)
+def test_a_context_field_of_the_wrong_kind_fails_its_row_with_a_clear_error(
+    context: dict[str, Any],
+) -> None:
+    """A hand-made message's context is checked like its payload: the run ends failed, on the
+    record, not in a worker's log only."""
+    ctask, run_id = message("echo:payload")
+    with pytest.raises(InvalidMessage, match="context"):
+        run_message(ctask, {"a": 1}, {"run_id": run_id, **context})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.payload) == (RunStatus.FAILED, {"a": 1})
+    assert str(next(iter(context))) in row.error
+
+
+def test_a_run_id_that_is_no_uuid_fails_a_row_under_an_id_made_of_it() -> None:
+    from taskkit.quarantine import item_id
+
+    ctask, _ = message("echo:payload")
+    with pytest.raises(InvalidMessage, match="run_id of the wrong kind"):
+        run_message(ctask, {"a": 1}, {"run_id": "not-a-uuid"})
+    row = TaskRun.objects.get(pk=item_id(b"not-a-uuid"))
+    assert (row.status, row.payload) == (RunStatus.FAILED, {"a": 1})

@@ -126,5 +126,5 @@ def from_envelope(
             raw=raw,
             location=location,
         )
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, OverflowError):  # OverflowError: int(Infinity)
         return None

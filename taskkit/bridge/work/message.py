@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task as CeleryTask
 
@@ -15,6 +17,7 @@ from ...definition import Scope, Source, Task, TaskContext
 from ...events import Step, emit
 from ...exceptions import InvalidMessage
 from ...models import TaskRun
+from ...quarantine import item_id
 from .. import broadcast
 from .recorder import recorder
 
@@ -46,12 +49,45 @@ def run_row(
     return row
 
 
+T = TypeVar("T")
+
+
+def _checked(field: str, convert: Callable[[Any], T], value: Any) -> T:
+    """``convert(value)``, or :class:`InvalidMessage` naming the context's ``field``."""
+    try:
+        return convert(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidMessage(
+            f"The message's context has a {field} of the wrong kind "
+            f"({str(value)[:100]!r}: {exc}); it was not run."
+        ) from exc
+
+
+def row_id(run_id: str) -> str:
+    """``run_id`` if it is a UUID, as a row's id must be; else one made of its text, so the
+    failure of a hand-made message whose run id is no UUID is still recorded."""
+    try:
+        return str(uuid.UUID(run_id))
+    except ValueError:
+        return item_id(run_id.encode())
+
+
 def run_context(
     ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any], run_id: str
 ) -> TaskContext:
     """The run's context: its id (a worker's own under ``scope="all"``), attempt, queue and
-    source, and a progress reporter that writes to its row."""
+    source, and a progress reporter that writes to its row.
+
+    :class:`InvalidMessage` names a field of the wrong kind, which only a hand-made
+    message carries: the run is then recorded as failed, as for a wrong payload.
+    """
+    _checked("run_id", uuid.UUID, run_id)
+    attempt = _checked("attempt", int, fields.get("attempt", 1))
+    source = _checked("source", Source, fields.get("source", Source.WORKER))
     scheduled = fields.get("scheduled_time")
+    scheduled_time = (
+        _checked("scheduled_time", datetime.fromisoformat, scheduled) if scheduled else None
+    )
     delivery = getattr(ctask.request, "delivery_info", None) or {}
     if task.meta.scope is Scope.ALL:  # every worker runs it: each run gets its own id
         run_id = broadcast.worker_run_id(run_id, worker_name(ctask))
@@ -62,10 +98,10 @@ def run_context(
 
     return TaskContext(
         run_id=run_id,
-        attempt=int(fields.get("attempt", 1)),
+        attempt=attempt,
         queue=str(fields.get("queue") or delivery.get("routing_key") or task.meta.queue),
-        source=Source(fields.get("source", Source.WORKER)),
-        scheduled_time=datetime.fromisoformat(scheduled) if scheduled else None,
+        source=source,
+        scheduled_time=scheduled_time,
         logger=logging.getLogger(f"taskkit.tasks.{task.name}"),
         progress_reporter=report,
     )

@@ -164,12 +164,12 @@ def record_killed(
     fields = context if isinstance(context, dict) else {}
     sent = kwargs.get("payload")
     payload: dict[str, Any] = sent if isinstance(sent, dict) else {}
+    sent_id = message_id(fields, celery_id)
     try:
         task = get_task(task_name(ctask.name, fields))
+        ctx = run_context(ctask, task, fields, sent_id)
     except TaskkitError:
         return
-    sent_id = message_id(fields, celery_id)
-    ctx = run_context(ctask, task, fields, sent_id)
     for key in run_lock_keys(task, payload):
         release(key, ctx.run_id)
     record_failure(task, ctx, run_row(ctask, task, ctx, sent_id, payload), exc, trace)

@@ -34,7 +34,15 @@ from ..track import track_level
 from .canvas import continuation, split_previous, stop_unless_done
 from .delivery import Admission, admit, claim_token, hand_back, with_database
 from .flight import Flight, take_off
-from .message import MESSAGE_ARGUMENTS, check_shape, message_id, run_context, run_row, tell
+from .message import (
+    MESSAGE_ARGUMENTS,
+    check_shape,
+    message_id,
+    row_id,
+    run_context,
+    run_row,
+    tell,
+)
 from .outcome import record_failure, run_lock_keys, seconds, unrunnable
 from .recorder import recorder, upsert
 
@@ -111,10 +119,11 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         plain = received_payload(
             payload, schema=task.meta.schema, max_bytes=settings.MAX_PAYLOAD_BYTES
         )
+        ctx = run_context(ctask, task, fields, sent_id)
     except TaskkitError as exc:
-        with_database(functools.partial(unrunnable, ctask, sent_id, name, payload, exc))
+        failed = functools.partial(unrunnable, ctask, row_id(sent_id), name, payload, exc)
+        with_database(failed)
         raise
-    ctx = run_context(ctask, task, fields, sent_id)
     # rows are written per the track level, and always where one exists already
     level = track_level(task)
     record = level is not Track.FAILURES or bool(fields.get("stored"))
