@@ -297,3 +297,15 @@ def test_a_run_id_that_is_no_uuid_fails_a_row_under_an_id_made_of_it() -> None:
         run_message(ctask, {"a": 1}, {"run_id": "not-a-uuid"})
     row = TaskRun.objects.get(pk=item_id(b"not-a-uuid"))
     assert (row.status, row.payload) == (RunStatus.FAILED, {"a": 1})
+
+
+@pytest.mark.parametrize("payload", [{"a": "\ud800"}, {"\ud800": 1}])
+def test_a_refused_run_whose_payload_the_database_refuses_is_still_recorded(
+    payload: dict[str, Any],
+) -> None:
+    """PostgreSQL's ``jsonb`` refuses a lone surrogate: the run's row is written without it."""
+    ctask, run_id = message("echo:payload")
+    with pytest.raises(taskkit.InvalidPayload, match="lone surrogate"):
+        run_message(ctask, payload, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.FAILED and "lone surrogate" in row.error

@@ -69,7 +69,7 @@ def row_id(run_id: str) -> str:
     try:
         return str(uuid.UUID(run_id))
     except ValueError:
-        return item_id(run_id.encode())
+        return item_id(run_id.encode(errors="surrogatepass"))  # JSON may carry a lone surrogate
 
 
 def run_context(

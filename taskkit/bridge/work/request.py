@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ...exceptions import InvalidMessage
 from ...models import RunStatus
-from .recorder import upsert
+from .recorder import write_rows
 
 logger = logging.getLogger("taskkit.worker")
 
@@ -118,18 +118,16 @@ def record_refused(
     """Record a message the worker refused as a failed run; log instead if that fails."""
     error = error or InvalidMessage(reason)
     logger.error("%s %s: %s", name, run_id, error)
-    try:
-        upsert(
-            str(uuid.UUID(str(run_id))),
-            {
-                "name": str(name or "?"),
-                "queue": str((delivery or {}).get("routing_key") or ""),
-                "payload": payload or {},
-                "worker": str(worker or ""),
-                "status": RunStatus.FAILED,
-                "error": f"{type(error).__name__}: {error}",
-                "finished_at": timezone.now(),
-            },
-        )
+    try:  # a payload the database refuses is left out, not the run
+        row = {
+            "name": str(name or "?"),
+            "queue": str((delivery or {}).get("routing_key") or ""),
+            "payload": payload or {},
+            "worker": str(worker or ""),
+            "status": RunStatus.FAILED,
+            "error": f"{type(error).__name__}: {error}",
+            "finished_at": timezone.now(),
+        }
+        write_rows({str(uuid.UUID(str(run_id))): row})
     except Exception:  # no run id to record it under, or the database away
         logger.exception("%s %s: could not record the refused message", name, run_id)
