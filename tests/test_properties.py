@@ -98,17 +98,22 @@ contexts = st.fixed_dictionaries(
 )
 
 
-@given(json_values, json_values, contexts, json_values)
-def test_a_celery_message_with_any_fields_decodes_or_is_skipped(
-    args: Any, payload: Any, context: dict[str, Any], task: Any
-) -> None:
+def raw_message(args: Any, payload: Any, context: Any, task: Any) -> bytes:
+    """A Celery message of ``task`` with a taskkit payload and context, as kombu queues it."""
     body = json.dumps([args, {"payload": payload, "context": context}, {}])
     envelope = {
         "body": base64.b64encode(body.encode()).decode(),
         "headers": {"task": task, "id": "x"},
         "properties": {"body_encoding": "base64"},
     }
-    message = decode(dumps(envelope).encode(), "default")
+    return dumps(envelope).encode()
+
+
+@given(json_values, json_values, contexts, json_values)
+def test_a_celery_message_with_any_fields_decodes_or_is_skipped(
+    args: Any, payload: Any, context: dict[str, Any], task: Any
+) -> None:
+    message = decode(raw_message(args, payload, context, task), "default")
     assert isinstance(message.name, str)
 
 
@@ -169,12 +174,7 @@ def test_bodies_that_are_no_payload(body: bytes) -> None:
 
 def test_a_message_whose_attempt_is_infinity_decodes_as_malformed() -> None:
     """Found by the test above: ``int(Infinity)`` raised ``OverflowError`` out of the decoder."""
-    body = json.dumps([[], {"payload": None, "context": {"attempt": float("inf")}}, {}])
-    envelope = {
-        "body": base64.b64encode(body.encode()).decode(),
-        "headers": {"task": "echo:payload", "id": "x"},
-        "properties": {"body_encoding": "base64"},
-    }
-    message = decode(dumps(envelope).encode(), "default")
+    raw = raw_message([], None, {"attempt": float("inf")}, "echo:payload")
+    message = decode(raw, "default")
     assert message.name == ""
     assert message.problem  # shown to an operator as malformed, who can delete it
