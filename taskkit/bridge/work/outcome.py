@@ -95,21 +95,28 @@ def run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
     return [lock_key(kind, task, payload) for kind in kinds if kind in task.meta.locks]
 
 
-def unrunnable(
-    ctask: CeleryTask[Any, Any], run_id: str, name: str, payload: Any, exc: Exception
-) -> None:
-    """Record the run of a message that cannot run (task gone, payload or message malformed)."""
-    queue = str((getattr(ctask.request, "delivery_info", None) or {}).get("routing_key", ""))
-    worker, error = worker_name(ctask), f"{type(exc).__name__}: {exc}"
-    row = {
+def refused_row(name: str, queue: str, payload: Any, worker: str, exc: Exception) -> dict[str, Any]:
+    """The row of a run the worker refused to run: failed now, with ``exc`` as its error
+    (a payload that is no object is left out)."""
+    return {
         "name": name,
         "queue": queue,
         "payload": payload if isinstance(payload, dict) else {},
         "worker": worker,
         "status": RunStatus.FAILED,
-        "error": error,
+        "error": f"{type(exc).__name__}: {exc}",
         "finished_at": timezone.now(),
     }
+
+
+def unrunnable(
+    ctask: CeleryTask[Any, Any], run_id: str, name: str, payload: Any, exc: Exception
+) -> None:
+    """Record the run of a message that cannot run (task gone, payload or message malformed)."""
+    queue = str((getattr(ctask.request, "delivery_info", None) or {}).get("routing_key", ""))
+    worker = worker_name(ctask)
+    row = refused_row(name, queue, payload, worker, exc)
+    error = row["error"]
     stored = TaskRun.objects.filter(pk=run_id)
     if not stored.update(status=row["status"], error=error, finished_at=row["finished_at"]):
         write_rows({run_id: row})  # a payload the database refuses is left out, not the run

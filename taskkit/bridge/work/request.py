@@ -25,10 +25,9 @@ from typing import Any
 from celery.exceptions import InvalidTaskError, TaskRevokedError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
-from django.utils import timezone
 
 from ...exceptions import InvalidMessage
-from ...models import RunStatus
+from .outcome import refused_row
 from .recorder import write_rows
 
 logger = logging.getLogger("taskkit.worker")
@@ -119,15 +118,8 @@ def record_refused(
     error = error or InvalidMessage(reason)
     logger.error("%s %s: %s", name, run_id, error)
     try:  # a payload the database refuses is left out, not the run
-        row = {
-            "name": str(name or "?"),
-            "queue": str((delivery or {}).get("routing_key") or ""),
-            "payload": payload or {},
-            "worker": str(worker or ""),
-            "status": RunStatus.FAILED,
-            "error": f"{type(error).__name__}: {error}",
-            "finished_at": timezone.now(),
-        }
+        queue = str((delivery or {}).get("routing_key") or "")
+        row = refused_row(str(name or "?"), queue, payload, str(worker or ""), error)
         write_rows({str(uuid.UUID(str(run_id))): row})
     except Exception:  # no run id to record it under, or the database away
         logger.exception("%s %s: could not record the refused message", name, run_id)
