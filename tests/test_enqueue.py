@@ -50,6 +50,12 @@ def untyped(value: object) -> Any:
         (lambda: taskkit.enqueue_in("echo:payload", True), TypeError, "seconds or a timedelta"),
         (lambda: taskkit.enqueue("echo:payload", queue=""), ValueError, "a queue name has"),
         (lambda: taskkit.enqueue("echo:payload", {"x": {1, 2}}), taskkit.InvalidPayload, "JSON"),
+        (lambda: taskkit.enqueue("echo:payload", {"x": "\x00"}), taskkit.InvalidPayload, "NUL"),
+        (
+            lambda: taskkit.enqueue_many("echo:payload", [{}, {"x": ["\x00"]}]),
+            taskkit.InvalidPayload,
+            "NUL",
+        ),
         (
             lambda: taskkit.enqueue_many("echo:payload", [{}, untyped([1])]),
             taskkit.InvalidPayload,

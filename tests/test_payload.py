@@ -171,6 +171,20 @@ def test_paired_surrogates_are_text() -> None:
     assert normalize_payload({"face": emoji})[0] == {"face": emoji}
 
 
+@pytest.mark.parametrize("payload", [{"t": "a\x00b"}, {"a\x00": 1}, {"deep": [{"x": ["\x00"]}]}])
+def test_nul_is_refused_as_postgresql_cannot_store_it(payload: dict[str, Any]) -> None:
+    with pytest.raises(InvalidPayload, match="NUL"):
+        normalize_payload(payload)
+    with pytest.raises(InvalidPayload, match="NUL"):
+        received_payload(payload)
+
+
+def test_the_text_of_an_escaped_nul_is_no_nul() -> None:
+    text = {"t": "\\u0000"}  # a backslash, then "u0000": its JSON holds "\\u0000"
+    assert normalize_payload(text)[0] == text
+    assert received_payload(text) == text
+
+
 def test_a_received_payload_is_held_to_the_same_rules() -> None:
     with pytest.raises(InvalidPayload, match="nests more than"):
         received_payload(nested(MAX_DEPTH + 1))

@@ -4,8 +4,8 @@ A payload is a JSON object. Its canonical form (sorted keys, no spaces) is what
 single-flight compares and what queues store, so equal payloads are equal bytes.
 It nests at most :data:`MAX_DEPTH` deep and its text is valid Unicode: a deeper
 payload cannot be handed to a worker's pool process or stored as JSON by the
-databases, and a lone surrogate (``"\\ud800"``) is refused by PostgreSQL's
-``jsonb`` and by every UTF-8 encoder.
+databases, a lone surrogate (``"\\ud800"``) is refused by PostgreSQL's
+``jsonb`` and by every UTF-8 encoder, and so is NUL (``"\\u0000"``) by ``jsonb``.
 """
 
 from __future__ import annotations
@@ -75,16 +75,35 @@ def depth(value: Any) -> int:
     return deepest
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a text of ``value``, key or value at any depth, holds NUL."""
+    level = [value]
+    while level:
+        deeper: list[Any] = []
+        for item in level:
+            if isinstance(item, str):
+                if "\x00" in item:
+                    return True
+            elif isinstance(item, dict):
+                deeper += [*item, *item.values()]
+            elif isinstance(item, list):
+                deeper += item
+        level = deeper
+    return False
+
+
 def suspect(text: str) -> bool:
-    """Whether JSON ``text`` may nest too deep or hold a lone surrogate."""
-    return text.count("{") + text.count("[") > MAX_DEPTH or "\\ud" in text
+    """Whether JSON ``text`` may nest too deep or hold a lone surrogate or NUL."""
+    return text.count("{") + text.count("[") > MAX_DEPTH or "\\ud" in text or "\\u0000" in text
 
 
 def check_text(plain: Any, text: str) -> None:
     """:class:`InvalidPayload` if ``plain`` (whose ASCII JSON is ``text``) nests too deep
-    or holds a lone surrogate; cheap unless ``text`` hints at either."""
+    or holds a lone surrogate or NUL; cheap unless ``text`` hints at one of them."""
     if text.count("{") + text.count("[") > MAX_DEPTH and depth(plain) > MAX_DEPTH:
         raise too_deep()
+    if "\\u0000" in text and holds_nul(plain):  # or an escaped backslash before "u0000"
+        raise InvalidPayload("payload text holds NUL (\\u0000), which PostgreSQL cannot store")
     if "\\ud" in text:  # ASCII JSON writes every surrogate as \udXXX: any unpaired one?
         try:
             json.dumps(plain, ensure_ascii=False).encode()
