@@ -309,3 +309,66 @@ def test_a_refused_run_whose_payload_the_database_refuses_is_still_recorded(
         run_message(ctask, payload, {"run_id": run_id})
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == RunStatus.FAILED and "lone surrogate" in row.error
+
+
+def _raise_text(event: taskkit.TaskEvent) -> None:
+    raise ValueError(event.payload["text"])
+
+
+def _return_text(event: taskkit.TaskEvent) -> dict[str, str]:
+    return {"text": str(event.payload["text"]).replace("_", "\x00")}
+
+
+@pytest.mark.parametrize("text", ["NUL \x00 in it", "a lone \ud800 in it"])
+def test_an_error_the_database_refuses_still_fails_its_run(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """PostgreSQL's text refuses NUL, and no driver encodes a lone surrogate: the run is
+    recorded failed with its error's text escaped, not left running."""
+    failing = taskkit.task(name="raise:text")(_raise_text)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "raise:text", failing)
+    monkeypatch.setattr(run_module, "received_payload", lambda payload, **_: payload)
+    ctask, run_id = message("raise:text")
+    with pytest.raises(ValueError):
+        run_message(ctask, {"text": text}, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.FAILED and row.error.startswith("ValueError: ")
+
+
+def test_a_result_the_database_refuses_still_ends_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    returning = taskkit.task(name="return:text")(_return_text)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "return:text", returning)
+    ctask, run_id = message("return:text")
+    assert run_message(ctask, {"text": "a_b"}, {"run_id": run_id}) == {"text": "a\x00b"}
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.SUCCEEDED
+    if connection.vendor == "postgresql":  # jsonb refuses it; SQLite keeps it
+        assert row.result is None and "result not stored" in row.error
+
+
+def test_a_carried_task_name_no_database_stores_is_recorded_escaped() -> None:
+    from taskkit.bridge.carrier import CARRIER
+
+    ctask, run_id = message(CARRIER)
+    with pytest.raises(taskkit.TaskNotFound):
+        run_message(ctask, {"a": 1}, {"run_id": run_id, "task": "gone\ud800"})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.name, row.payload) == (RunStatus.FAILED, "gone\\ud800", {"a": 1})
+
+
+@pytest.mark.parametrize("sent_id", ["order-17", 17, None, ""])
+def test_a_refused_message_whose_id_is_no_uuid_is_still_recorded(sent_id: Any) -> None:
+    from taskkit.bridge.work.request import record_refused
+
+    before = set(TaskRun.objects.values_list("pk", flat=True))
+    record_refused(sent_id, "echo:payload", {"routing_key": "q"}, "w1@host", "Not a task call.")
+    (row,) = TaskRun.objects.exclude(pk__in=before)
+    assert (row.status, row.queue, row.error) == (
+        RunStatus.FAILED,
+        "q",
+        "InvalidMessage: Not a task call.",
+    )
+    if sent_id:
+        from taskkit.quarantine import item_id
+
+        assert str(row.pk) == item_id(str(sent_id).encode())

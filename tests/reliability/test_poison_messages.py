@@ -27,7 +27,7 @@ from kombu import Connection, Queue
 import taskkit
 from taskkit import queues
 from taskkit.models import RunStatus, TaskRun
-from taskkit.quarantine import QUARANTINE
+from taskkit.quarantine import QUARANTINE, item_id
 from tests.integration.conftest import Broker, start_worker, stop
 from tests.payloads import nested
 
@@ -98,6 +98,18 @@ def test_a_body_that_is_no_task_call_is_a_failed_run_and_the_worker_goes_on(
     finally:
         client.close()
     refused = refused_then_next(broker, bad)
+    assert "InvalidMessage: The message is not a Celery task call" in refused.error
+
+
+def test_a_refused_message_whose_id_is_no_uuid_is_a_failed_run_under_an_id_made_of_it(
+    broker: Broker,
+) -> None:
+    client = redis.Redis.from_url(broker.url)
+    try:
+        client.lpush("default", envelope("order-17", b"[1, 2, 3]"))
+    finally:
+        client.close()
+    refused = refused_then_next(broker, item_id(b"order-17"))
     assert "InvalidMessage: The message is not a Celery task call" in refused.error
 
 

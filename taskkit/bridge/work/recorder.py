@@ -27,10 +27,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    router,
+    transaction,
+)
 
+from ...models import TaskRun
 from .row_sql import Fields
 from .row_sql import upsert_many as upsert_many  # tests stand in for it here
 
@@ -66,49 +75,84 @@ def write_rows(rows: dict[str, Fields]) -> None:
     """Write ``rows``; a row the database refuses is written without its payload and result.
 
     One bad row (a payload nested deeper than SQLite's JSON allows, a value
-    PostgreSQL's ``jsonb`` refuses) must not hold up a batch for good: the batch
+    PostgreSQL's ``jsonb`` refuses, a result with NUL in its text) must not hold
+    up a batch for good, nor leave its run unfinished on the record: the batch
     is written again row by row (an upsert, so rows written already are
     rewritten as they are), and a refused row keeps its status, times and
     error, with the refusal added to its error, so the run still ends visibly.
     """
     try:
-        upsert_many(rows.items())
+        _upsert(rows.items())
         return
     except UNREACHABLE:
         raise
-    except Exception:
+    except Exception as exc:
+        if len(rows) == 1:  # the row was refused: no need to try it again as it is
+            _write_stripped(*next(iter(rows.items())), exc)
+            return
         logger.exception("a batch of %s run rows was refused; writing them one by one", len(rows))
     for run_id, fields in rows.items():
         try:
-            upsert(run_id, fields)
+            _upsert([(run_id, fields)])
         except UNREACHABLE:
             raise
         except Exception as exc:
-            logger.error(
-                "run %s: row refused (%s); written without payload and result", run_id, exc
-            )
-            try:
-                upsert(run_id, stripped(fields, exc))
-            except UNREACHABLE:
-                raise
-            except Exception:
-                logger.exception("run %s: its row cannot be written; left as it was", run_id)
+            _write_stripped(run_id, fields, exc)
+
+
+def _upsert(rows: Iterable[tuple[str, Fields]]) -> None:
+    """:func:`upsert_many`, in a savepoint inside a caller's transaction (eager mode, a test):
+    a refused row must not break the transaction the rows' second try is made in."""
+    alias = router.db_for_write(TaskRun)
+    if not connections[alias].in_atomic_block:
+        upsert_many(rows)
+        return
+    with transaction.atomic(using=alias):
+        upsert_many(rows)
+
+
+def _write_stripped(run_id: str, fields: Fields, exc: Exception) -> None:
+    """Write a refused row without its payload and result (its text made storable)."""
+    logger.error("run %s: row refused (%s); written without payload and result", run_id, exc)
+    try:
+        _upsert([(run_id, stripped(fields, exc))])
+    except UNREACHABLE:
+        raise
+    except Exception:
+        logger.exception("run %s: its row cannot be written; left as it was", run_id)
 
 
 def stripped(fields: Fields, exc: BaseException) -> Fields:
-    """``fields`` without the values the database refused, and a word on why in the error."""
+    """``fields`` without the values the database refused, and a word on why in the error.
+
+    Text is made storable too: a lone surrogate (which no UTF-8 driver encodes) and NUL
+    (which PostgreSQL's text refuses) are written as escapes, so a hand-made message's
+    task name or error cannot keep its run off the record.
+    """
     note = (
         f"(payload and result not stored: the database refused them: {type(exc).__name__}: {exc})"
     )
-    kept = {name: value for name, value in fields.items() if name not in _VALUES}
+    kept = {name: storable(value) for name, value in fields.items() if name not in _VALUES}
     if "payload" in fields:
         kept["payload"] = {}
-    return {**kept, "error": f"{fields.get('error') or ''} {note}".strip()}
+    return {**kept, "error": storable(f"{fields.get('error') or ''} {note}".strip())}
+
+
+def storable(value: Any) -> Any:
+    """``value`` as any database takes it: in its text (in JSON too), lone surrogates and NUL
+    escaped."""
+    if isinstance(value, str):
+        return value.encode(errors="backslashreplace").decode().replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def upsert(run_id: str, fields: Fields) -> None:
-    """Write one run's row now."""
-    upsert_many([(run_id, fields)])
+    """Write one run's row now (without what the database refuses, as :func:`write_rows`)."""
+    write_rows({run_id: fields})
 
 
 class Recorder:

@@ -27,6 +27,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from ...exceptions import InvalidMessage
+from .message import row_id
 from .outcome import refused_row
 from .recorder import write_rows
 
@@ -114,12 +115,17 @@ def record_refused(
     error: Exception | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    """Record a message the worker refused as a failed run; log instead if that fails."""
+    """Record a message the worker refused as a failed run; log instead if that fails.
+
+    A run id that is no UUID gets one made of its text, as the task's own path gives
+    it; a message with no run id at all gets a new one, so it is still on the record.
+    """
     error = error or InvalidMessage(reason)
     logger.error("%s %s: %s", name, run_id, error)
     try:  # a payload the database refuses is left out, not the run
         queue = str((delivery or {}).get("routing_key") or "")
         row = refused_row(str(name or "?"), queue, payload, str(worker or ""), error)
-        write_rows({str(uuid.UUID(str(run_id))): row})
-    except Exception:  # no run id to record it under, or the database away
+        key = row_id(str(run_id)) if run_id not in (None, "") else str(uuid.uuid4())
+        write_rows({key: row})
+    except Exception:  # the database away
         logger.exception("%s %s: could not record the refused message", name, run_id)
