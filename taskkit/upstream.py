@@ -61,6 +61,12 @@ def augment_message(channel: Any, message: dict[str, Any], routing_key: str) -> 
     channel._inplace_augment_message(message, "", routing_key)
 
 
+def redis_key_prefix(channel: Any) -> str:
+    """The ``global_keyprefix`` transport option of kombu's Redis ``channel`` ("" if unset):
+    kombu's client puts it before the keys of the commands it knows, and only those."""
+    return str(getattr(channel, "global_keyprefix", "") or "")
+
+
 def priority_queue(channel: Any, queue: str, step: int) -> str:
     """The Redis list that holds ``queue``'s messages of priority ``step``."""
     return str(channel._q_for_pri(queue, step))

@@ -85,6 +85,18 @@ def test_priority_queue_names_the_list_kombu_publishes_to(
     assert upstream.priority_queue(channel, name, 0) == name
 
 
+def test_redis_key_prefix_is_the_prefix_kombus_client_writes_under(
+    channel: Any, scratch_redis: redis.Redis
+) -> None:
+    assert upstream.redis_key_prefix(channel) == ""
+    options = {"global_keyprefix": "pre:"}
+    with Connection(REDIS, transport_options=options) as connection:
+        prefixed: Any = connection.default_channel
+        prefixed.client.lpush("listed", b"x")
+        assert upstream.redis_key_prefix(prefixed) == "pre:"
+    assert scratch_redis.llen("pre:listed") == 1
+
+
 def test_the_filesystem_channel_writes_through_put_message(tmp_path: Path) -> None:
     options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
     with Connection(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from itertools import compress
 from typing import Any
 
+import redis
 from kombu import Connection
 
 from ... import upstream
@@ -167,18 +168,31 @@ class _Cursor:
 
 
 class RedisBroker:
+    """A queue's Redis lists, read and changed in place.
+
+    With kombu's ``global_keyprefix`` transport option, kombu's client puts the
+    prefix before the keys of some commands (``LLEN``, ``DEL``) and not of others
+    (``LRANGE``, ``EVAL``, ``SCAN``). A plain client on the same connections is
+    used instead, and every key is prefixed here, the same way for all commands.
+    """
+
     name = "redis"
     listable = True
 
     def __init__(self, connection: Connection) -> None:
         channel: Any = connection.default_channel  # kombu's Redis channel
         self.channel = channel
-        self.client: Any = channel.client
+        self.prefix = upstream.redis_key_prefix(channel)
+        self.client: Any = (
+            redis.Redis(connection_pool=channel.client.connection_pool)
+            if self.prefix
+            else channel.client
+        )
 
     def _keys(self, queue: str) -> list[str]:
         """The queue's lists in the order a worker empties them."""
         steps = sorted(set(self.channel.priority_steps))
-        return [upstream.priority_queue(self.channel, queue, step) for step in steps]
+        return [self.prefix + upstream.priority_queue(self.channel, queue, step) for step in steps]
 
     def queues(self) -> set[str]:
         """The queues bound to an exchange (declared, maybe empty), but Celery's own.
@@ -186,7 +200,7 @@ class RedisBroker:
         Bindings are kombu's ``_kombu.binding.<exchange>`` sets of
         ``routing key, pattern, queue``.
         """
-        prefix = self.channel.keyprefix_queue % ""
+        prefix = self.prefix + self.channel.keyprefix_queue % ""
         found = set()
         for key in self.client.scan_iter(match=f"{prefix}*", count=CHUNK):
             if celery_own(text(key)[len(prefix) :]):
@@ -268,7 +282,8 @@ class RedisBroker:
         return removed
 
     def held(self, sieve: Sieve = EVERYTHING) -> Iterator[QueuedMessage]:
-        for _, value in self.client.hscan_iter(self.channel.unacked_key, count=CHUNK):
+        unacked = self.prefix + self.channel.unacked_key
+        for _, value in self.client.hscan_iter(unacked, count=CHUNK):
             if not sieve.passes(value):
                 continue
             try:
