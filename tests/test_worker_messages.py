@@ -372,3 +372,22 @@ def test_a_refused_message_whose_id_is_no_uuid_is_still_recorded(sent_id: Any) -
         from taskkit.quarantine import item_id
 
         assert str(row.pk) == item_id(str(sent_id).encode())
+
+
+def _large_progress(event: taskkit.TaskEvent) -> None:
+    event.context.set_progress(3 * 10**9, 6 * 10**9)  # the bytes of a 6 GB file, half read
+
+
+def test_progress_past_what_a_column_holds_is_stored_scaled_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL's integer column refused it (``integer out of range``), failing the run."""
+    from taskkit.bridge.work.message import PROGRESS_MAX
+
+    reporting = taskkit.task(name="progress:large")(_large_progress)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "progress:large", reporting)
+    ctask, run_id = message("progress:large")
+    run_message(ctask, {}, {"run_id": run_id})
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.SUCCEEDED
+    assert (row.progress_done, row.progress_total) == (PROGRESS_MAX // 2, PROGRESS_MAX)

@@ -72,6 +72,19 @@ def row_id(run_id: str) -> str:
         return item_id(run_id.encode(errors="surrogatepass"))  # JSON may carry a lone surrogate
 
 
+#: The largest count a progress column holds on every database (a ``PositiveIntegerField``).
+PROGRESS_MAX = 2_147_483_647
+
+
+def stored_progress(done: int, total: int) -> tuple[int, int]:
+    """``done`` of ``total`` as the row stores them: counts past :data:`PROGRESS_MAX` (the
+    bytes of a large file) scaled down to it, their ratio kept, instead of refused by
+    PostgreSQL in the middle of the run."""
+    if total <= PROGRESS_MAX:
+        return done, total
+    return done * PROGRESS_MAX // total, PROGRESS_MAX
+
+
 def run_context(
     ctask: CeleryTask[Any, Any], task: Task, fields: dict[str, Any], run_id: str
 ) -> TaskContext:
@@ -94,6 +107,7 @@ def run_context(
 
     def report(done: int, total: int) -> None:
         recorder.written(run_id)
+        done, total = stored_progress(done, total)
         TaskRun.objects.filter(pk=run_id).update(progress_done=done, progress_total=total)
 
     return TaskContext(
