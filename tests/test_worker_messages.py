@@ -271,6 +271,9 @@ def test_a_claim_with_a_handed_back_token_still_writes_the_runs_start(
         {"attempt": "x"},
         {"attempt": float("inf")},
         {"attempt": None},
+        {"attempt": 0},
+        {"attempt": -1},
+        {"attempt": 2**31},
         {"source": "nowhere"},
         {"scheduled_time": "tomorrow"},
         {"scheduled_time": 5},
@@ -382,7 +385,7 @@ def test_progress_past_what_a_column_holds_is_stored_scaled_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PostgreSQL's integer column refused it (``integer out of range``), failing the run."""
-    from taskkit.bridge.work.message import PROGRESS_MAX
+    from taskkit.bridge.work.message import COLUMN_MAX
 
     reporting = taskkit.task(name="progress:large")(_large_progress)
     monkeypatch.setitem(taskkit.registry.current().tasks, "progress:large", reporting)
@@ -390,4 +393,4 @@ def test_progress_past_what_a_column_holds_is_stored_scaled_down(
     run_message(ctask, {}, {"run_id": run_id})
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == RunStatus.SUCCEEDED
-    assert (row.progress_done, row.progress_total) == (PROGRESS_MAX // 2, PROGRESS_MAX)
+    assert (row.progress_done, row.progress_total) == (COLUMN_MAX // 2, COLUMN_MAX)

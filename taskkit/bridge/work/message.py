@@ -72,17 +72,26 @@ def row_id(run_id: str) -> str:
         return item_id(run_id.encode(errors="surrogatepass"))  # JSON may carry a lone surrogate
 
 
-#: The largest count a progress column holds on every database (a ``PositiveIntegerField``).
-PROGRESS_MAX = 2_147_483_647
+#: The largest number an integer column of the run table (a ``PositiveIntegerField``: the
+#: attempt, the progress) holds on every database.
+COLUMN_MAX = 2_147_483_647
 
 
 def stored_progress(done: int, total: int) -> tuple[int, int]:
-    """``done`` of ``total`` as the row stores them: counts past :data:`PROGRESS_MAX` (the
+    """``done`` of ``total`` as the row stores them: counts past :data:`COLUMN_MAX` (the
     bytes of a large file) scaled down to it, their ratio kept, instead of refused by
     PostgreSQL in the middle of the run."""
-    if total <= PROGRESS_MAX:
+    if total <= COLUMN_MAX:
         return done, total
-    return done * PROGRESS_MAX // total, PROGRESS_MAX
+    return done * COLUMN_MAX // total, COLUMN_MAX
+
+
+def _attempt(value: Any) -> int:
+    """An attempt's number: from 1 to what its column holds."""
+    attempt = int(value)
+    if not 1 <= attempt <= COLUMN_MAX:
+        raise ValueError(f"an attempt is numbered from 1 to {COLUMN_MAX:,}")
+    return attempt
 
 
 def run_context(
@@ -95,7 +104,7 @@ def run_context(
     message carries: the run is then recorded as failed, as for a wrong payload.
     """
     _checked("run_id", uuid.UUID, run_id)
-    attempt = _checked("attempt", int, fields.get("attempt", 1))
+    attempt = _checked("attempt", _attempt, fields.get("attempt", 1))
     source = _checked("source", Source, fields.get("source", Source.WORKER))
     scheduled = fields.get("scheduled_time")
     scheduled_time = (
