@@ -349,6 +349,21 @@ def test_a_result_the_database_refuses_still_ends_its_run(monkeypatch: pytest.Mo
         assert row.result is None and "result not stored" in row.error
 
 
+def test_a_carried_task_name_and_queue_too_long_for_their_columns_are_recorded_cut() -> None:
+    """PostgreSQL refuses text past a column's length (SQLite keeps it): the failed run's
+    name and queue are cut to fit, and its payload is kept."""
+    from taskkit.bridge.carrier import CARRIER
+
+    ctask, run_id = message(CARRIER)
+    ctask.request.delivery_info = {"routing_key": "q" * 300}
+    with pytest.raises(taskkit.TaskNotFound):
+        run_message(ctask, {"a": 1}, {"run_id": run_id, "task": "gone:" + "x" * 300})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.payload) == (RunStatus.FAILED, {"a": 1})
+    assert (len(row.name), len(row.queue)) == (200, 200)
+    assert row.name.startswith("gone:x") and row.name.endswith("…")
+
+
 def test_a_carried_task_name_no_database_stores_is_recorded_escaped() -> None:
     from taskkit.bridge.carrier import CARRIER
 

@@ -20,7 +20,7 @@ from ..carrier import task_name
 from ..locks import lock_key, release
 from .delivery import with_database
 from .message import message_id, run_context, run_row, tell, worker_name
-from .recorder import recorder, storable, upsert, write_rows
+from .recorder import fitted, recorder, storable, upsert, write_rows
 
 
 def failed_attempt(
@@ -98,11 +98,11 @@ def run_lock_keys(task: Task, payload: dict[str, Any]) -> list[str]:
 def refused_row(name: str, queue: str, payload: Any, worker: str, exc: Exception) -> dict[str, Any]:
     """The row of a run the worker refused to run: failed now, with ``exc`` as its error
     (a payload that is no object is left out)."""
-    return {  # a hand-made message's text may be what no database stores: made storable
-        "name": storable(name),
-        "queue": storable(queue),
+    return {  # a hand-made message's text may be what no database stores: made to fit
+        "name": fitted("name", name),
+        "queue": fitted("queue", queue),
         "payload": payload if isinstance(payload, dict) else {},
-        "worker": storable(worker),
+        "worker": fitted("worker", worker),
         "status": RunStatus.FAILED,
         "error": storable(f"{type(exc).__name__}: {exc}"),
         "finished_at": timezone.now(),

@@ -23,6 +23,7 @@ for ``track="all"`` every row is written at once.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from django.db import (
     router,
     transaction,
 )
+from django.db.models import CharField
 
 from ...models import TaskRun
 from .row_sql import Fields
@@ -132,7 +134,7 @@ def stripped(fields: Fields, exc: BaseException) -> Fields:
     note = (
         f"(payload and result not stored: the database refused them: {type(exc).__name__}: {exc})"
     )
-    kept = {name: storable(value) for name, value in fields.items() if name not in _VALUES}
+    kept = {name: fitted(name, value) for name, value in fields.items() if name not in _VALUES}
     if "payload" in fields:
         kept["payload"] = {}
     return {**kept, "error": storable(f"{fields.get('error') or ''} {note}".strip())}
@@ -148,6 +150,26 @@ def storable(value: Any) -> Any:
     if isinstance(value, list):
         return [storable(item) for item in value]
     return value
+
+
+def fitted(column: str, value: Any) -> Any:
+    """``value`` as the run table's ``column`` takes it on every database: :func:`storable`,
+    and text cut to the column's length (PostgreSQL refuses longer text; SQLite keeps it)."""
+    value = storable(value)
+    limit = _lengths().get(column)
+    if limit and isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "…"
+    return value
+
+
+@functools.cache
+def _lengths() -> dict[str, int]:
+    """The length of each text column of the run table that has one."""
+    return {
+        field.name: field.max_length
+        for field in TaskRun._meta.concrete_fields
+        if isinstance(field, CharField) and field.max_length
+    }
 
 
 def upsert(run_id: str, fields: Fields) -> None:
