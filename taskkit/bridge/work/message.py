@@ -19,7 +19,7 @@ from ...exceptions import InvalidMessage
 from ...models import TaskRun
 from ...quarantine import item_id
 from .. import broadcast
-from .recorder import recorder
+from .recorder import fitted, recorder
 
 
 def worker_name(ctask: CeleryTask[Any, Any]) -> str:
@@ -122,7 +122,10 @@ def run_context(
     return TaskContext(
         run_id=run_id,
         attempt=attempt,
-        queue=str(fields.get("queue") or delivery.get("routing_key") or task.meta.queue),
+        # a hand-made message's queue may be text no column stores: the row gets what fits
+        queue=fitted(
+            "queue", str(fields.get("queue") or delivery.get("routing_key") or task.meta.queue)
+        ),
         source=source,
         scheduled_time=scheduled_time,
         logger=logging.getLogger(f"taskkit.tasks.{task.name}"),

@@ -1,0 +1,84 @@
+"""Property tests of the worker: any message for a task ends as a run on the record.
+
+A hand-made message may carry anything in its context and payload: ids that
+are no UUIDs, attempts of any kind, text no database stores (NUL, lone
+surrogates, more than a column holds). Whatever arrives, the worker raises
+only the task's own error or a clear taskkit error, and the run ends failed or
+succeeded in the run table, on SQLite and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from taskkit.bridge.carrier import CARRIER
+from taskkit.bridge.work.run import run_message
+from taskkit.exceptions import TaskkitError
+from taskkit.models import FINISHED, TaskRun
+from tests.apps.nested.tasks.echo.fail import EchoError
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Any text, lone surrogates and NUL included.
+texts = st.text(st.characters(exclude_categories=()), max_size=12) | st.sampled_from(
+    ["\x00", "\ud800", "x" * 300, "default", "echo:payload"]
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+contexts = st.fixed_dictionaries(
+    {},
+    optional={
+        "run_id": st.uuids().map(str) | texts | st.integers() | st.none(),
+        "attempt": st.integers(-2, 2**40) | texts | st.floats() | st.none(),
+        "source": st.sampled_from(["worker", "beat", "retry"]) | texts,
+        "scheduled_time": st.datetimes().map(lambda when: when.isoformat()) | json_values,
+        "enqueued_at": st.floats() | json_values,
+        "queue": texts,
+        "task": texts,
+        "stored": st.booleans(),
+        "claim": texts,
+    },
+)
+payloads = st.dictionaries(texts, json_values, max_size=3) | json_values
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.sampled_from(["echo:payload", "echo:fail", CARRIER, "gone:task"]),
+    payloads,
+    contexts,
+    texts,
+)
+# what it found once, kept: a stored run's claim with a routing key no database stores,
+# text past its column, NUL in a payload, an attempt out of its column's range
+@example("echo:payload", {}, {"run_id": str(uuid.UUID(int=1)), "stored": True}, "\ud800")
+@example(CARRIER, {"a": 1}, {"task": "x" * 300, "queue": "\x00"}, "default")
+@example("echo:payload", {"": "\x00"}, {"attempt": 2**31}, "q" * 300)
+@example("echo:fail", {"a": 1}, {"attempt": 0, "source": "\x00"}, "default")
+def test_any_message_for_a_task_ends_as_a_finished_run(
+    name: str, payload: Any, context: dict[str, Any], routing_key: str
+) -> None:
+    TaskRun.objects.all().delete()
+    request = SimpleNamespace(
+        id=str(uuid.uuid4()), hostname="w1@host", delivery_info={"routing_key": routing_key}
+    )
+    # a clear error, or the task's own; anything else fails the test
+    ctask: Any = SimpleNamespace(name=name, request=request)
+    with contextlib.suppress(TaskkitError, EchoError):
+        run_message(ctask, payload, context)
+    rows = list(TaskRun.objects.values_list("status", flat=True))
+    assert len(rows) == 1 and rows[0] in FINISHED, rows
