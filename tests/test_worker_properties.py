@@ -1,4 +1,5 @@
-"""Property tests of the worker: any message for a task ends as a run on the record.
+"""Property tests of the worker and of enqueue: any message for a task ends as a run on the
+record, and any enqueue is sent or refused with a clear error.
 
 A hand-made message may carry anything in its context and payload: ids that
 are no UUIDs, attempts of any kind, text no database stores (NUL, lone
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import taskkit
 from taskkit.bridge.carrier import CARRIER
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import TaskkitError
@@ -58,19 +60,20 @@ payloads = st.dictionaries(texts, json_values, max_size=3) | json_values
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    st.sampled_from(["echo:payload", "echo:fail", CARRIER, "gone:task"]),
+    st.sampled_from(["echo:payload", "echo:fail", "track:outbox", CARRIER, "gone:task"]),
     payloads,
     contexts,
     texts,
+    st.booleans(),
 )
 # what it found once, kept: a stored run's claim with a routing key no database stores,
 # text past its column, NUL in a payload, an attempt out of its column's range
-@example("echo:payload", {}, {"run_id": str(uuid.UUID(int=1)), "stored": True}, "\ud800")
-@example(CARRIER, {"a": 1}, {"task": "x" * 300, "queue": "\x00"}, "default")
-@example("echo:payload", {"": "\x00"}, {"attempt": 2**31}, "q" * 300)
-@example("echo:fail", {"a": 1}, {"attempt": 0, "source": "\x00"}, "default")
+@example("echo:payload", {}, {"run_id": str(uuid.UUID(int=1)), "stored": True}, "\ud800", False)
+@example(CARRIER, {"a": 1}, {"task": "x" * 300, "queue": "\x00"}, "default", False)
+@example("echo:payload", {"": "\x00"}, {"attempt": 2**31}, "q" * 300, False)
+@example("echo:fail", {"a": 1}, {"attempt": 0, "source": "\x00"}, "default", False)
 def test_any_message_for_a_task_ends_as_a_finished_run(
-    name: str, payload: Any, context: dict[str, Any], routing_key: str
+    name: str, payload: Any, context: dict[str, Any], routing_key: str, keywords: bool
 ) -> None:
     TaskRun.objects.all().delete()
     request = SimpleNamespace(
@@ -79,6 +82,30 @@ def test_any_message_for_a_task_ends_as_a_finished_run(
     # a clear error, or the task's own; anything else fails the test
     ctask: Any = SimpleNamespace(name=name, request=request)
     with contextlib.suppress(TaskkitError, EchoError):
-        run_message(ctask, payload, context)
+        if keywords:  # as Celery sends taskkit's messages
+            run_message(ctask, payload=payload, context=context)
+        else:  # as ``celery call NAME --args`` may
+            run_message(ctask, payload, context)
     rows = list(TaskRun.objects.values_list("status", flat=True))
     assert len(rows) == 1 and rows[0] in FINISHED, rows
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.sampled_from(["echo:payload", "track:outbox"]), payloads, texts | st.none())
+def test_any_enqueue_is_sent_or_refused_with_a_clear_error(
+    name: str, payload: Any, queue: str | None
+) -> None:
+    """The sending side of the same rule: what a worker cannot store is refused at enqueue
+    (``InvalidPayload``, ``ValueError`` for a queue name), never a database error."""
+    TaskRun.objects.all().delete()
+    try:
+        handle = taskkit.enqueue(name, payload, queue=queue)
+    except (TaskkitError, ValueError):
+        assert not TaskRun.objects.exists()  # nothing half-done
+        return
+    if name == "track:outbox":  # its row is written before its message is sent
+        assert TaskRun.objects.filter(pk=handle.id).exists()
