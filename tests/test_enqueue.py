@@ -199,6 +199,46 @@ def test_promoting_a_run_whose_task_this_process_lacks_sends_it(
     assert row.status == RunStatus.QUEUED
 
 
+@pytest.mark.parametrize("queue", ["bad queue", "\\ud800", "_kombu.x", "", "x" * 201])
+def test_a_due_run_that_cannot_be_sent_fails_and_holds_up_no_other(
+    sent: list[dict[str, Any]], queue: str
+) -> None:
+    """A row with a queue no broker may have (a retry of a hand-made message's run, a row
+    from older code) raised out of every tick, and no delayed run was sent any more."""
+    due = timezone.now() - timedelta(seconds=1)
+    bad = TaskRun.objects.create(
+        name="echo:payload", queue=queue, status=RunStatus.SCHEDULED, scheduled_for=due
+    )
+    good = taskkit.enqueue_at("echo:payload", due + timedelta(milliseconds=1), {"good": 1})
+    assert promote_due() == 1
+    assert [message["kwargs"]["payload"] for message in sent] == [{"good": 1}]
+    bad.refresh_from_db()
+    assert bad.status == RunStatus.FAILED and bad.error.startswith("ValueError: ")
+    assert taskkit.get_run(good.id).status == RunStatus.QUEUED
+
+
+def test_a_batch_the_broker_refuses_fails_and_the_next_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[str] = []
+
+    def picky(runs: list[Any]) -> None:
+        if runs[0].queue == "refused":
+            raise RuntimeError("PRECONDITION_FAILED - inequivalent arg 'x-max-priority'")
+        published.extend(run.queue for run in runs)
+
+    monkeypatch.setattr("taskkit.scheduling.promote.publish", picky)
+    due = timezone.now() - timedelta(seconds=1)
+    refused = taskkit.enqueue_at("echo:payload", due, {}, queue="refused")
+    taken = taskkit.enqueue_at("echo:payload", due, {}, queue="default")
+    assert promote_due() == 1
+    assert published == ["default"]
+    row = taskkit.get_run(refused.id)
+    assert row.status == RunStatus.FAILED
+    assert row.error.startswith("The broker refused the message: RuntimeError: PRECONDITION")
+    assert taskkit.get_run(taken.id).status == RunStatus.QUEUED
+
+
 def test_unreachable_broker_leaves_the_run_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:
     def down(*args: Any, **kwargs: Any) -> None:
         raise taskkit.BrokerUnavailable("down")

@@ -60,14 +60,20 @@ def _prepared(rows: list[TaskRun]) -> list[Prepared]:
     for row in rows:
         try:
             runs.append(stored_run(row))
-        except TaskkitError as exc:  # its payload no longer fits, or its handler is gone
-            error = f"{type(exc).__name__}: {exc}"
-            TaskRun.objects.filter(pk=row.pk).update(
-                status=RunStatus.FAILED, error=error, finished_at=timezone.now()
-            )
-            step = events.Step.FAILED
-            events.emit_on_commit(step, str(row.pk), row.name, row.queue, row.attempt, error=error)
+        except (TaskkitError, ValueError, TypeError) as exc:  # its payload no longer fits,
+            _fail(row.pk, row.name, row.queue, row.attempt, exc)  # its queue's name, its task
     return runs
+
+
+def _fail(pk: Any, name: str, queue: str, attempt: int, exc: Exception, why: str = "") -> None:
+    """Fail a claimed row that cannot be sent, so it holds up no other (the operator sees it
+    among the failed runs, and can retry it once its cause is gone)."""
+    error = f"{why}{type(exc).__name__}: {exc}"
+    logger.error("run %s of %s cannot be sent: %s", pk, name, error)
+    TaskRun.objects.filter(pk=pk).update(
+        status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+    )
+    events.emit_on_commit(events.Step.FAILED, str(pk), name, queue, attempt, error=error)
 
 
 def _send(rows: list[TaskRun], give_back: dict[str, Any], step: events.Step) -> int:
@@ -88,6 +94,11 @@ def _send(rows: list[TaskRun], give_back: dict[str, Any], step: events.Step) -> 
             logger.warning("Broker unreachable; %s runs wait for the next tick", len(unsent))
             TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
             break
+        except Exception as exc:  # the broker refused these (a queue it will not declare)
+            for run in batch:
+                why = "The broker refused the message: "
+                _fail(run.run_id, run.task.name, run.queue, run.attempt, exc, why)
+            continue
         if events.wanted(step):
             transaction.on_commit(partial(announce, step, batch))
         sent += len(batch)
