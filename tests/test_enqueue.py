@@ -213,7 +213,7 @@ def test_a_due_run_that_cannot_be_sent_fails_and_holds_up_no_other(
     assert promote_due() == 1
     assert [message["kwargs"]["payload"] for message in sent] == [{"good": 1}]
     bad.refresh_from_db()
-    assert bad.status == RunStatus.FAILED and bad.error.startswith("ValueError: ")
+    assert bad.status == RunStatus.FAILED and bad.error.startswith("Could not be sent: ValueError")
     assert taskkit.get_run(good.id).status == RunStatus.QUEUED
 
 
@@ -235,8 +235,26 @@ def test_a_batch_the_broker_refuses_fails_and_the_next_is_sent(
     assert published == ["default"]
     row = taskkit.get_run(refused.id)
     assert row.status == RunStatus.FAILED
-    assert row.error.startswith("The broker refused the message: RuntimeError: PRECONDITION")
+    assert row.error.startswith("Could not be sent: RuntimeError: PRECONDITION")
     assert taskkit.get_run(taken.id).status == RunStatus.QUEUED
+
+
+def test_a_bad_run_in_a_batch_fails_alone_and_the_others_are_sent(
+    sent: list[dict[str, Any]],
+) -> None:
+    """A batch is one task and queue: its bad run (a canvas no message can carry, from an
+    edited row) failed it whole, though its runs before the bad one had gone out."""
+    due = timezone.now() - timedelta(seconds=1)
+    good = taskkit.enqueue_at("echo:payload", due, {"good": 1})
+    bad = TaskRun.objects.create(
+        name="echo:payload", status=RunStatus.SCHEDULED, scheduled_for=due, canvas=True
+    )
+    assert promote_due() == 1
+    assert taskkit.get_run(good.id).status == RunStatus.QUEUED
+    bad.refresh_from_db()
+    assert bad.status == RunStatus.FAILED and "AttributeError" in bad.error
+    # the good run went out with the batch and again alone: its claim runs it once
+    assert {message["task_id"] for message in sent} == {good.id}
 
 
 def test_unreachable_broker_leaves_the_run_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:

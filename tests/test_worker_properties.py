@@ -109,3 +109,61 @@ def test_any_enqueue_is_sent_or_refused_with_a_clear_error(
         return
     if name == "track:outbox":  # its row is written before its message is sent
         assert TaskRun.objects.filter(pk=handle.id).exists()
+
+
+#: Text any database stores, of any length a column holds.
+stored_texts = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
+stored_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | stored_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(stored_texts, inner, max_size=3),
+    max_leaves=6,
+)
+rows = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["echo:payload", "gone:task", CARRIER])
+        | stored_texts.map(lambda text: text[:200]),
+        "queue": st.sampled_from(["default", "q:1"]) | stored_texts.map(lambda text: text[:200]),
+        # not null: the column is NOT NULL (JSON's null is SQL's NULL there)
+        "payload": st.dictionaries(stored_texts, stored_json, max_size=3)
+        | stored_json.filter(lambda value: value is not None),
+    },
+    optional={
+        "source": stored_texts.map(lambda text: text[:16]),
+        "attempt": st.integers(1, 2**31 - 1),
+        "priority": st.integers(0, 32767),
+        "canvas": stored_json,
+    },
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(rows, min_size=1, max_size=3))
+def test_any_due_row_is_sent_or_failed_and_the_scheduler_goes_on(
+    sent: list[dict[str, Any]], due_rows: list[dict[str, Any]]
+) -> None:
+    """Whatever a stored row holds (older code's, an operator's edit, a hand-made retry),
+    the scheduler's tick sends it or fails it with the reason, and never raises."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from taskkit.models import RunStatus
+    from taskkit.scheduling import promote_due
+
+    TaskRun.objects.all().delete()
+    sent.clear()
+    due = timezone.now() - timedelta(seconds=1)
+    for fields in due_rows:
+        TaskRun.objects.create(status=RunStatus.SCHEDULED, scheduled_for=due, **fields)
+    promote_due()
+    statuses = set(TaskRun.objects.values_list("status", flat=True))
+    assert statuses <= {RunStatus.QUEUED, RunStatus.FAILED}, statuses
+    queued = {
+        str(pk)
+        for pk in TaskRun.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True)
+    }
+    assert queued == {message["task_id"] for message in sent}  # some maybe twice: see _publish

@@ -61,25 +61,26 @@ def _prepared(rows: list[TaskRun]) -> list[Prepared]:
         try:
             runs.append(stored_run(row))
         except (TaskkitError, ValueError, TypeError) as exc:  # its payload no longer fits,
-            _fail(row.pk, row.name, row.queue, row.attempt, exc)  # its queue's name, its task
+            _fail(row, exc)  # its queue has a name no broker may have, its task is gone
     return runs
 
 
-def _fail(pk: Any, name: str, queue: str, attempt: int, exc: Exception, why: str = "") -> None:
-    """Fail a claimed row that cannot be sent, so it holds up no other (the operator sees it
+def _fail(run: TaskRun | Prepared, exc: Exception) -> None:
+    """Fail a claimed run that cannot be sent, so it holds up no other (the operator sees it
     among the failed runs, and can retry it once its cause is gone)."""
-    error = f"{why}{type(exc).__name__}: {exc}"
-    logger.error("run %s of %s cannot be sent: %s", pk, name, error)
+    pk, name = (run.pk, run.name) if isinstance(run, TaskRun) else (run.run_id, run.task.name)
+    error = f"Could not be sent: {type(exc).__name__}: {exc}"
+    logger.error("run %s of %s: %s", pk, name, error)
     TaskRun.objects.filter(pk=pk).update(
         status=RunStatus.FAILED, error=error, finished_at=timezone.now()
     )
-    events.emit_on_commit(events.Step.FAILED, str(pk), name, queue, attempt, error=error)
+    events.emit_on_commit(events.Step.FAILED, str(pk), name, run.queue, run.attempt, error=error)
 
 
 def _send(rows: list[TaskRun], give_back: dict[str, Any], step: events.Step) -> int:
     """Publish claimed rows, one batch per task and queue; if the broker is away, give back.
 
-    Each batch the broker took is told as ``step`` once the claim commits.
+    Each run the broker took is told as ``step`` once the claim commits.
     """
     batches: dict[tuple[str, str], list[Prepared]] = {}
     for run in _prepared(rows):
@@ -88,21 +89,47 @@ def _send(rows: list[TaskRun], give_back: dict[str, Any], step: events.Step) -> 
     sent = 0
     for index, batch in enumerate(groups):
         try:
-            publish(batch)
+            taken = _publish(batch)
         except BrokerUnavailable:
             unsent = [run.run_id for later in groups[index:] for run in later]
             logger.warning("Broker unreachable; %s runs wait for the next tick", len(unsent))
             TaskRun.objects.filter(pk__in=unsent).update(sent_at=None, **give_back)
             break
-        except Exception as exc:  # the broker refused these (a queue it will not declare)
-            for run in batch:
-                why = "The broker refused the message: "
-                _fail(run.run_id, run.task.name, run.queue, run.attempt, exc, why)
-            continue
-        if events.wanted(step):
-            transaction.on_commit(partial(announce, step, batch))
-        sent += len(batch)
+        if taken and events.wanted(step):
+            transaction.on_commit(partial(announce, step, taken))
+        sent += len(taken)
     return sent
+
+
+def _publish(batch: list[Prepared]) -> list[Prepared]:
+    """Publish ``batch``; return the runs the broker took.
+
+    A batch that fails for another reason than an unreachable broker is sent
+    again run by run, and a run that fails alone is failed with the reason: one
+    bad row (a canvas no message can carry, a queue the broker refuses) holds up
+    no other. A run the failed batch had sent already goes twice; its claim in
+    the worker runs it once.
+    """
+    try:
+        publish(batch)
+        return batch
+    except BrokerUnavailable:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            _fail(batch[0], exc)
+            return []
+    taken = []
+    for run in batch:
+        try:
+            publish([run])
+        except BrokerUnavailable:
+            raise
+        except Exception as exc:
+            _fail(run, exc)
+        else:
+            taken.append(run)
+    return taken
 
 
 def promote_due(now: datetime | None = None, limit: int = 500) -> int:
