@@ -12,10 +12,10 @@ class TaskkitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import bridge, checks, redis_transport, registry  # noqa: F401 - checks register
+        from . import bridge, checks, registry  # noqa: F401 - checks register
         from .bridge.send.known_queues import add_source
 
-        redis_transport.install()
+        _screen_redis()
         bridge.register(registry.load())
         try:
             from .backends.celery import configured_queues, defined_paths, taskkit_task
@@ -23,3 +23,13 @@ class TaskkitConfig(AppConfig):
             return
         registry.add_resolver(taskkit_task, defined_paths)
         add_source(configured_queues)
+
+
+def _screen_redis() -> None:
+    """Give ``redis://`` URLs taskkit's screening transport if kombu's Redis transport
+    imports: without the ``redis`` extra no Redis broker can be used anyway."""
+    try:
+        from . import redis_transport
+    except ModuleNotFoundError:  # redis or packaging, which kombu[redis] brings
+        return
+    redis_transport.install()

@@ -13,24 +13,26 @@ from ...exceptions import QueueNotListable
 from .amqp import AmqpBroker
 from .base import Broker, Match
 from .filesystem import FilesystemBroker
-from .redis import RedisBroker
 
-__all__ = ["AmqpBroker", "Broker", "FilesystemBroker", "Match", "RedisBroker", "broker_for"]
-
-BROKERS: dict[str, type[RedisBroker] | type[FilesystemBroker] | type[AmqpBroker]] = {
-    "redis": RedisBroker,
-    "filesystem": FilesystemBroker,
-    "amqp": AmqpBroker,
-}
+__all__ = ["AmqpBroker", "Broker", "FilesystemBroker", "Match", "broker_for"]
 
 
 def broker_for(connection: Connection) -> Broker:
-    """The view of the broker ``connection`` talks to."""
+    """The view of the broker ``connection`` talks to.
+
+    The Redis view is imported only for a Redis broker: it needs the ``redis``
+    package, which a project on the embedded broker or RabbitMQ need not install.
+    """
     driver = connection.transport.driver_type
-    try:
-        return BROKERS[driver](connection)
-    except KeyError:
-        raise QueueNotListable(
-            f"taskkit cannot inspect {driver!r} brokers; it knows Redis, RabbitMQ and the "
-            "embedded filesystem broker."
-        ) from None
+    if driver == "redis":
+        from .redis import RedisBroker
+
+        return RedisBroker(connection)
+    if driver == "filesystem":
+        return FilesystemBroker(connection)
+    if driver == "amqp":
+        return AmqpBroker(connection)
+    raise QueueNotListable(
+        f"taskkit cannot inspect {driver!r} brokers; it knows Redis, RabbitMQ and the "
+        "embedded filesystem broker."
+    )
