@@ -199,7 +199,7 @@ def test_promoting_a_run_whose_task_this_process_lacks_sends_it(
     assert row.status == RunStatus.QUEUED
 
 
-@pytest.mark.parametrize("queue", ["bad queue", "\\ud800", "_kombu.x", "", "x" * 201])
+@pytest.mark.parametrize("queue", ["bad queue", "\\ud800", "_kombu.x", "", "-dash-first"])
 def test_a_due_run_that_cannot_be_sent_fails_and_holds_up_no_other(
     sent: list[dict[str, Any]], queue: str
 ) -> None:
