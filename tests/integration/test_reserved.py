@@ -33,9 +33,10 @@ def test_prefetched_runs_are_counted_per_queue(
     process = start_worker(broker, "held", (queue,), pool="prefork")
     try:
         deadline = time.monotonic() + 60
-        while not redis.Redis.from_url(COUNTS_URL).lrange(key, 0, -1):
-            assert time.monotonic() < deadline, "the slow run never started"
-            time.sleep(0.2)
+        with redis.Redis.from_url(COUNTS_URL) as counts:  # closed: see test_cancel_running
+            while not counts.lrange(key, 0, -1):
+                assert time.monotonic() < deadline, "the slow run never started"
+                time.sleep(0.2)
         # one process, busy: it holds up to 4 more (Celery's prefetch), the rest wait
         while (info := queues.info(queue)).reserved == 0:
             assert time.monotonic() < deadline, "no heartbeat counted the runs held"
