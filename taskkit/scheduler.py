@@ -277,7 +277,21 @@ class Scheduler(BeatHooks, DatabaseScheduler):  # type: ignore[misc]  # django-c
             logger.exception("Sweeping the runs of lost workers failed; trying again shortly")
 
     def close(self) -> None:
-        try:
-            super().close()  # saves the last ticks' state first
-        finally:
-            lease.release(lease.BEAT, self.identity)
+        """Save the last ticks' state, then let go of the lease; never raise.
+
+        Celery calls this from Beat's ``SIGTERM`` handler, before the handler's
+        ``SystemExit``: an error raised here (the database away, or closed under
+        the tick the signal interrupted) went into that tick instead, and Beat
+        went on, deaf to the signal. A lease not released expires by itself.
+        """
+        for step, what in (
+            (super().close, "save the schedule"),
+            (self._release, "release its lease"),
+        ):
+            try:
+                step()
+            except Exception:
+                logger.exception("Beat is closing: could not %s; going on", what)
+
+    def _release(self) -> None:
+        lease.release(lease.BEAT, self.identity)

@@ -357,3 +357,31 @@ def test_celery_backend_cleanup_is_installed_only_for_a_backend_that_needs_it(
     wanted = backend is _KeepingBackend
     assert ("celery.backend_cleanup" in schedule) is wanted
     assert PeriodicTask.objects.filter(task="celery.backend_cleanup").exists() is wanted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_closing_beat_never_raises_so_its_sigterm_handler_exits(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Celery's SIGTERM handler closes the scheduler, then raises ``SystemExit``. A release
+    that raised (the database closed under the tick the signal interrupted) went into that
+    tick instead: Beat went on, and ignored the signal (seen in a test's two-Beat handover)."""
+    from celery.beat import Service
+    from django.db import ProgrammingError
+
+    def closed(*args: Any) -> None:
+        raise ProgrammingError("Cannot operate on a closed database.")
+
+    scheduler = Scheduler(app=current_app, lazy=True)
+    assert scheduler.tick() <= 1.0 and scheduler.leading
+    monkeypatch.setattr(lease, "release", closed)
+    monkeypatch.setattr("django_celery_beat.schedulers.DatabaseScheduler.sync", closed)
+    service = Service(app=current_app)
+    service.__dict__["scheduler"] = scheduler  # the service's cached scheduler
+    service.sync()  # Celery's handler: service.sync(), then raise SystemExit()
+    assert [
+        record.getMessage() for record in caplog.records if record.name == "taskkit.scheduler"
+    ] == [
+        "Beat is closing: could not save the schedule; going on",
+        "Beat is closing: could not release its lease; going on",
+    ]
