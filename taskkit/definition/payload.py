@@ -11,6 +11,7 @@ databases, a lone surrogate (``"\\ud800"``) is refused by PostgreSQL's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,21 +76,9 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def holds_nul(value: Any) -> bool:
-    """Whether a text of ``value``, key or value at any depth, holds NUL."""
-    level = [value]
-    while level:
-        deeper: list[Any] = []
-        for item in level:
-            if isinstance(item, str):
-                if "\x00" in item:
-                    return True
-            elif isinstance(item, dict):
-                deeper += [*item, *item.values()]
-            elif isinstance(item, list):
-                deeper += item
-        level = deeper
-    return False
+#: NUL in ASCII JSON text: ``\u0000`` whose backslash is not itself escaped (``\\u0000``
+#: is a backslash, then "u0000").
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def suspect(text: str) -> bool:
@@ -102,7 +91,7 @@ def check_text(plain: Any, text: str) -> None:
     or holds a lone surrogate or NUL; cheap unless ``text`` hints at one of them."""
     if text.count("{") + text.count("[") > MAX_DEPTH and depth(plain) > MAX_DEPTH:
         raise too_deep()
-    if "\\u0000" in text and holds_nul(plain):  # or an escaped backslash before "u0000"
+    if "\\u0000" in text and _NUL.search(text):  # not an escaped backslash before "u0000"
         raise InvalidPayload("payload text holds NUL (\\u0000), which PostgreSQL cannot store")
     if "\\ud" in text:  # ASCII JSON writes every surrogate as \udXXX: any unpaired one?
         try:
