@@ -314,6 +314,11 @@ def test_a_refused_run_whose_payload_the_database_refuses_is_still_recorded(
     assert row.status == RunStatus.FAILED and "lone surrogate" in row.error
 
 
+def registered(monkeypatch: pytest.MonkeyPatch, name: str, handler: Any) -> None:
+    """``handler`` as the task ``name``, for this test only."""
+    monkeypatch.setitem(taskkit.registry.current().tasks, name, taskkit.task(name=name)(handler))
+
+
 def _raise_text(event: taskkit.TaskEvent) -> None:
     raise ValueError(event.payload["text"])
 
@@ -328,8 +333,7 @@ def test_an_error_the_database_refuses_still_fails_its_run(
 ) -> None:
     """PostgreSQL's text refuses NUL, and no driver encodes a lone surrogate: the run is
     recorded failed with its error's text escaped, not left running."""
-    failing = taskkit.task(name="raise:text")(_raise_text)
-    monkeypatch.setitem(taskkit.registry.current().tasks, "raise:text", failing)
+    registered(monkeypatch, "raise:text", _raise_text)
     monkeypatch.setattr(run_module, "received_payload", lambda payload, **_: payload)
     ctask, run_id = message("raise:text")
     with pytest.raises(ValueError):
@@ -339,8 +343,7 @@ def test_an_error_the_database_refuses_still_fails_its_run(
 
 
 def test_a_result_the_database_refuses_still_ends_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    returning = taskkit.task(name="return:text")(_return_text)
-    monkeypatch.setitem(taskkit.registry.current().tasks, "return:text", returning)
+    registered(monkeypatch, "return:text", _return_text)
     ctask, run_id = message("return:text")
     assert run_message(ctask, {"text": "a_b"}, {"run_id": run_id}) == {"text": "a\x00b"}
     row = TaskRun.objects.get(pk=run_id)
@@ -402,8 +405,7 @@ def test_progress_past_what_a_column_holds_is_stored_scaled_down(
     """PostgreSQL's integer column refused it (``integer out of range``), failing the run."""
     from taskkit.bridge.work.message import COLUMN_MAX
 
-    reporting = taskkit.task(name="progress:large")(_large_progress)
-    monkeypatch.setitem(taskkit.registry.current().tasks, "progress:large", reporting)
+    registered(monkeypatch, "progress:large", _large_progress)
     ctask, run_id = message("progress:large")
     run_message(ctask, {}, {"run_id": run_id})
     row = TaskRun.objects.get(pk=run_id)
