@@ -251,14 +251,21 @@ def test_a_run_skipped_as_deleted_while_queued_is_told_cancelled(
 
 
 @pytest.mark.parametrize(
-    ("terminated", "error"),
-    [(False, "Revoked while queued."), (True, "Terminated while running.")],
+    ("terminated", "error", "run_id"),
+    [
+        (False, "Revoked while queued.", str(uuid.uuid4())),
+        (True, "Terminated while running.", str(uuid.uuid4())),
+        (True, "Terminated while running.", "hand-made"),  # no UUID: no row to cancel
+    ],
 )
 def test_a_run_celery_revoked_is_told_cancelled(
-    told: list[dict[str, Any]], lines: pytest.LogCaptureFixture, terminated: bool, error: str
+    told: list[dict[str, Any]],
+    lines: pytest.LogCaptureFixture,
+    terminated: bool,
+    error: str,
+    run_id: str,
 ) -> None:
     """``delete_run`` of a message a worker held, or ``celery control revoke --terminate``."""
-    run_id = str(uuid.uuid4())
     context = {"run_id": run_id, "queue": "q", "attempt": 2}
     request = SimpleNamespace(
         id=run_id, hostname="w1@host", kwargs={"payload": {}, "context": context}

@@ -19,7 +19,7 @@ from ...registry import get_task
 from ..carrier import task_name
 from ..locks import lock_key, release
 from .delivery import with_database
-from .message import message_id, run_context, run_row, tell, worker_name
+from .message import message_id, row_id, run_context, run_row, tell, worker_name
 from .recorder import fitted, recorder, storable, upsert, write_rows
 
 
@@ -148,7 +148,7 @@ def record_revoked(ctask: CeleryTask[Any, Any], request: Any, *, terminated: boo
 
 def _record_terminated(run_id: str, name: str, payload: Any, error: str) -> None:
     """The run's row cancelled and its locks released, as the killed process cannot."""
-    TaskRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+    TaskRun.objects.filter(pk=row_id(run_id), status=RunStatus.RUNNING).update(
         status=RunStatus.CANCELLED, error=error, finished_at=timezone.now()
     )
     try:
