@@ -224,6 +224,8 @@ def test_enqueue_validates_the_payload_before_sending(manager: Client) -> None:
         ('{"text": "\\ud800"}', "lone surrogate"),
     ]:
         assert complaint in text(manager.post(target, {"payload": bad}))
+    too_late = text(manager.post(target, {"delay": "1e308"}))  # past enqueue_in's bounds: no 500
+    assert "needs a delay from 0 to 3650 days" in too_late
     assert length() == 0
     response = manager.post(target, {"payload": '{"to": "<script>alert(1)</script>"}'})
     assert response.status_code == 302

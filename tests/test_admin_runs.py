@@ -100,6 +100,9 @@ def test_the_retry_action_requeues_failed_runs_only() -> None:
     failed.refresh_from_db()
     assert failed.status == RunStatus.QUEUED
     assert [m.run_id for m in queues.list("default")] == [str(failed.pk)]
+    forged = {"action": "retry_selected", "_selected_action": [str(failed.pk), "1 OR 1=1"]}
+    page = text(manager.post(url("changelist"), forged, follow=True))  # not Django's 500
+    assert "&#x27;1 OR 1=1&#x27; is no run id." in page
 
 
 def test_retry_and_remove_one_run_from_its_page() -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -250,6 +251,19 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         return queryset.alias(payload_text=Cast("payload", TextField())).filter(matches), False
 
     # -- actions: bulk on the list, one run on its page -------------------------------------
+
+    def response_action(
+        self, request: HttpRequest, queryset: QuerySet[Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse | None:
+        """Django's actions, but a selection that is no run id (a form made by hand) is said
+        so: Django filters by the ids as sent, and a UUID column raises on any other text."""
+        for selected in request.POST.getlist(ACTION_CHECKBOX_NAME):
+            try:
+                uuid.UUID(selected)
+            except ValueError:
+                self.message_user(request, f"{selected!r} is no run id.", messages.ERROR)
+                return None  # Django's list then redirects to itself, as for a failed action
+        return super().response_action(request, queryset, *args, **kwargs)
 
     @admin.action(description="Retry selected failed runs", permissions=["manage"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> None:

@@ -65,17 +65,23 @@ class EnqueueForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
+        """The time to run at, ``when``: ``at``, or now plus ``delay`` (within ``enqueue_in``'s
+        bounds), or ``None`` for now."""
         cleaned = super().clean() or {}
-        if cleaned.get("delay") is not None and cleaned.get("at") is not None:
+        delay, cleaned["when"] = cleaned.get("delay"), cleaned.get("at")
+        if delay is not None and cleaned["when"] is not None:
             raise forms.ValidationError("Give a delay or a time to run at, not both.")
+        if delay is not None:
+            try:
+                cleaned["when"] = bridge.delay_to_datetime(delay)
+            except ValueError as exc:
+                self.add_error("delay", str(exc))
         return cleaned
 
     def send(self, task: Task) -> bridge.RunHandle:
         """Queue the run the form describes (valid forms only)."""
         data = self.cleaned_data
-        when = data["at"]
-        if data["delay"] is not None:
-            when = bridge.delay_to_datetime(data["delay"])
+        when = data["when"]
         if when is not None:
             return bridge.enqueue_task_at(
                 task, when, data["payload"], data["queue"], priority=data["priority"]
