@@ -8,12 +8,23 @@ the zone's name. Durations get seconds, where seconds matter.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.utils import dateformat, timezone
 
+#: The earliest moment a database column holds, and earlier than any run.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
 #: What the admin shows: ``2026-12-04 09:02:28 CET``.
 SHOWN = "Y-m-d H:i:s T"
+
+
+def ago(now: datetime, span: timedelta) -> datetime:
+    """``now - span``; :data:`EARLIEST` when that reaches past year 1 (nothing is older)."""
+    try:
+        return now - span
+    except OverflowError:
+        return EARLIEST
 
 
 def local(moment: datetime) -> datetime:

@@ -39,6 +39,13 @@ def untyped(value: object) -> Any:
             TypeError,
             "takes a datetime",
         ),
+        (
+            lambda: taskkit.enqueue_at(
+                "echo:payload", datetime.fromisoformat("0001-01-01T00:00:00+14:00")
+            ),
+            ValueError,
+            "years 1 to 9999 in UTC",
+        ),
         (lambda: taskkit.enqueue_in("echo:payload", -1), ValueError, "delay from 0"),
         (lambda: taskkit.enqueue_in("echo:payload", math.nan), ValueError, "delay from 0"),
         (lambda: taskkit.enqueue_in("echo:payload", math.inf), ValueError, "delay from 0"),

@@ -224,6 +224,7 @@ def test_an_overdue_delayed_run() -> None:
     )
     assert queues.health(["delayed"], overdue=900).ok
     assert queues.health(["delayed"], overdue=timedelta(minutes=15)).ok
+    assert queues.health(["delayed"], overdue=timedelta.max).ok  # none is due before year 1
 
 
 @pytest.mark.parametrize(
@@ -238,6 +239,8 @@ def test_bad_choices(checks: list[str], message: str) -> None:
         queues.health(checks)
     with pytest.raises(ValueError, match="overdue must not be negative"):
         queues.health(overdue=-1)
+    with pytest.raises(ValueError, match="longer than a timedelta holds"):
+        queues.health(overdue=1e308)
 
 
 def test_checks_run_in_their_order_once() -> None:

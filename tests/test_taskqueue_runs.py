@@ -75,6 +75,10 @@ def test_prune_deletes_finished_runs_older_than_the_duration() -> None:
     with pytest.raises(CommandError, match="not a duration") as caught:
         taskqueue("prune", "--older-than", "soon", "--noinput")
     assert caught.value.returncode == 2
+    with pytest.raises(CommandError, match="longer than a duration may be") as caught:
+        taskqueue("prune", "--older-than", "99999999999d", "--noinput")
+    assert caught.value.returncode == 2
+    assert queues.prune(timedelta.max) == 0  # before year 1: nothing is that old
 
 
 def test_durations() -> None:

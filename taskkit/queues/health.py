@@ -29,6 +29,7 @@ from django.db import connections, router
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from .. import times
 from ..conf import settings
 from ..exceptions import TaskkitError
 from ..models import TaskRun, WorkerHeartbeat
@@ -92,7 +93,10 @@ def health(checks: Iterable[str] | None = None, *, overdue: timedelta | float = 
     before the ``delayed`` check fails. An unknown name is a ``ValueError``.
     """
     wanted = _chosen(checks)
-    late = overdue if isinstance(overdue, timedelta) else timedelta(seconds=overdue)
+    try:
+        late = overdue if isinstance(overdue, timedelta) else timedelta(seconds=overdue)
+    except OverflowError:
+        raise ValueError(f"overdue is longer than a timedelta holds: {overdue!r} s") from None
     if late < timedelta(0):
         raise ValueError(f"overdue must not be negative, not {late.total_seconds():g} s")
     probes: dict[str, Probe] = {
@@ -209,7 +213,7 @@ def delayed_found(now: datetime, late: timedelta) -> dict[str, Any]:
     """One aggregate on the index of the due time: ``waiting``, ``overdue`` and ``first``."""
     return TaskRun.objects.scheduled().aggregate(
         waiting=Count("pk"),
-        overdue=Count("pk", filter=Q(scheduled_for__lt=now - late)),
+        overdue=Count("pk", filter=Q(scheduled_for__lt=times.ago(now, late))),
         first=Min("scheduled_for"),
     )
 

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .. import events
+from .. import events, times
 from ..bridge.send.handle import RunHandle, get_run
 from ..bridge.send.publish import publish_run
 from ..exceptions import RunNotFound
@@ -90,7 +90,7 @@ def prune(older_than: timedelta, *, dry_run: bool = False) -> int:
     """Delete finished runs (succeeded, failed, cancelled) older than ``older_than``."""
     if older_than < timedelta(0):
         raise ValueError("older_than must not be negative")
-    rows = TaskRun.objects.finished().filter(finished_at__lt=timezone.now() - older_than)
+    rows = TaskRun.objects.finished().filter(finished_at__lt=times.ago(timezone.now(), older_than))
     return rows.count() if dry_run else rows.delete()[0]
 
 

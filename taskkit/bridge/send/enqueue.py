@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -153,6 +153,12 @@ def enqueue_task_at(
         raise TypeError(f"enqueue_at takes a datetime, not {type(when).__name__}")
     if timezone.is_naive(when):
         raise ValueError("enqueue_at needs an aware datetime (use django.utils.timezone)")
+    try:
+        when.astimezone(UTC)  # as the database stores it
+    except OverflowError:
+        raise ValueError(
+            f"enqueue_at needs a time within years 1 to 9999 in UTC, not {when}"
+        ) from None
     run = prepare(task, payload, resolve_queue(task, queue), scheduled_time=when, priority=priority)
     if (capture := active_capture()) is not None:
         return capture.record([run], run_after=when)[0]

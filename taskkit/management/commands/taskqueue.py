@@ -58,7 +58,10 @@ def parse_duration(text: str) -> timedelta:
     match = DURATION.match(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a duration (say 90s, 30m, 12h or 7d)")
-    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than a duration may be") from None
 
 
 class Command(BaseCommand):
