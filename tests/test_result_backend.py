@@ -11,7 +11,13 @@ from celery import Celery, current_app, states
 from celery.exceptions import SecurityError, TaskRevokedError, TimeoutError
 from django.utils import timezone
 
-from taskkit.bridge.result_backend import BACKEND, RunTableBackend, default_to_run_table
+from taskkit.bridge.result_backend import (
+    BACKEND,
+    RunTableBackend,
+    default_to_run_table,
+    record_unsent,
+)
+from taskkit.bridge.work.message import row_id
 from taskkit.bridge.work.register import celery_options
 from taskkit.models import RunStatus, TaskRun
 from taskkit.registry import get_task
@@ -155,3 +161,21 @@ def test_taskkit_tasks_leave_results_to_task_ignore_result() -> None:
     """Not ignored by default, so ``apply_async(...).get()`` waits; a project may ignore them."""
     assert "ignore_result" not in celery_options(get_task("echo:payload"))
     assert current_app.tasks["echo:payload"].ignore_result is False
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "my-own-id"])
+def test_a_canvas_step_never_sent_is_a_failed_run_whatever_its_id(task_id: str) -> None:
+    """A chord's body left unsent by an error: recorded under the id its worker would use."""
+    context = {"task": "echo:payload", "queue": "q", "run_id": task_id}
+    step = current_app.tasks["echo:payload"].s(payload={"n": 1}, context=context)
+    step.set(task_id=task_id)
+    record_unsent(step, EchoError("the header failed"))
+    (run,) = TaskRun.objects.all()
+    assert str(run.pk) == row_id(task_id)
+    assert (run.name, run.queue, run.status, run.payload) == (
+        "echo:payload",
+        "q",
+        RunStatus.FAILED,
+        {"n": 1},
+    )
+    assert run.error.startswith("EchoError: the header failed")

@@ -177,10 +177,11 @@ def record_unsent(signature: Any, exc: BaseException) -> None:
     if not isinstance(context, dict) or not signature.id:
         return
     # Lazily: the worker's modules stay out of web processes, and out of an import cycle.
+    from .work.message import row_id
     from .work.outcome import failed_attempt
 
     TaskRun.objects.get_or_create(
-        pk=signature.id,
+        pk=row_id(str(signature.id)),  # as the worker records a hand-made id
         defaults={
             "name": str(context.get("task") or signature.task),
             "queue": str(context.get("queue") or signature.options.get("queue") or ""),
