@@ -27,8 +27,30 @@ class RunStatus(models.TextChoices):
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+def storable(value: Any) -> Any:
+    """``value`` as any database takes it: in its text (in JSON too), lone surrogates and NUL
+    escaped."""
+    if isinstance(value, str):
+        return value.encode(errors="backslashreplace").decode().replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 class TaskRunQuerySet(models.QuerySet["TaskRun"]):
     """Runs by state, named once: ``TaskRun.objects.scheduled()``, ``.failed()``…"""
+
+    def named(self, name: str) -> TaskRunQuerySet:
+        """The runs of task ``name``. Outside text (a form, a query, a command line) is looked
+        up as rows store it (:func:`storable`): text no database holds (NUL) finds none,
+        where PostgreSQL would refuse the query."""
+        return self.filter(name=storable(name))
+
+    def on_queue(self, queue: str) -> TaskRunQuerySet:
+        """The runs of ``queue``, looked up as :meth:`named` looks up a name."""
+        return self.filter(queue=storable(queue))
 
     def scheduled(self) -> TaskRunQuerySet:
         """Delayed runs and retries waiting to be due (the scheduler promotes them)."""

@@ -226,3 +226,12 @@ def test_stopping_a_run_that_is_not_running_says_so() -> None:
     assert 'value="Stop"' not in text(manager.get(url("change", run.pk)))
     page = text(manager.post(url("stop", run.pk), {"confirm": "yes"}, follow=True))
     assert f"No running run {run.pk}." in page
+
+
+def test_a_filter_or_search_no_database_stores_is_an_invalid_lookup_not_a_500() -> None:
+    """NUL: PostgreSQL refuses it in a query, so Django's "invalid lookup" page answers."""
+    viewer = staff("viewer", "view_dashboard")
+    for query in ("q=%00", "status=%00", "name=a%00b"):
+        response = viewer.get(f"{url('changelist')}?{query}")
+        assert (response.status_code, response["Location"]) == (302, f"{url('changelist')}?e=1")
+    assert viewer.get(f"{url('changelist')}?q=a%5Cx00").status_code == 200  # the text \x00

@@ -15,6 +15,7 @@ from django.utils import timezone
 from taskkit import queues
 from taskkit.management.commands.taskqueue import parse_duration
 from taskkit.models import RunStatus, TaskRun
+from taskkit.queues.history import history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +89,11 @@ def test_durations() -> None:
     assert parse_duration("7d") == timedelta(days=7)
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("7 weeks")
+
+
+def test_names_and_queues_no_database_stores_find_nothing() -> None:
+    """NUL (a script's bytes) in a name or queue: no run has it, and PostgreSQL is not asked."""
+    run(RunStatus.FAILED, name="echo:payload")
+    assert queues.failed("echo:\x00") == []
+    assert sum(b.failed for b in history(task="echo:\x00", queue="q\x00")) == 0
+    assert taskqueue("failed", "--name", "echo:\x00", "--json") == []

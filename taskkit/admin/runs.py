@@ -17,6 +17,8 @@ from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -27,7 +29,7 @@ from django.utils.html import format_html, format_html_join
 
 from .. import times
 from ..exceptions import BrokerUnavailable, RunNotFound, TaskNotFound
-from ..models import FINISHED, RunStatus, TaskRun, TaskRunQuerySet
+from ..models import FINISHED, RunStatus, TaskRun, TaskRunQuerySet, storable
 from ..permissions import can_manage
 from ..queues import cancel_running, retry_failed
 from ..registry import all_tasks
@@ -233,6 +235,13 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
     # -- search by run id (or the short id the list shows), name, error text, payload ---------
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """Django's list; a filter or search holding text no database stores (NUL) is an
+        invalid lookup (Django's own page says so), where PostgreSQL would refuse the query."""
+        if any(storable(value) != value for _, values in request.GET.lists() for value in values):
+            raise IncorrectLookupParameters
+        return super().get_changelist_instance(request)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[TaskRun], search_term: str

@@ -81,9 +81,9 @@ def history(
         finished_at__gte=first, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED)
     )
     if task:
-        runs = runs.filter(name=task)
+        runs = runs.named(task)
     if queue:
-        runs = runs.filter(queue=queue)
+        runs = runs.on_queue(queue)
     # buckets start on the zone's own hours: +05:30 moves them half an hour
     size = step.total_seconds()
     shift = (last.utcoffset() or timedelta()).total_seconds() % size

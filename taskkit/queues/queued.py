@@ -230,7 +230,7 @@ def find(name: str | None = None, payload: Mapping[str, Any] | None = None) -> d
             held += filter(match, broker.held(sieve))
     rows = TaskRun.objects.delayed_or_running()
     if name is not None:
-        rows = rows.filter(name=name)
+        rows = rows.named(name)
     stored = [
         row for row in rows.order_by("created_at") if payload is None or row.payload == payload
     ]

@@ -46,9 +46,9 @@ def delete_delayed(
 ) -> list[datetime]:
     """Delete the delayed runs of ``name`` (with ``payload``, on ``queue``); return when due."""
     get_task(name)
-    rows = TaskRun.objects.scheduled().filter(name=name)
+    rows = TaskRun.objects.scheduled().named(name)
     if queue is not None:
-        rows = rows.filter(queue=queue)
+        rows = rows.on_queue(queue)
     doomed = [row for row in rows if payload is None or row.payload == dict(payload)]
     if not dry_run:
         TaskRun.objects.filter(pk__in=[row.pk for row in doomed]).delete()
@@ -82,7 +82,7 @@ def failed(name: str | None = None, limit: int = 50) -> list[TaskRun]:
     """The latest failed runs (of task ``name``), newest first."""
     rows = TaskRun.objects.failed()
     if name is not None:
-        rows = rows.filter(name=name)
+        rows = rows.named(name)
     return list(rows.order_by("-finished_at")[:limit])
 
 
@@ -98,9 +98,9 @@ def _failed(run_id: object | None, name: str | None) -> QuerySet[TaskRun]:
     if (run_id is None) == (name is None):
         raise TypeError("give a run id or a task name, not both and not neither")
     runs = TaskRun.objects.failed()
-    if run_id is not None:
+    if name is None:
         return runs.filter(pk=get_run(run_id).pk)
-    return runs.filter(name=name)
+    return runs.named(name)
 
 
 def retry_failed(run_id: object | None = None, *, name: str | None = None) -> list[RunHandle]:

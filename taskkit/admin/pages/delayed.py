@@ -19,7 +19,7 @@ def delayed(request: HttpRequest, site: AdminSite) -> HttpResponse:
     rows = TaskRun.objects.scheduled().order_by("scheduled_for", "pk")
     name = request.GET.get("name", "")
     if name:
-        rows = rows.filter(name=name)
+        rows = rows.named(name)
     current = Paginator(rows, PER_PAGE).get_page(request.GET.get("page"))
     return page(
         request,

@@ -14,13 +14,13 @@ from django.utils import timezone
 from ...definition import Lock, Task, TaskContext
 from ...events import Step, emit
 from ...exceptions import TaskkitError, class_path
-from ...models import RunStatus, TaskRun
+from ...models import RunStatus, TaskRun, storable
 from ...registry import get_task
 from ..carrier import task_name
 from ..locks import lock_key, release
 from .delivery import with_database
 from .message import message_id, row_id, run_context, run_row, tell, worker_name
-from .recorder import fitted, recorder, storable, upsert, write_rows
+from .recorder import fitted, recorder, upsert, write_rows
 
 
 def failed_attempt(

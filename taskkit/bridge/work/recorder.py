@@ -41,7 +41,7 @@ from django.db import (
 )
 from django.db.models import CharField
 
-from ...models import TaskRun
+from ...models import TaskRun, storable
 from .row_sql import Fields
 from .row_sql import upsert_many as upsert_many  # tests stand in for it here
 
@@ -138,18 +138,6 @@ def stripped(fields: Fields, exc: BaseException) -> Fields:
     if "payload" in fields:
         kept["payload"] = {}
     return {**kept, "error": storable(f"{fields.get('error') or ''} {note}".strip())}
-
-
-def storable(value: Any) -> Any:
-    """``value`` as any database takes it: in its text (in JSON too), lone surrogates and NUL
-    escaped."""
-    if isinstance(value, str):
-        return value.encode(errors="backslashreplace").decode().replace("\x00", "\\x00")
-    if isinstance(value, dict):
-        return {storable(key): storable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [storable(item) for item in value]
-    return value
 
 
 def fitted(column: str, value: Any) -> Any:
