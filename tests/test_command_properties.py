@@ -10,7 +10,6 @@ status; never with a traceback of their own.
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,36 +18,10 @@ from django.core.management import CommandError, call_command
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import taskkit
-from taskkit.models import RunStatus, TaskRun
-from tests.integration.conftest import BROKERS, current, make_app, purge, transport_settings
+from tests.hostile import broker_with_work, texts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-#: Text a shell may pass (no lone surrogate, which no command line holds).
-texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=16) | st.sampled_from(
-    [
-        "\x00",
-        "9" * 30,
-        "-1",
-        "1e308",
-        "inf",
-        "nan",
-        "9999-12-31T23:59:59",
-        "9999-12-31T23:59:59-12:00",
-        "0001-01-01T00:00:00+14:00",
-        '{"a": 1}',
-        '{"a": "\\u0000"}',
-        "[1]",
-        "{",
-        "99999999999d",
-        "1e308s",
-        "default",
-        "echo:payload",
-        "echo:fail",
-        str(uuid.UUID(int=1)),
-    ]
-)
 OPTIONS = [
     "--json", "--dry-run", "--noinput", "--check", "--overdue", "--start", "--stop", "--name",
     "--payload", "--count", "--queue", "--limit", "--older-than", "--enqueue", "--in", "--at",
@@ -63,17 +36,8 @@ SUBCOMMANDS = [
 
 @pytest.fixture(params=["filesystem", "redis"])
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    """A broker with a queued message, a delayed run and a failed run."""
-    name = request.param
-    app = make_app(f"commands-{name}", BROKERS[name], **transport_settings(name, tmp_path))
-    purge(app)
-    with current(app):
-        taskkit.enqueue("echo:payload", {"n": 1})
-        taskkit.enqueue_in("echo:payload", 3600, {"n": 2})
-        TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, error="boom")
+    with broker_with_work(request.param, tmp_path):
         yield
-    purge(app)
-    app.close()
 
 
 @pytest.fixture(autouse=True)

@@ -21,37 +21,13 @@ from django.test import Client
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import taskkit
-from taskkit.models import RunStatus, TaskRun
-from tests.integration.conftest import BROKERS, current, make_app, purge, transport_settings
+from tests.hostile import broker_with_work, texts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ADMIN = "/admin/taskkit/dashboard/"
 RUNS = "/admin/taskkit/taskrun/"
 API = "/_tasks/"
-#: Text a form or query may carry (no lone surrogate: a browser cannot send one as UTF-8).
-texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=16) | st.sampled_from(
-    [
-        "\x00",
-        "9" * 30,
-        "-1",
-        "1e308",
-        "inf",
-        "nan",
-        "9999-12-31T23:59:59",
-        "0001-01-01 00:00",
-        '{"a": 1}',
-        '{"a": "\\u0000"}',
-        "[1]",
-        "{",
-        "yes",
-        "default",
-        "echo:payload",
-        str(uuid.UUID(int=1)),
-        "00000000",
-    ]
-)
 #: Raw bytes of a query or a body: UTF-8 or not.
 raw = st.binary(max_size=24) | texts.map(lambda text: text.encode())
 #: Names the views read from the query and the form, and a few they do not.
@@ -75,20 +51,11 @@ segments = (texts | st.sampled_from(["echo:payload", "default", "unknown:task"])
 
 @pytest.fixture(params=["filesystem", "redis"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    """A superuser's client, on a broker with a queued message, a delayed run and failed runs."""
-    name = request.param
-    app = make_app(f"requests-{name}", BROKERS[name], **transport_settings(name, tmp_path))
-    purge(app)
-    with current(app):
-        taskkit.enqueue("echo:payload", {"n": 1})
-        taskkit.enqueue_in("echo:payload", 3600, {"n": 2})
-        TaskRun.objects.create(name="echo:payload", status=RunStatus.FAILED, error="boom")
-        user = User.objects.create_superuser("root", password="pw")
+    """A superuser's client, on a broker with some work (:func:`broker_with_work`)."""
+    with broker_with_work(request.param, tmp_path):
         client = Client()
-        client.force_login(user)
+        client.force_login(User.objects.create_superuser("root", password="pw"))
         yield client
-    purge(app)
-    app.close()
 
 
 def answered(response: Any) -> None:
