@@ -6,7 +6,8 @@ transport writes each message under a temporary name and renames it into place,
 which is atomic, so a reader only ever sees whole messages. Readers take files
 in name order, so names start with the time in nanoseconds and a per-process
 sequence number: messages leave in the order they came. A file that holds no
-envelope is moved to the quarantine (:mod:`taskkit.quarantine`), not fatal.
+envelope, or that cannot be read, is moved to the quarantine
+(:mod:`taskkit.quarantine`), not fatal.
 
 Use it through :func:`celery_settings` (no server, one machine, polling, no
 acknowledgement: for development and demos, not production).
@@ -27,7 +28,7 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps, loads
 
-from .quarantine import QUARANTINE, problem, report
+from .quarantine import QUARANTINE, problem, report, unreadable
 from .upstream import FilesystemChannel
 
 _sequence = itertools.count()
@@ -64,11 +65,13 @@ class Channel(FilesystemChannel):
                 (folder / name).rename(claimed)
             except OSError:  # another reader took it first
                 continue
+            why: str | None
             try:
                 raw = claimed.read_bytes()
-            except OSError as exc:
-                raise ChannelError(f"Cannot read file {name!r} from queue.") from exc
-            why = problem(raw)
+            except OSError as exc:  # a directory, a file the worker may not read: not lost
+                raw, why = name.encode(), unreadable(exc)
+            else:
+                why = problem(raw)
             if why is None:
                 claimed.unlink()
                 return loads(raw)

@@ -86,6 +86,11 @@ def item_id(raw: bytes) -> str:
     return str(uuid.UUID(bytes=hashlib.sha256(raw).digest()[:16]))
 
 
+def unreadable(exc: OSError) -> str:
+    """The problem of an item of the embedded broker's folder that cannot be read."""
+    return f"cannot be read: {exc.strerror or exc}"
+
+
 def report(queue: str, raw: bytes, why: str) -> None:
     """Log one quarantined item (its id, where it came from, why, and how it starts)."""
     logger.error(

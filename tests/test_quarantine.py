@@ -126,6 +126,34 @@ def test_the_embedded_broker_moves_a_file_it_cannot_take_to_the_quarantine(
         simple.close()
 
 
+def test_the_embedded_broker_quarantines_what_it_cannot_read_and_lists_and_deletes_it(
+    tmp_path: Path,
+) -> None:
+    """A directory named like a message (a file the worker may not read is the same case):
+    it went to a hidden name before, and the worker's consumer restarted."""
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection(
+        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+    ) as connection:
+        name = f"q-{uuid.uuid4().hex[:8]}"
+        simple = connection.SimpleQueue(name)
+        folder = tmp_path / "queue"
+        odd = folder / f"00000000000000000000_0.{name}.msg"
+        odd.mkdir()
+        (odd / "inside").write_bytes(b"x")
+        broker = FilesystemBroker(connection)
+        (shown,) = broker.scan(name)
+        assert (shown.raw, shown.problem) == (odd.name.encode(), "cannot be read: Is a directory")
+        simple.put({"good": 1})
+        assert simple.get(timeout=1).payload == {"good": 1}
+        (listed,) = broker.scan(QUARANTINE)
+        assert listed.problem == "cannot be read: Is a directory"
+        assert listed.location == str(folder / f"00000000000000000000_0.{QUARANTINE}.msg")
+        assert broker.purge(QUARANTINE) == 1
+        assert [path.name for path in folder.iterdir() if not path.name.startswith(".")] == []
+        simple.close()
+
+
 def test_workers_get_taskkits_consumer_unless_the_project_chose_one() -> None:
     default = SimpleNamespace(worker_consumer=consumer.CELERYS)
     consumer._use(conf=default)

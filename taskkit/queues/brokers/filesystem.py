@@ -6,12 +6,14 @@ its file.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from kombu import Connection
 
-from ..messages import QueuedMessage, decode
+from ...quarantine import unreadable
+from ..messages import QueuedMessage, decode, malformed
 from ..sieve import EVERYTHING, Sieve
 from .base import Match, celery_own
 
@@ -54,6 +56,9 @@ class FilesystemBroker:
                 raw = path.read_bytes()
             except FileNotFoundError:  # a worker took it meanwhile
                 continue
+            except OSError as exc:  # shown, under its name, so that it can be deleted
+                yield malformed(name.encode(), queue, position, str(path), unreadable(exc))
+                continue
             if sieve.passes(raw):
                 yield decode(raw, queue, position, str(path))
 
@@ -76,7 +81,10 @@ class FilesystemBroker:
 def _unlink(path: Path) -> bool:
     """Remove ``path``; ``False`` if a worker took it first."""
     try:
-        path.unlink()
+        if path.is_dir():  # put there by hand, named like a message
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     except FileNotFoundError:
         return False
     return True
