@@ -85,6 +85,12 @@ class Transport(filesystem.Transport):
 
     Channel = Channel
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """No default host: a folder has none. With kombu's (``localhost``), every
+        connection to ``filesystem://`` warned that no hostname was supplied."""
+        return {"port": self.default_port, "hostname": None}
+
 
 def celery_settings(
     folder: str | os.PathLike[str], polling_interval: float = 0.1

@@ -109,6 +109,27 @@ def test_the_filesystem_channel_writes_through_put_message(tmp_path: Path) -> No
     assert json.loads(written.read_text())["body"]
 
 
+def test_a_connection_to_the_embedded_broker_does_not_warn_of_a_missing_host(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kombu's ``Connection`` warns when a URL names no host and the transport's
+    ``default_connection_params`` has one; a folder has none, so every start of a
+    demo worker printed "No hostname was supplied" three times."""
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with (
+        caplog.at_level("WARNING", logger="kombu.connection"),
+        Connection(
+            "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+        ) as connection,
+    ):
+        simple = connection.SimpleQueue(f"upstream-{uuid.uuid4().hex}")
+        simple.put({"a": 1})
+        assert simple.get(timeout=1).payload == {"a": 1}
+        simple.close()
+        assert connection.info()["hostname"] is None
+    assert [record.getMessage() for record in caplog.records] == []
+
+
 def _interval_row(name: str) -> PeriodicTask:
     every, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
     return PeriodicTask(name=name, task="echo:payload", interval=every)
