@@ -125,6 +125,11 @@ TASKKIT = {
     },
 }
 
+if os.environ.get("TASKKIT_TEST_HANG_AT_EXIT"):  # the exit deadline's test: an exit that hangs
+    import atexit
+    import time
+
+    atexit.register(time.sleep, float(os.environ["TASKKIT_TEST_HANG_AT_EXIT"]))
 if os.environ.get("TASKKIT_TEST_WORKER_LOST_AFTER"):  # the worker-kill tests' subprocesses
     TASKKIT["WORKER_LOST_AFTER"] = float(os.environ["TASKKIT_TEST_WORKER_LOST_AFTER"])
 if os.environ.get("TASKKIT_TEST_TRACK"):  # the fault tests' subprocesses: another track level

@@ -20,7 +20,7 @@ from ...definition import Task
 from .. import broadcast
 from ..carrier import CARRIER
 from ..result_backend import default_to_run_table
-from . import consumer, heartbeat, recorder
+from . import consumer, exit_deadline, heartbeat, recorder
 
 
 def _body(self: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
@@ -123,6 +123,7 @@ def register(tasks: Iterable[Task]) -> None:
     recorder.connect()
     heartbeat.connect()
     consumer.connect()
+    exit_deadline.connect()
     signals.task_failure.connect(_worker_lost, weak=False, dispatch_uid="taskkit.worker_lost")
     signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="taskkit.revoked")
     for task in tasks:
