@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -171,8 +171,13 @@ def test_any_bulk_action_on_the_runs_answers(client: Client, action: str, ids: l
 @example("echo:payload", "enqueue=1", b"\x00", "application/json")
 @example("echo:payload", "a=%ff", b"", "application/x-www-form-urlencoded")
 @example("health", "check=%00", b"", "application/json")
+@example("echo%3Afail", "", b"", "application/json")  # a task that raises, run
 def test_any_request_to_the_api_answers(
     client: Client, path: str, q: str, body: bytes, content_type: str
 ) -> None:
     answered(client.get(f"{API}{path}?{q}"))
-    answered(client.post(f"{API}{path}?{q}", body, content_type=content_type))
+    response = client.post(f"{API}{path}?{q}", body, content_type=content_type)
+    # echo:fail, one of the samples, raises: run, its documented answer is a 500 naming the error
+    raised = response.status_code == 500 and response.json()["error"].startswith("EchoError: ")
+    if not (unquote(path) == "echo:fail" and raised):
+        answered(response)
