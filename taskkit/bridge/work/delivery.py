@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from celery import Task as CeleryTask
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from ...definition import Task, TaskContext
@@ -68,6 +69,30 @@ def with_database(
             close_old_connections()
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+
+def drop_connections(ctask: CeleryTask[Any, Any]) -> None:
+    """Cancel the query a soft time limit stopped, and close this thread's connections.
+
+    The limit is an exception raised from a signal handler, maybe during a query.
+    The database goes on running it (and holding its locks) for nobody, and on
+    PostgreSQL the connection is broken for good ("another command is already in
+    progress"), though Django still takes it for usable: kept for the next tasks
+    (``CELERY_DB_REUSE_MAX``), its next statement would fail, and the run's outcome
+    would first wait as for a database away. A connection in a transaction (a run
+    called eagerly inside a test's) is left alone.
+    """
+    if getattr(ctask.request, "is_eager", False):
+        return
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block:
+            continue
+        raw = connection.connection
+        cancel = getattr(raw, "cancel_safe", None) or getattr(raw, "cancel", None)  # psycopg
+        if cancel is not None:
+            with contextlib.suppress(Exception):  # nothing to cancel, or the database away
+                cancel()
+        connection.close()
 
 
 def hand_back(ctask: CeleryTask[Any, Any], exc: Exception, claim: str = "") -> NoReturn:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
-from celery.exceptions import Retry, WorkerShutdown, WorkerTerminate
+from celery.exceptions import Retry, SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 from django.utils import timezone
 
 from ...conf import settings
@@ -32,7 +32,14 @@ from ..carrier import task_name
 from ..locks import acquire, lock_key, release
 from ..track import track_level
 from .canvas import continuation, split_previous, stop_unless_done
-from .delivery import Admission, admit, claim_token, hand_back, with_database
+from .delivery import (
+    Admission,
+    admit,
+    claim_token,
+    drop_connections,
+    hand_back,
+    with_database,
+)
 from .flight import Flight, take_off
 from .message import (
     MESSAGE_ARGUMENTS,
@@ -106,7 +113,8 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     run, so an operator sees it, and raises. A step of a canvas that does not
     finish now stops Celery from going on (:mod:`.canvas`): a retry does too.
     """
-    # Celery's Django fixup closes stale database connections around every task
+    # Celery's Django fixup closes database connections around every task, unless
+    # CELERY_DB_REUSE_MAX is set; a soft time limit closes its thread's (drop_connections)
     args, previous = split_previous(args, kwargs)
     values = {**dict(zip(MESSAGE_ARGUMENTS, args, strict=False)), **kwargs}
     context, payload = values.get("context"), values.get("payload", kwargs)
@@ -176,6 +184,8 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         given, chained = (previous[0] if previous else None), bool(previous)
         result = call(task, TaskEvent(task.name, plain, ctx, previous=given, chained=chained))
     except Exception as exc:
+        if isinstance(exc, SoftTimeLimitExceeded):  # it may have stopped a query half-way
+            drop_connections(ctask)
         delay = with_database(functools.partial(record_failure, task, ctx, again, exc))
         if delay is None:
             raise
