@@ -6,6 +6,7 @@ row of the run table. The real workers are in ``tests/reliability``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import timedelta
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from django.utils import timezone
 import taskkit
 from taskkit.bridge.locks import acquire, holder
 from taskkit.bridge.work import flight
+from taskkit.bridge.work.delivery import Revoked
 from taskkit.bridge.work.recorder import recorder
 from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import RunFailed, WorkerLost, class_path
@@ -56,9 +58,13 @@ def step(run_id: str, **request: Any) -> Any:
 
 
 def deliver(payload: dict[str, Any], run_id: str | None = None, **context: Any) -> str:
-    """Run one delivery of a ``flight:shared`` message in this process; return its run id."""
+    """Run one delivery of a ``flight:shared`` message in this process; return its run id.
+
+    A follower sent again later ends as Celery's ``Ignore``: no result yet.
+    """
     run_id = run_id or str(uuid.uuid4())
-    run_message(step(run_id), payload, {"run_id": run_id, "attempt": 1, **context})
+    with contextlib.suppress(Ignore):
+        run_message(step(run_id), payload, {"run_id": run_id, "attempt": 1, **context})
     return run_id
 
 
@@ -80,6 +86,20 @@ def test_a_follower_takes_the_leaders_result_and_never_runs(key: str) -> None:
     assert (follower.status, follower.result) == (RunStatus.SUCCEEDED, {"ran": "the leader"})
     assert executions(key) == []
     assert TaskRun.objects.get(pk=leader).result == {"ran": "the leader"}
+
+
+def test_a_follower_of_a_cancelled_leader_is_cancelled_and_revoked_to_celery(key: str) -> None:
+    payload = {"key": key}
+    leading(payload, RunStatus.CANCELLED, error="Cancelled by an operator.", attempt=1)
+    run_id, marked = str(uuid.uuid4()), []
+    ctask = step(run_id)
+    ctask.backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: marked.append(args))
+    with pytest.raises(Revoked):
+        run_message(ctask, payload, {"run_id": run_id, "attempt": 1})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.error) == (RunStatus.CANCELLED, "Cancelled by an operator.")
+    assert marked == [(run_id, "cancelled")]
+    assert executions(key) == []
 
 
 def test_a_follower_waits_again_then_takes_the_outcome_of_the_leader_it_followed(

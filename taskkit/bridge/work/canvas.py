@@ -14,10 +14,9 @@ instead.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from celery import Task as CeleryTask
-from celery.exceptions import Ignore
 
 #: The request attributes that say what Celery sends after a step, and the
 #: ``apply_async`` options that send them again with the step.
@@ -56,14 +55,3 @@ def continuation(ctask: CeleryTask[Any, Any], previous: tuple[Any, ...]) -> dict
         if (value := getattr(request, name, None)) is not None
     }
     return {"args": list(previous), "options": options}
-
-
-def stop_unless_done(ctask: CeleryTask[Any, Any]) -> None:
-    """Keep Celery from going on after a step that has not finished (see the module)."""
-    if any(getattr(ctask.request, name, None) for name in GOES_ON):
-        halt()
-
-
-def halt() -> NoReturn:
-    """End the step without a result: Celery sends nothing after it and records no state."""
-    raise Ignore()

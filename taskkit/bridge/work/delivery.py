@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from celery import Task as CeleryTask
+from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
@@ -121,13 +122,44 @@ def hand_back(ctask: CeleryTask[Any, Any], exc: Exception, claim: str = "") -> N
 class Admission(enum.Enum):
     """What :func:`admit` says of a delivery."""
 
-    #: Not to run: cancelled while queued, or this attempt started or finished already.
+    #: Not to run: this attempt started or finished already (another delivery of it).
     SKIP = enum.auto()
+    #: Not to run: deleted while queued; its row is written ``cancelled``.
+    CANCELLED = enum.auto()
     #: To run; its row, if it has one, is not written ``running`` for this delivery yet.
     RUN = enum.auto()
     #: To run; its row was claimed just now, written ``running`` with the run's fields and
     #: the claim's time as its start.
     CLAIMED = enum.auto()
+
+
+class Revoked(Ignore):
+    """Ends the delivery of a run recorded cancelled; Celery hears of it as revoked.
+
+    The worker's main process sends the ``task-revoked`` event, if it sends task
+    events (:class:`~.request.GuardedRequest`).
+    """
+
+
+def not_run(ctask: CeleryTask[Any, Any], *, revoked: bool = False) -> Ignore:
+    """What ends a delivery that did not run the task and has no result: raise it.
+
+    Returning ``None`` would make Celery store a success under the run's id, over
+    what the delivery that ran it stored in a result backend of the project's own,
+    tell its monitors (Flower) that it succeeded, and go on with a chain.
+    :class:`~celery.exceptions.Ignore` stores nothing and sends nothing after the
+    step. A run recorded cancelled (``revoked``) is revoked to Celery, as Celery's
+    own revoke does: marked so in its result backend, where a chord learns that
+    this part will not come.
+    """
+    if not revoked:
+        return Ignore()
+    reason, run_id = "cancelled", str(ctask.request.id)
+    try:
+        ctask.backend.mark_as_revoked(run_id, reason, request=ctask.request)
+    except Exception:  # the project's result backend away: the run's row says it anyway
+        logger.exception("could not mark run %s revoked in the result backend", run_id)
+    return Revoked(reason)
 
 
 def admit(
@@ -178,7 +210,7 @@ def admit(
             {**row, "status": RunStatus.CANCELLED, "finished_at": timezone.now(), "error": error},
         )
         tell(Step.CANCELLED, task, ctx, row["worker"], error=error)
-        return Admission.SKIP
+        return Admission.CANCELLED
     return Admission.CLAIMED if claimed and not fields.get("claim") else Admission.RUN
 
 

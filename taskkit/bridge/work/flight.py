@@ -45,7 +45,7 @@ from ...events import Step
 from ...exceptions import RunFailed, WorkerLost, class_path
 from ...models import FINISHED, RunStatus, TaskRun
 from ..locks import acquire, holder, payload_digest, release, renew
-from .canvas import stop_unless_done
+from .delivery import not_run
 from .message import tell
 from .outcome import attempt_failed
 from .recorder import upsert
@@ -96,13 +96,13 @@ class Flight:
 
     def follower_end(self, ctask: CeleryTask[Any, Any]) -> Any:
         """What a follower's delivery gives Celery: the shared result (a canvas goes on
-        with it), the shared failure, or nothing yet (a canvas waits for the run's end)."""
+        with it), the shared failure, its cancellation, or nothing yet (it is sent again
+        later, and a canvas goes on then)."""
         if self.followed == RunStatus.SUCCEEDED:
             return self.result
         if self.failure is not None:
             raise self.failure
-        stop_unless_done(ctask)
-        return None
+        raise not_run(ctask, revoked=self.followed == RunStatus.CANCELLED)
 
     def lead(self) -> None:
         """Keep the lease while the run runs."""

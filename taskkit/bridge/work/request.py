@@ -27,6 +27,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from ...exceptions import InvalidMessage
+from .delivery import Revoked
 from .message import row_id
 from .outcome import refused_row
 from .recorder import write_rows
@@ -77,7 +78,14 @@ class GuardedRequest(Request):
 
     def on_failure(self, exc_info: Any, *args: Any, **kwargs: Any) -> None:
         """Celery's, which itself fails on a body whose embed or keyword arguments are no
-        mapping (``[1, 2, 3]``): the run is then recorded here, not lost in a log line."""
+        mapping (``[1, 2, 3]``): the run is then recorded here, not lost in a log line.
+
+        A run recorded cancelled is told to monitors as revoked (``task-revoked``), as
+        Celery tells its own revokes; Celery's ``on_failure`` acknowledges its message.
+        """
+        exc = getattr(exc_info, "exception", None)
+        if isinstance(getattr(exc, "exc", exc), Revoked):  # or wrapped, from a child
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
         try:
             super().on_failure(exc_info, *args, **kwargs)
         except Exception as exc:

@@ -31,13 +31,14 @@ from ...upstream import pool_process_exiting
 from ..carrier import task_name
 from ..locks import acquire, lock_key, release
 from ..track import track_level
-from .canvas import continuation, split_previous, stop_unless_done
+from .canvas import continuation, split_previous
 from .delivery import (
     Admission,
     admit,
     claim_token,
     drop_connections,
     hand_back,
+    not_run,
     with_database,
 )
 from .flight import Flight, take_off
@@ -110,8 +111,9 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     raises Celery's :class:`Retry`, so Celery reports a retry, not a success, and
     sends nothing: the delayed row is the retry. A message that cannot run (its
     task unknown here, its payload or its shape wrong) is recorded as a failed
-    run, so an operator sees it, and raises. A step of a canvas that does not
-    finish now stops Celery from going on (:mod:`.canvas`): a retry does too.
+    run, so an operator sees it, and raises. A delivery that does not run (skipped,
+    cancelled, a single-flight follower) raises what :func:`.delivery.not_run` gives:
+    Celery stores no success for it, and a canvas does not go on (:mod:`.canvas`).
     """
     # Celery's Django fixup closes database connections around every task, unless
     # CELERY_DB_REUSE_MAX is set; a soft time limit closes its thread's (drop_connections)
@@ -147,10 +149,9 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
         admit, task, ctx, fields, row, stored=stored, redelivered=redelivered, claim=claim
     )
     admission = with_database(check, give_back)
-    if admission is Admission.SKIP:
+    if admission is Admission.SKIP or admission is Admission.CANCELLED:
         _release_queue_lock(task, plain, sent_id)
-        stop_unless_done(ctask)
-        return None
+        raise not_run(ctask, revoked=admission is Admission.CANCELLED)
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
         raise Retry(when=_wait_for_lock(task, ctx, again))
