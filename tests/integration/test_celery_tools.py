@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ import pytest
 from celery import states
 from celery.events.receiver import EventReceiver
 from celery.exceptions import TaskRevokedError, TimeoutError
+from django.utils import timezone
 
 import taskkit
 from taskkit import queues
+from taskkit.bridge.work.cancellations import cancel
 from taskkit.models import RunStatus, TaskRun
 from tests.apps.nested.tasks.echo.fail import EchoError
 
@@ -176,6 +179,27 @@ def test_a_delayed_run_is_pending_and_a_cancelled_one_revoked(broker: Broker) ->
     assert str(cancelled.status) == "REVOKED"
     with pytest.raises(TaskRevokedError):
         cancelled.get(timeout=5)
+
+
+def test_a_run_deleted_while_queued_is_revoked_in_the_events_not_succeeded(
+    broker: Broker, tools_worker: ToolsWorker, events: list[dict[str, Any]]
+) -> None:
+    """The worker skips it (its row says cancelled): monitors hear ``task-revoked``."""
+    payload = {"deleted": uuid.uuid4().hex}
+    cancel(queue=tools_worker.queue, name="echo:payload", payload=payload, count=1)
+    run_id = str(uuid.uuid4())
+    queued_before = (timezone.now() - timedelta(minutes=1)).isoformat()
+    broker.app.send_task(
+        "echo:payload",
+        kwargs={"payload": payload, "context": {"run_id": run_id, "enqueued_at": queued_before}},
+        task_id=run_id,
+        queue=tools_worker.queue,
+    )
+    (revoked,) = wait_until(lambda: of_run(events, run_id, "task-revoked"), "the event")
+    assert (revoked["terminated"], revoked["expired"]) == (False, False)
+    assert TaskRun.objects.get(pk=run_id).status == RunStatus.CANCELLED
+    assert str(broker.app.AsyncResult(run_id).status) == "REVOKED"
+    assert not of_run(events, run_id, "task-succeeded")
 
 
 def test_a_successful_track_failures_run_stays_pending(
