@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from celery import exceptions as celery_exceptions
+
 
 def class_path(error: BaseException | type[BaseException]) -> str:
     """The importable path of an exception's class: ``builtins.ValueError``, ``shop.errors.Late``.
@@ -107,6 +109,11 @@ class TaskExited(TaskkitError):
     The run is recorded as failed with that exception; this one is what Celery
     sees instead, so the pool process goes on to its next run.
     """
+
+
+class RunRevoked(TaskkitError, celery_exceptions.Ignore):
+    """Ends the worker's delivery of a run recorded cancelled, as Celery's ``Ignore``:
+    Celery stores no result for it, and hears of it as revoked (``task-revoked``)."""
 
 
 class NotChainable(TaskkitError, ValueError):

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from taskkit.bridge.work import cancellations
 from taskkit.bridge.work.cancellations import cancel
-from taskkit.bridge.work.delivery import Revoked
 from taskkit.bridge.work.run import run_message
+from taskkit.exceptions import RunRevoked
 from taskkit.models import Cancellation, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +44,7 @@ def deliver(payload: dict[str, Any], queue: str = "q", **context: Any) -> str:
         backend=RevokedIn(),
     )
     enqueued = {"enqueued_at": timezone.now().isoformat()}
-    with contextlib.suppress(Revoked):  # how a skipped delivery ends
+    with contextlib.suppress(RunRevoked):  # how a skipped delivery ends
         run_message(ctask, payload, {"run_id": run_id, "queue": queue, **enqueued, **context})
     return run_id
 
@@ -85,7 +85,7 @@ def test_a_run_cancelled_by_id_and_expired_rules() -> None:
         request=SimpleNamespace(id=run_id, hostname="w1@h", delivery_info={}),
         backend=RevokedIn(),
     )
-    with pytest.raises(Revoked):
+    with pytest.raises(RunRevoked):
         run_message(ctask, {}, {"run_id": run_id})
     assert status(run_id) == "cancelled"
     assert ctask.backend.revoked == [(run_id, "cancelled")]

@@ -20,10 +20,9 @@ from django.utils import timezone
 import taskkit
 from taskkit.bridge.locks import acquire, holder
 from taskkit.bridge.work import flight
-from taskkit.bridge.work.delivery import Revoked
 from taskkit.bridge.work.recorder import recorder
 from taskkit.bridge.work.run import run_message
-from taskkit.exceptions import RunFailed, WorkerLost, class_path
+from taskkit.exceptions import RunFailed, RunRevoked, WorkerLost, class_path
 from taskkit.models import RunStatus, TaskLock, TaskRun
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
 
@@ -94,7 +93,7 @@ def test_a_follower_of_a_cancelled_leader_is_cancelled_and_revoked_to_celery(key
     run_id, marked = str(uuid.uuid4()), []
     ctask = step(run_id)
     ctask.backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: marked.append(args))
-    with pytest.raises(Revoked):
+    with pytest.raises(RunRevoked):
         run_message(ctask, payload, {"run_id": run_id, "attempt": 1})
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.error) == (RunStatus.CANCELLED, "Cancelled by an operator.")

@@ -19,6 +19,7 @@ import taskkit
 from taskkit.bridge.send.enqueue import enqueue_tick
 from taskkit.bridge.send.messages import Prepared
 from taskkit.bridge.work.run import run_message
+from taskkit.exceptions import RunRevoked
 from taskkit.models import RunStatus, TaskLock, TaskRun
 from taskkit.scheduling.periodic import PREFIX
 
@@ -108,7 +109,9 @@ def test_a_worker_skips_a_run_cancelled_while_queued(sent: list[Prepared]) -> No
     ctask: Any = SimpleNamespace(
         name="locked:tick", request=SimpleNamespace(id=handle.id, hostname="w1@h", delivery_info={})
     )
-    run_message(ctask, {"n": 1}, {**sent[0].kwargs()["context"], "stored": True})
+    ctask.backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: None)
+    with pytest.raises(RunRevoked):  # Celery hears of it as revoked
+        run_message(ctask, {"n": 1}, {**sent[0].kwargs()["context"], "stored": True})
     assert TaskRun.objects.get(pk=handle.id).status == RunStatus.CANCELLED  # it did not run
     assert TaskLock.objects.count() == 0  # and its payload may be queued again
 

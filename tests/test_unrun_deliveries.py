@@ -21,8 +21,8 @@ from celery.worker.request import Request
 
 from taskkit.bridge.work import cancellations
 from taskkit.bridge.work.cancellations import cancel
-from taskkit.bridge.work.delivery import Revoked
 from taskkit.bridge.work.request import GuardedRequest
+from taskkit.exceptions import RunRevoked
 from taskkit.models import RunStatus, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +66,7 @@ def test_a_run_deleted_while_queued_is_revoked_to_celery(
 
 
 @pytest.mark.parametrize(
-    ("exc", "events"), [(Revoked("cancelled"), ["task-revoked"]), (Ignore(), [])]
+    ("exc", "events"), [(RunRevoked("cancelled"), ["task-revoked"]), (Ignore(), [])]
 )
 def test_the_main_process_tells_monitors_a_deleted_run_was_revoked(
     exc: Exception, events: list[str]

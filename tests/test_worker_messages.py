@@ -166,9 +166,10 @@ def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_
         TaskRun.objects.filter(pk=run_id).update(status=RunStatus.RUNNING, worker="w2@host")
         return real_token(fields)
 
-    def started_already(task: Any, ctx: Any) -> bool:
-        calls.append(bool(real_started(task, ctx)))
-        return calls[-1]
+    def started_already(task: Any, ctx: Any) -> Any:
+        ended = real_started(task, ctx)
+        calls.append(ended is not None)
+        return ended
 
     monkeypatch.setattr(run_module, "claim_token", other_claims_first)
     monkeypatch.setattr(delivery, "started_already", started_already)

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from ...definition import Task, TaskContext
 from ...events import Step
+from ...exceptions import RunRevoked
 from ...models import FINISHED, RunStatus, TaskRun
 from .cancellations import cancelled
 from .message import tell
@@ -124,21 +125,13 @@ class Admission(enum.Enum):
 
     #: Not to run: this attempt started or finished already (another delivery of it).
     SKIP = enum.auto()
-    #: Not to run: deleted while queued; its row is written ``cancelled``.
+    #: Not to run: deleted while queued; its row says ``cancelled``.
     CANCELLED = enum.auto()
     #: To run; its row, if it has one, is not written ``running`` for this delivery yet.
     RUN = enum.auto()
     #: To run; its row was claimed just now, written ``running`` with the run's fields and
     #: the claim's time as its start.
     CLAIMED = enum.auto()
-
-
-class Revoked(Ignore):
-    """Ends the delivery of a run recorded cancelled; Celery hears of it as revoked.
-
-    The worker's main process sends the ``task-revoked`` event, if it sends task
-    events (:class:`~.request.GuardedRequest`).
-    """
 
 
 def not_run(ctask: CeleryTask[Any, Any], *, revoked: bool = False) -> Ignore:
@@ -150,7 +143,7 @@ def not_run(ctask: CeleryTask[Any, Any], *, revoked: bool = False) -> Ignore:
     :class:`~celery.exceptions.Ignore` stores nothing and sends nothing after the
     step. A run recorded cancelled (``revoked``) is revoked to Celery, as Celery's
     own revoke does: marked so in its result backend, where a chord learns that
-    this part will not come.
+    this part will not come, and told to monitors (:class:`~.request.GuardedRequest`).
     """
     if not revoked:
         return Ignore()
@@ -159,7 +152,7 @@ def not_run(ctask: CeleryTask[Any, Any], *, revoked: bool = False) -> Ignore:
         ctask.backend.mark_as_revoked(run_id, reason, request=ctask.request)
     except Exception:  # the project's result backend away: the run's row says it anyway
         logger.exception("could not mark run %s revoked in the result backend", run_id)
-    return Revoked(reason)
+    return RunRevoked(reason)
 
 
 def admit(
@@ -200,8 +193,8 @@ def admit(
     if not claimed:
         if stored and _claimed_by(ctx, claim):  # this delivery's own claim, its answer lost
             return Admission.RUN
-        if (stored or redelivered) and started_already(task, ctx):  # or another delivery's
-            return Admission.SKIP
+        if (stored or redelivered) and (ended := started_already(task, ctx)) is not None:
+            return ended  # by another delivery, or cancelled
     rule = cancelled(ctx.run_id, task.name, ctx.queue, row["payload"], fields.get("enqueued_at"))
     if rule is not None:
         error = f"Deleted while queued: {rule}."
@@ -231,20 +224,21 @@ def claim_token(fields: dict[str, Any]) -> datetime:
         return timezone.now()
 
 
-def started_already(task: Task, ctx: TaskContext) -> bool:
-    """Whether the row says this attempt was cancelled, finished, or (not idempotent) started."""
+def started_already(task: Task, ctx: TaskContext) -> Admission | None:
+    """What the row says of this attempt: cancelled, or finished or (not idempotent) started
+    (:attr:`~Admission.SKIP`); ``None``: neither."""
     found = TaskRun.objects.filter(pk=ctx.run_id).values_list("status", "attempt").first()
     if found is None:
-        return False
+        return None
     status, attempt = found
     if status == RunStatus.CANCELLED:
         logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
-        return True
+        return Admission.CANCELLED
     if attempt != ctx.attempt:
-        return False
+        return None
     if status in FINISHED:
         logger.info("%s %s attempt %s ran already; skipped", task.name, ctx.run_id, attempt)
-        return True
+        return Admission.SKIP
     if status == RunStatus.RUNNING and not task.meta.idempotent:
         logger.warning(
             "%s %s attempt %s was delivered again after it started; not run twice "
@@ -253,5 +247,5 @@ def started_already(task: Task, ctx: TaskContext) -> bool:
             ctx.run_id,
             attempt,
         )
-        return True
-    return False
+        return Admission.SKIP
+    return None

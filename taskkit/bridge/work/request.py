@@ -26,8 +26,7 @@ from celery.exceptions import InvalidTaskError, TaskRevokedError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from ...exceptions import InvalidMessage
-from .delivery import Revoked
+from ...exceptions import InvalidMessage, RunRevoked
 from .message import row_id
 from .outcome import refused_row
 from .recorder import write_rows
@@ -84,7 +83,7 @@ class GuardedRequest(Request):
         Celery tells its own revokes; Celery's ``on_failure`` acknowledges its message.
         """
         exc = getattr(exc_info, "exception", None)
-        if isinstance(getattr(exc, "exc", exc), Revoked):  # or wrapped, from a child
+        if isinstance(getattr(exc, "exc", exc), RunRevoked):  # or wrapped, from a child
             self.send_event("task-revoked", terminated=False, signum=None, expired=False)
         try:
             super().on_failure(exc_info, *args, **kwargs)
