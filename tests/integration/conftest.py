@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import redis
 from celery import Celery
 from celery import current_app as celery_current_app
 from kombu import Queue
@@ -98,6 +99,9 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
     name: str = request.param
+    if name == "redis":  # the tests' own database: what an earlier run left is gone
+        with redis.Redis.from_url(BROKERS[name]) as client:
+            client.flushdb()
     options = transport_settings(name, tmp_path_factory.mktemp(f"broker-{name}"))
     app = make_app(f"taskkit-tests-{name}", BROKERS[name], **options)
     purge(app)
