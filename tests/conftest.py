@@ -32,6 +32,17 @@ hypothesis_settings.register_profile("taskkit", deadline=None)
 hypothesis_settings.load_profile("taskkit")
 
 
+class RevokedIn:
+    """Celery's result backend of a task in process, as far as the delivery of a cancelled
+    run uses it: the runs it was told were revoked, with the reason."""
+
+    def __init__(self) -> None:
+        self.revoked: list[tuple[str, str]] = []
+
+    def mark_as_revoked(self, task_id: str, reason: str = "", request: Any = None) -> None:
+        self.revoked.append((task_id, reason))
+
+
 @pytest.fixture
 def reload_registry() -> Iterator[Callable[..., TaskRegistry]]:
     """Rebuild the registry from chosen apps and settings; the real one comes back afterwards.

@@ -17,22 +17,14 @@ from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import RunRevoked
 from taskkit.models import Cancellation, TaskRun
 
+from .conftest import RevokedIn
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def fresh_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cancellations, "REFRESH", 0.0)  # read the table on every check
-
-
-class RevokedIn:
-    """Celery's result backend, as far as a delivery of a deleted run uses it."""
-
-    def __init__(self) -> None:
-        self.revoked: list[tuple[str, str]] = []
-
-    def mark_as_revoked(self, task_id: str, reason: str = "", request: Any = None) -> None:
-        self.revoked.append((task_id, reason))
 
 
 def deliver(payload: dict[str, Any], queue: str = "q", **context: Any) -> str:

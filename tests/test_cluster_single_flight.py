@@ -25,6 +25,7 @@ from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import RunFailed, RunRevoked, WorkerLost, class_path
 from taskkit.models import RunStatus, TaskLock, TaskRun
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
+from tests.conftest import RevokedIn
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker closes old connections
 
@@ -90,14 +91,14 @@ def test_a_follower_takes_the_leaders_result_and_never_runs(key: str) -> None:
 def test_a_follower_of_a_cancelled_leader_is_cancelled_and_revoked_to_celery(key: str) -> None:
     payload = {"key": key}
     leading(payload, RunStatus.CANCELLED, error="Cancelled by an operator.", attempt=1)
-    run_id, marked = str(uuid.uuid4()), []
+    run_id = str(uuid.uuid4())
     ctask = step(run_id)
-    ctask.backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: marked.append(args))
+    ctask.backend = RevokedIn()
     with pytest.raises(RunRevoked):
         run_message(ctask, payload, {"run_id": run_id, "attempt": 1})
     row = TaskRun.objects.get(pk=run_id)
     assert (row.status, row.error) == (RunStatus.CANCELLED, "Cancelled by an operator.")
-    assert marked == [(run_id, "cancelled")]
+    assert ctask.backend.revoked == [(run_id, "cancelled")]
     assert executions(key) == []
 
 

@@ -26,6 +26,7 @@ from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import RunRevoked
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.scheduling import promote_due
+from tests.conftest import RevokedIn
 from tests.integration.conftest import current, make_app, transport_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit runs at a real commit
@@ -85,8 +86,7 @@ def steps(
 def ctask(name: str, run_id: str) -> Any:
     """The Celery task object ``run_message`` gets, for a message of ``name``."""
     request = SimpleNamespace(id=run_id, hostname="w1@host", delivery_info={})
-    backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: None)  # a cancelled run's
-    return SimpleNamespace(name=name, request=request, backend=backend)
+    return SimpleNamespace(name=name, request=request, backend=RevokedIn())
 
 
 def test_an_enqueue_is_told_once_the_broker_took_it_after_the_commit(

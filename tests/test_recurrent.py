@@ -22,6 +22,7 @@ from taskkit.bridge.work.run import run_message
 from taskkit.exceptions import RunRevoked
 from taskkit.models import RunStatus, TaskLock, TaskRun
 from taskkit.scheduling.periodic import PREFIX
+from tests.conftest import RevokedIn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,10 +110,11 @@ def test_a_worker_skips_a_run_cancelled_while_queued(sent: list[Prepared]) -> No
     ctask: Any = SimpleNamespace(
         name="locked:tick", request=SimpleNamespace(id=handle.id, hostname="w1@h", delivery_info={})
     )
-    ctask.backend = SimpleNamespace(mark_as_revoked=lambda *args, **kwargs: None)
+    ctask.backend = RevokedIn()
     with pytest.raises(RunRevoked):  # Celery hears of it as revoked
         run_message(ctask, {"n": 1}, {**sent[0].kwargs()["context"], "stored": True})
     assert TaskRun.objects.get(pk=handle.id).status == RunStatus.CANCELLED  # it did not run
+    assert ctask.backend.revoked == [(handle.id, "cancelled")]
     assert TaskLock.objects.count() == 0  # and its payload may be queued again
 
 
