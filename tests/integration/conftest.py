@@ -99,7 +99,7 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
     name: str = request.param
-    if name == "redis":  # the tests' own database: what an earlier run left is gone
+    if name == "redis":  # the tests' own database: what earlier tests and runs left is gone
         with redis.Redis.from_url(BROKERS[name]) as client:
             client.flushdb()
     options = transport_settings(name, tmp_path_factory.mktemp(f"broker-{name}"))
