@@ -26,9 +26,9 @@ from typing import Any
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 
-from .quarantine import QUARANTINE, problem, report, unreadable
+from .quarantine import QUARANTINE, read, report, unreadable
 from .upstream import FilesystemChannel
 
 _sequence = itertools.count()
@@ -65,18 +65,18 @@ class Channel(FilesystemChannel):
                 (folder / name).rename(claimed)
             except OSError:  # another reader took it first
                 continue
-            why: str | None
+            found: dict[str, Any] | str
             try:
                 raw = claimed.read_bytes()
             except OSError as exc:  # a directory, a file the worker may not read: not lost
-                raw, why = name.encode(), unreadable(exc)
+                raw, found = name.encode(), unreadable(exc)
             else:
-                why = problem(raw)
-            if why is None:
+                found = read(raw)  # the envelope, or what is wrong with it
+            if not isinstance(found, str):
                 claimed.unlink()
-                return loads(raw)
+                return found
             claimed.replace(folder / f"{name.partition('.')[0]}.{QUARANTINE}.msg")
-            report(queue, raw, why)
+            report(queue, raw, found)
         raise Empty()
 
 

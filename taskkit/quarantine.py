@@ -10,7 +10,13 @@ byte for byte, to the queue :data:`QUARANTINE` on the same broker, and the
 worker goes on. ``taskqueue list taskkit.quarantine`` and the admin's queue
 page show it with what is wrong with it; ``taskqueue del-run`` removes it.
 
-Stdlib only: the embedded transport imports it from Django's settings module.
+Items are parsed with kombu's own JSON decoder, as kombu reads them: it turns
+``{"__type__": …, "__value__": …}`` objects into Python values (dates, UUIDs,
+bytes …), and raises ``TypeError`` or ``ValueError`` on a malformed one, in
+JSON the standard library reads without complaint. They must be UTF-8: kombu's
+Redis transport would replace the bytes that are not, and run an altered message.
+
+No Django: the embedded transport imports it from Django's settings module.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import uuid
 from typing import Any
+
+from kombu.utils.json import loads
 
 #: The queue malformed items are moved to (never consumed, never enqueued to).
 QUARANTINE = "taskkit.quarantine"
@@ -41,12 +48,27 @@ def problem(raw: bytes | str) -> str | None:
     parsed). What Celery can read but taskkit cannot run (a body that is no
     task call) is a failed run instead, with its run id.
     """
+    found = read(raw)
+    return found if isinstance(found, str) else None
+
+
+def read(raw: bytes | str) -> dict[str, Any] | str:
+    """The broker item ``raw`` as kombu reads it (its envelope), or what is wrong with it."""
     try:
-        envelope = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        envelope = _decode(raw)
+    except Exception as exc:  # any error of the decoder: see the module's doc
         return f"not JSON ({type(exc).__name__}: {str(exc)[:200]})"
     if not isinstance(envelope, dict):
         return f"not a kombu envelope: a JSON {type(envelope).__name__}, not an object"
+    return _envelope_problem(envelope) or envelope
+
+
+def _decode(text: bytes | str) -> Any:
+    """JSON as kombu decodes it (UTF-8, its typed values); raises what the decoder raises."""
+    return loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+def _envelope_problem(envelope: dict[str, Any]) -> str | None:
     properties = envelope.get("properties")
     if not isinstance(properties, dict) or "delivery_tag" not in properties:
         return "not a kombu envelope: no properties with a delivery_tag"
@@ -75,8 +97,8 @@ def _body_problem(envelope: dict[str, Any], properties: dict[str, Any]) -> str |
     if not isinstance(body, str | bytes):
         return "its JSON body is not text"
     try:
-        json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        _decode(body)
+    except Exception as exc:  # any error of the decoder
         return f"its body is not JSON ({type(exc).__name__}: {str(exc)[:200]})"
     return None
 

@@ -9,9 +9,10 @@ then ran twice.
 
 :class:`Channel` looks at each popped item first (:func:`taskkit.quarantine.problem`)
 and moves one it cannot take to the :data:`~taskkit.quarantine.QUARANTINE`
-list, byte for byte, logging why; kombu sees an empty read and goes on.
-taskkit makes it the transport of ``redis://`` and ``rediss://`` URLs when
-Django starts (:func:`install`).
+list, byte for byte, logging why; kombu sees an empty read and goes on. So
+does each message published to a channel the worker listens to (Celery's
+remote control, taskkit's broadcasts). taskkit makes it the transport of
+``redis://`` and ``rediss://`` URLs when Django starts (:func:`install`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from billiard import common as billiard_common
 from celery import Celery
 from django.db.models import Q
 from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import bytes_to_str
 
 # --- Celery ---------------------------------------------------------------------------
 
@@ -73,10 +74,13 @@ def priority_queue(channel: Any, queue: str, step: int) -> str:
 
 
 class RedisReadHooks:
-    """Mixed in before kombu's Redis channel: each item its ``BRPOP`` pops passes :meth:`screen`
-    before kombu parses it (``_brpop_read``, which parses and delivers in one step).
+    """Mixed in before kombu's Redis channel: each item its ``BRPOP`` pops, and each message
+    published to a fanout exchange it listens to (Celery's remote control, taskkit's
+    broadcasts), passes :meth:`screen` before kombu parses it (``_brpop_read`` and
+    ``_receive_one``, which parse and deliver in one step).
 
-    An item :meth:`screen` refuses reads as an empty pop: kombu polls again.
+    An item :meth:`screen` refuses reads as an empty pop, and a published message
+    as one without data: kombu reads on.
     """
 
     client: Any
@@ -95,8 +99,17 @@ class RedisReadHooks:
         finally:
             del client.parse_response
 
+    def _handle_message(self, client: Any, response: Any) -> Any:
+        message = cast(Any, super())._handle_message(client, response)
+        data = message.get("data")
+        published = bytes_to_str(message.get("type")).endswith("message")
+        if published and data and isinstance(data, bytes):  # not decoded by kombu's client
+            return message if self.screen(message["channel"], data) else {**message, "data": None}
+        return message
+
     def screen(self, key: bytes, item: bytes) -> bool:
-        """Whether kombu may parse and deliver ``item``, popped from the list ``key``."""
+        """Whether kombu may parse and deliver ``item``, popped from the list ``key`` or
+        published to the channel ``key``."""
         return True
 
 

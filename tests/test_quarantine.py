@@ -28,6 +28,11 @@ from .conftest import SCRATCH_REDIS_URL as REDIS
 DELIVERY = {"exchange": "", "routing_key": "default"}
 
 
+#: kombu's typed JSON values, malformed: its decoder raises on them.
+BAD_DATE = {"__type__": "datetime", "__value__": 5}
+BAD_UUID = {"__type__": "uuid", "__value__": "zz"}
+
+
 def envelope(body: Any = "[[], {}, {}]", **properties: Any) -> dict[str, Any]:
     return {
         "body": body,
@@ -51,6 +56,10 @@ def envelope(body: Any = "[[], {}, {}]", **properties: Any) -> dict[str, Any]:
         (json.dumps(envelope(7, body_encoding="base64")).encode(), "not a string"),
         (json.dumps(envelope("{nope")).encode(), "its body is not JSON"),
         (json.dumps(envelope(7)).encode(), "JSON body is not text"),
+        # JSON to the standard library; kombu's decoder fails on its typed values
+        (json.dumps({**envelope(), "headers": {"at": BAD_DATE}}).encode(), "not JSON (TypeError"),
+        (json.dumps(envelope(json.dumps([[], {"at": BAD_UUID}, {}]))).encode(), "body is not JSON"),
+        ('{"properties": "\u00e9"}'.encode("utf-16"), "not JSON (UnicodeDecodeError"),
     ],
 )
 def test_what_keeps_a_worker_from_an_item_is_named(raw: bytes, why: str) -> None:
@@ -62,6 +71,8 @@ def test_celerys_own_messages_have_no_problem() -> None:
     assert problem(json.dumps(envelope(encoded, body_encoding="base64"))) is None
     other = {**envelope("x"), "content-type": "application/x-other"}  # Celery decodes or refuses
     assert problem(json.dumps(other)) is None
+    typed = {"__type__": "datetime", "__value__": "2026-12-05T10:00:00+00:00"}  # kombu's own
+    assert problem(json.dumps({**envelope(), "headers": {"at": typed}})) is None
 
 
 def test_an_item_id_is_a_uuid_made_of_its_bytes() -> None:
@@ -75,12 +86,13 @@ def test_a_redis_worker_moves_what_it_cannot_take_to_the_quarantine(
     name = f"q-{uuid.uuid4().hex[:8]}"
     with Connection(REDIS, transport=redis_transport.Transport) as connection:
         connection.SimpleQueue(name).put({"good": 1})  # declared; then garbage goes first
-        scratch_redis.rpush(name, b"\x00garbage")
+        typed = json.dumps({**envelope(), "headers": {"at": BAD_DATE}}).encode()
+        scratch_redis.rpush(name, b"\x00garbage", typed)
         with connection.SimpleQueue(name) as simple:
             message = simple.get(timeout=5)  # BRPOP through the screened read
             assert message.payload == {"good": 1}
             message.ack()
-    assert scratch_redis.lrange(QUARANTINE, 0, -1) == [b"\x00garbage"]
+    assert scratch_redis.lrange(QUARANTINE, 0, -1) == [b"\x00garbage", typed]
     assert f"a malformed item in queue {name} was moved to {QUARANTINE}" in caplog.text
 
 
@@ -114,15 +126,22 @@ def test_the_embedded_broker_moves_a_file_it_cannot_take_to_the_quarantine(
         name = f"q-{uuid.uuid4().hex[:8]}"  # kombu keeps declared exchanges per process
         simple = connection.SimpleQueue(name)
         (tmp_path / "queue" / f"00000000000000000000_0.{name}.msg").write_bytes(b"not json")
+        typed = json.dumps({**envelope(), "headers": {"at": BAD_DATE}}).encode()
+        (tmp_path / "queue" / f"00000000000000000000_1.{name}.msg").write_bytes(typed)
         simple.put({"good": 1})
         assert simple.get(timeout=1).payload == {"good": 1}
         with pytest.raises(queue.Empty):
             simple.get(timeout=0.2)
-        (moved,) = (tmp_path / "queue").glob(f"*.{QUARANTINE}.msg")
-        assert moved.name == f"00000000000000000000_0.{QUARANTINE}.msg"
-        assert moved.read_bytes() == b"not json"
-        (listed,) = FilesystemBroker(connection).scan(QUARANTINE)
-        assert (listed.raw, listed.problem[:8]) == (b"not json", "not JSON")
+        moved = sorted((tmp_path / "queue").glob(f"*.{QUARANTINE}.msg"))
+        assert [path.name for path in moved] == [
+            f"00000000000000000000_{n}.{QUARANTINE}.msg" for n in (0, 1)
+        ]
+        assert [path.read_bytes() for path in moved] == [b"not json", typed]
+        listed = FilesystemBroker(connection).scan(QUARANTINE)
+        assert [(m.raw, m.problem[:8]) for m in listed] == [
+            (b"not json", "not JSON"),
+            (typed, "not JSON"),
+        ]
         simple.close()
 
 

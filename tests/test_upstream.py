@@ -7,6 +7,7 @@ by upstream fails too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -200,6 +201,40 @@ def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it(
         assert simple.get(timeout=5).payload == {"a": 1}
         simple.close()
     assert screened[0] == b"refused" and len(screened) == 2
+
+
+def test_redis_read_hooks_screen_each_published_message_before_kombu_parses_it(
+    scratch_redis: redis.Redis,
+) -> None:
+    from kombu.transport import redis as kombu_redis
+
+    screened: list[tuple[bytes, bytes]] = []
+
+    class Screening(upstream.RedisReadHooks, kombu_redis.Channel):
+        def screen(self, key: bytes, item: bytes) -> bool:
+            screened.append((key, item))
+            return item != b"refused"
+
+    class Transport(kombu_redis.Transport):
+        Channel = Screening
+
+    name = f"upstream-fanout-{uuid.uuid4().hex[:8]}"
+    exchange = Exchange(name, type="fanout")
+    received: list[Any] = []
+    with Connection(REDIS, transport=Transport) as connection:
+        queue = Queue(f"{name}-queue", exchange, auto_delete=True)
+        with connection.Consumer(queue, callbacks=[lambda body, message: received.append(body)]):
+            topic = f"/{connection.virtual_host}.{name}"  # kombu's channel for the exchange
+            deadline = time.monotonic() + 5
+            while not scratch_redis.publish(topic, b"refused") and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError, OSError):
+                    connection.drain_events(timeout=0.1)  # subscribes on the first poll
+            Producer(connection.default_channel).publish({"a": 1}, exchange=exchange)
+            while not received and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError, OSError):
+                    connection.drain_events(timeout=0.5)
+    assert received == [{"a": 1}]
+    assert screened[0] == (topic.encode(), b"refused") and len(screened) == 2
 
 
 def test_use_transport_forgets_the_class_kombu_resolved_before(

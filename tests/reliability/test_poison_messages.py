@@ -19,6 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -134,6 +135,9 @@ UNPARSABLE = [
     b'{"body": "not base64!", "content-type": "application/json", "properties": '
     b'{"body_encoding": "base64", "delivery_tag": "y", '
     b'"delivery_info": {"exchange": "", "routing_key": "default"}}}',
+    # JSON, but kombu's decoder turns {"__type__": …} objects into Python values, and fails
+    b'{"body": "", "headers": {"at": {"__type__": "datetime", "__value__": 5}}, "properties": '
+    b'{"delivery_tag": "z", "delivery_info": {"exchange": "", "routing_key": "default"}}}',
 ]
 
 
@@ -174,6 +178,40 @@ def test_items_kombu_cannot_parse_go_to_the_quarantine_and_nothing_runs_twice(
         assert client.lrange(QUARANTINE, 0, -1) == UNPARSABLE[:0:-1]
     finally:
         client.close()
+
+
+#: Published to a worker's remote-control channel, each took the worker down.
+UNREADABLE_BROADCASTS = [
+    b"[1, 2, 3]",
+    b'{"properties": {}}',
+    b'{"a": {"__type__": "bytes", "__value__": 5}}',
+]
+
+
+def test_malformed_broadcasts_go_to_the_quarantine_and_the_worker_goes_on(
+    broker: Broker,
+) -> None:
+    """Celery's remote control (``celery.pidbox``) and taskkit's broadcasts reach a Redis
+    worker through Redis' publish: kombu parsed what came there as it popped list items."""
+    client = redis.Redis.from_url(broker.url)
+    worker = start_worker(broker, "poison", ("default",))
+    try:
+        settled(taskkit.enqueue("echo:payload", {"before": 1}).id)  # subscribed by now
+        channel = f"/{client.connection_pool.connection_kwargs['db']}.celery.pidbox"
+        assert [client.publish(channel, item) for item in UNREADABLE_BROADCASTS] == [1, 1, 1]
+        ran = settled(taskkit.enqueue("echo:payload", {"after": 4}).id)
+        assert worker.poll() is None, "the worker died"
+        assert worker_pings(broker)  # its remote control still answers
+    finally:
+        stop(worker)
+        quarantined = client.lrange(QUARANTINE, 0, -1)
+        client.close()
+    assert ran.status == RunStatus.SUCCEEDED
+    assert quarantined == UNREADABLE_BROADCASTS[::-1]
+
+
+def worker_pings(broker: Broker) -> list[Any]:
+    return broker.app.control.ping(timeout=2) or []
 
 
 @pytest.fixture
