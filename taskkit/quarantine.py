@@ -63,6 +63,20 @@ def read(raw: bytes | str) -> dict[str, Any] | str:
     return _envelope_problem(envelope) or envelope
 
 
+def entry_problem(raw: bytes | str) -> str | None:
+    """What keeps kombu from putting back an entry of its Redis transport's unacknowledged
+    messages (``[envelope, exchange, routing_key]``); ``None`` if nothing does."""
+    try:
+        entry = _decode(raw)
+    except Exception as exc:  # any error of the decoder
+        return f"not JSON ({type(exc).__name__}: {str(exc)[:200]})"
+    if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], dict)):
+        return "not an unacknowledged message: no [envelope, exchange, routing key]"
+    if not all(isinstance(part, str) for part in entry[1:]):
+        return "not an unacknowledged message: its exchange or routing key is no string"
+    return _envelope_problem(entry[0])
+
+
 def _decode(text: bytes | str) -> Any:
     """JSON as kombu decodes it (UTF-8, its typed values); raises what the decoder raises."""
     return loads(text.decode("utf-8") if isinstance(text, bytes) else text)

@@ -11,23 +11,43 @@ then ran twice.
 and moves one it cannot take to the :data:`~taskkit.quarantine.QUARANTINE`
 list, byte for byte, logging why; kombu sees an empty read and goes on. So
 does each message published to a channel the worker listens to (Celery's
-remote control, taskkit's broadcasts). taskkit makes it the transport of
-``redis://`` and ``rediss://`` URLs when Django starts (:func:`install`).
+remote control, taskkit's broadcasts), and each entry kombu keeps of the
+messages a worker holds, which it parses to put them back when their worker
+is gone (:class:`QoS`): a malformed entry took down every worker that
+started, for good. taskkit makes it the transport of ``redis://`` and
+``rediss://`` URLs when Django starts (:func:`install`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from kombu.transport import redis
 from kombu.utils.encoding import bytes_to_str
 
 from . import upstream
-from .quarantine import QUARANTINE, problem, report
+from .quarantine import QUARANTINE, entry_problem, problem, report
 
 ALIASES = ("redis", "rediss")
 
 
+class QoS(upstream.RedisRestoreHooks, redis.QoS):
+    """kombu's record of the messages a Redis worker holds, which quarantines an entry it
+    cannot put back instead of raising in every worker that looks at it."""
+
+    def screen_entry(self, client: Any, entry: bytes) -> bool:
+        why = entry_problem(entry)
+        if why is None:
+            return True
+        client.lpush(QUARANTINE, entry)
+        report(f"{self.unacked_key} (messages held by workers)", entry, why)
+        return False
+
+
 class Channel(upstream.RedisReadHooks, redis.Channel):
     """A Redis channel that quarantines the items it cannot deliver."""
+
+    QoS = QoS
 
     def screen(self, key: bytes, item: bytes) -> bool:
         why = problem(item)

@@ -113,6 +113,31 @@ class RedisReadHooks:
         return True
 
 
+class RedisRestoreHooks:
+    """Mixed in before kombu's Redis QoS: each entry of its unacknowledged messages (``[envelope,
+    exchange, routing_key]``, kept while a worker holds the message) passes :meth:`screen_entry`
+    before kombu parses it to put the message back (``restore_by_tag``, which parses and
+    restores in one transaction).
+
+    An entry :meth:`screen_entry` refuses is removed, and nothing is restored from it.
+    """
+
+    channel: Any
+    unacked_key: str
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        with self.channel.conn_or_acquire(client) as connection:
+            entry = connection.hget(self.unacked_key, tag)
+            if entry is not None and not self.screen_entry(connection, entry):
+                cast(Any, self)._remove_from_indices(tag).execute()
+                return
+        cast(Any, super()).restore_by_tag(tag, client, leftmost)
+
+    def screen_entry(self, client: Any, entry: bytes) -> bool:
+        """Whether kombu may parse and restore the unacknowledged entry ``entry``."""
+        return True
+
+
 def use_transport(alias: str, path: str) -> None:
     """Make kombu build connections to ``alias://`` URLs with the transport class at ``path``.
 

@@ -18,7 +18,7 @@ from taskkit import redis_transport
 from taskkit.bridge.work import consumer
 from taskkit.bridge.work.consumer import _payload
 from taskkit.embedded import celery_settings
-from taskkit.quarantine import QUARANTINE, item_id, problem
+from taskkit.quarantine import QUARANTINE, entry_problem, item_id, problem
 from taskkit.queues.brokers.filesystem import FilesystemBroker
 from taskkit.queues.brokers.redis import RedisBroker
 from taskkit.queues.messages import decode
@@ -94,6 +94,38 @@ def test_a_redis_worker_moves_what_it_cannot_take_to_the_quarantine(
             message.ack()
     assert scratch_redis.lrange(QUARANTINE, 0, -1) == [b"\x00garbage", typed]
     assert f"a malformed item in queue {name} was moved to {QUARANTINE}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"garbage", "not JSON"),
+        (b"[1, 2]", "no [envelope, exchange, routing key]"),
+        (json.dumps([envelope(), {}, "default"]).encode(), "is no string"),
+        (json.dumps([{"properties": {}}, "", "default"]).encode(), "no properties"),
+        (json.dumps([{**envelope(), "headers": {"at": BAD_DATE}}, "", "q"]).encode(), "TypeError"),
+    ],
+)
+def test_what_keeps_kombu_from_putting_back_a_held_message_is_named(raw: bytes, why: str) -> None:
+    assert why in (entry_problem(raw) or "")
+    assert entry_problem(json.dumps([envelope(), "", "default"])) is None
+
+
+def test_a_redis_worker_quarantines_a_held_message_it_cannot_put_back(
+    scratch_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    with Connection(REDIS, transport=redis_transport.Transport) as connection:
+        simple = connection.SimpleQueue(name)
+        qos: Any = connection.default_channel.qos  # type: ignore[attr-defined]
+        scratch_redis.hset(qos.unacked_key, "bad", b"[1, 2]")
+        scratch_redis.zadd(qos.unacked_index_key, {"bad": 0})  # held for ages: due back
+        qos.restore_visible(num=10)
+        assert scratch_redis.hlen(qos.unacked_key) == 0
+        assert scratch_redis.zcard(qos.unacked_index_key) == 0
+        simple.close()
+    assert scratch_redis.lrange(QUARANTINE, 0, -1) == [b"[1, 2]"]
+    assert "no [envelope, exchange, routing key]" in caplog.text
 
 
 def test_redis_listings_show_malformed_items_with_their_problem(scratch_redis: redis.Redis) -> None:

@@ -237,6 +237,43 @@ def test_redis_read_hooks_screen_each_published_message_before_kombu_parses_it(
     assert screened[0] == (topic.encode(), b"refused") and len(screened) == 2
 
 
+def test_redis_restore_hooks_screen_each_unacknowledged_entry_before_kombu_parses_it(
+    scratch_redis: redis.Redis,
+) -> None:
+    from kombu.transport import redis as kombu_redis
+
+    screened: list[bytes] = []
+
+    class Screening(upstream.RedisRestoreHooks, kombu_redis.QoS):
+        def screen_entry(self, client: Any, entry: bytes) -> bool:
+            screened.append(entry)
+            return entry != b"refused"
+
+    class Restoring(kombu_redis.Channel):
+        QoS = Screening
+
+    class Transport(kombu_redis.Transport):
+        Channel = Restoring
+
+    name = f"upstream-restore-{uuid.uuid4().hex[:8]}"
+    with Connection(REDIS, transport=Transport) as connection:
+        simple = connection.SimpleQueue(name)
+        simple.put({"a": 1})
+        held = simple.get(timeout=5)  # held: its entry is in kombu's unacknowledged hash
+        qos: Any = connection.default_channel.qos  # type: ignore[attr-defined]
+        scratch_redis.hset(qos.unacked_key, "bad", b"refused")  # would break kombu's parse
+        scratch_redis.zadd(qos.unacked_index_key, {"bad": 0})
+        qos.restore_by_tag("bad")
+        qos.restore_by_tag(held.delivery_tag)
+        again = simple.get(timeout=5)  # put back
+        assert again.payload == {"a": 1}
+        again.ack()
+        assert not scratch_redis.hexists(qos.unacked_key, "bad")
+        assert scratch_redis.zscore(qos.unacked_index_key, "bad") is None
+        simple.close()
+    assert screened[0] == b"refused" and len(screened) == 2
+
+
 def test_use_transport_forgets_the_class_kombu_resolved_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

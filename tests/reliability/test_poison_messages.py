@@ -210,6 +210,31 @@ def test_malformed_broadcasts_go_to_the_quarantine_and_the_worker_goes_on(
     assert quarantined == UNREADABLE_BROADCASTS[::-1]
 
 
+def test_a_held_message_kombu_cannot_put_back_goes_to_the_quarantine_and_workers_start(
+    broker: Broker,
+) -> None:
+    """kombu keeps each message a Redis worker holds in a hash, and a worker that starts puts
+    back those held too long (their worker gone): an entry it could not parse took down
+    every worker that started, and stayed there."""
+    client = redis.Redis.from_url(broker.url)
+    entries = {"bad-json": b"garbage", "bad-shape": b"[1, 2]"}
+    for tag, entry in entries.items():
+        client.hset("unacked", tag, entry)
+        client.zadd("unacked_index", {tag: 0})  # held since 1970: due back
+    worker = start_worker(broker, "poison", ("default",))
+    try:
+        ran = settled(taskkit.enqueue("echo:payload", {"after": 5}).id)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+        quarantined = client.lrange(QUARANTINE, 0, -1)
+        left = client.hkeys("unacked"), client.zrange("unacked_index", 0, -1)
+        client.close()
+    assert ran.status == RunStatus.SUCCEEDED
+    assert sorted(quarantined) == sorted(entries.values())
+    assert left == ([], [])
+
+
 def worker_pings(broker: Broker) -> list[Any]:
     return broker.app.control.ping(timeout=2) or []
 
