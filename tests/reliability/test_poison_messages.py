@@ -126,6 +126,22 @@ def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(
     assert "could not hand the message to a pool process (RecursionError" in refused.error
 
 
+@pytest.mark.parametrize(
+    "limits", [{"time_limit": "abc", "soft_time_limit": "x"}, {"time_limit": -1}]
+)
+def test_time_limits_that_are_no_seconds_are_a_failed_run_and_the_worker_goes_on(
+    broker: Broker, limits: dict[str, Any]
+) -> None:
+    """A prefork pool sets a run's timers in the main process when a child takes it: ``"x"``
+    raised there, the worker went down, and the message came back to take the next one."""
+    bad = str(uuid.uuid4())
+    broker.app.tasks["echo:payload"].apply_async(
+        kwargs={"payload": {"limits": 1}, "context": {}}, task_id=bad, **limits
+    )
+    refused = refused_then_next(broker, bad)
+    assert "are not seconds" in refused.error
+
+
 UNPARSABLE = [
     b"\x00\xffraw bytes, no JSON",
     b'{"foo": 1}',

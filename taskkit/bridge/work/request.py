@@ -6,7 +6,10 @@ to the broker, and every restart dies on it again.
 
 - Reading the message into a request: an envelope whose body is not Celery's
   ``[args, kwargs, embed]`` (``{"foo": 1}``, ``[1, 2, 3]``, ``[1, 2, {}]``) fails
-  there, or later, outside the task's body, with nothing recorded.
+  there, or later, outside the task's body, with nothing recorded. So do time
+  limits that are no numbers of seconds (its ``timelimit`` header): a prefork
+  pool sets its timers in the main process when the child takes the run, and
+  ``["abc", "x"]`` raised there.
 - Handing it to a pool process: a prefork worker pickles its arguments, and a
   payload nested thousands deep makes pickling raise ``RecursionError``.
 
@@ -19,6 +22,7 @@ queue, and the worker takes the next one.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -49,6 +53,8 @@ class GuardedRequest(Request):
                     f"its arguments are {type(self.args).__name__} and "
                     f"{type(self.kwargs).__name__}, not a list and an object"
                 )
+            if not _time_limits(self.time_limits):
+                raise ValueError(f"its time limits {self.time_limits!r:.100} are not seconds")
         except Exception as exc:  # a body that is no Celery task call
             headers = getattr(message, "headers", None) or {}
             record_refused(
@@ -110,6 +116,19 @@ class GuardedRequest(Request):
         )
         self.acknowledge()
         task_ready(self)
+
+
+def _time_limits(limits: Any) -> bool:
+    """Whether ``limits`` are a request's time limits: two seconds, each ``None`` or a finite
+    number not below zero (Celery's ``timelimit`` header, ``[hard, soft]``)."""
+    return (
+        isinstance(limits, list | tuple)
+        and len(limits) == 2
+        and all(
+            limit is None or (type(limit) in (int, float) and math.isfinite(limit) and limit >= 0)
+            for limit in limits
+        )
+    )
 
 
 def record_refused(
