@@ -48,10 +48,11 @@ def settled(run_id: str) -> TaskRun:
     return row_once(run_id, RunStatus.SUCCEEDED, RunStatus.FAILED, timeout=TIMEOUT)
 
 
-def envelope(run_id: str, body: bytes) -> bytes:
-    """A kombu envelope for ``echo:payload`` on Redis whose body is ``body``, as a producer
-    other than Celery might write it."""
+def envelope(run_id: str, body: bytes, extra: dict[str, Any] | None = None) -> bytes:
+    """A kombu envelope for ``echo:payload`` on Redis whose body is ``body`` (and headers
+    ``extra`` besides), as a producer other than Celery might write it."""
     headers = {"lang": "py", "task": "echo:payload", "id": run_id, "root_id": run_id}
+    headers.update(extra or {})
     properties = {
         "correlation_id": run_id,
         "delivery_mode": 2,
@@ -127,19 +128,27 @@ def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(
 
 
 @pytest.mark.parametrize(
-    "limits", [{"time_limit": "abc", "soft_time_limit": "x"}, {"time_limit": -1}]
+    "headers",
+    [
+        {"timelimit": ["abc", "x"]},
+        {"timelimit": [-1, None]},
+        {"eta": "9999-12-31T23:59:59-14:00"},
+    ],
 )
-def test_time_limits_that_are_no_seconds_are_a_failed_run_and_the_worker_goes_on(
-    broker: Broker, limits: dict[str, Any]
+def test_times_that_are_no_times_are_a_failed_run_and_the_worker_goes_on(
+    broker: Broker, headers: dict[str, Any]
 ) -> None:
     """A prefork pool sets a run's timers in the main process when a child takes it: ``"x"``
-    raised there, the worker went down, and the message came back to take the next one."""
+    raised there, the worker went down, and the message came back to take the next one.
+    Celery rejected an eta it cannot make a timestamp of, with a log line: the run was lost."""
     bad = str(uuid.uuid4())
-    broker.app.tasks["echo:payload"].apply_async(
-        kwargs={"payload": {"limits": 1}, "context": {}}, task_id=bad, **limits
-    )
+    client = redis.Redis.from_url(broker.url)
+    try:
+        client.lpush("default", envelope(bad, b'[[], {"payload": {}, "context": {}}, {}]', headers))
+    finally:
+        client.close()
     refused = refused_then_next(broker, bad)
-    assert "are not seconds" in refused.error
+    assert "are not seconds" in refused.error or "no time this worker can wait for" in refused.error
 
 
 UNPARSABLE = [

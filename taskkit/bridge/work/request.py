@@ -9,7 +9,8 @@ to the broker, and every restart dies on it again.
   there, or later, outside the task's body, with nothing recorded. So do time
   limits that are no numbers of seconds (its ``timelimit`` header): a prefork
   pool sets its timers in the main process when the child takes the run, and
-  ``["abc", "x"]`` raised there.
+  ``["abc", "x"]`` raised there. An ``eta`` out of range (year 9999, 14 hours
+  west) was rejected by Celery with a log line, and the run lost.
 - Handing it to a pool process: a prefork worker pickles its arguments, and a
   payload nested thousands deep makes pickling raise ``RecursionError``.
 
@@ -24,11 +25,14 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from datetime import datetime
 from typing import Any
 
 from celery.exceptions import InvalidTaskError, TaskRevokedError
+from celery.utils.time import timezone
 from celery.worker.request import Request
 from celery.worker.state import task_ready
+from kombu.asynchronous.timer import to_timestamp
 
 from ...exceptions import InvalidMessage, RunRevoked
 from .message import row_id
@@ -55,6 +59,8 @@ class GuardedRequest(Request):
                 )
             if not _time_limits(self.time_limits):
                 raise ValueError(f"its time limits {self.time_limits!r:.100} are not seconds")
+            if self.eta is not None and not _a_time_here(self.eta):
+                raise ValueError(f"its eta {self.eta} is no time this worker can wait for")
         except Exception as exc:  # a body that is no Celery task call
             headers = getattr(message, "headers", None) or {}
             record_refused(
@@ -129,6 +135,16 @@ def _time_limits(limits: Any) -> bool:
             for limit in limits
         )
     )
+
+
+def _a_time_here(eta: datetime) -> bool:
+    """Whether Celery's strategy can turn ``eta`` into a timestamp (it rejects the message
+    otherwise, and a failure in the run table's result backend stores nothing: lost)."""
+    try:
+        to_timestamp(timezone.to_system(eta))
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def record_refused(
