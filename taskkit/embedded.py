@@ -28,7 +28,7 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
-from .quarantine import QUARANTINE, read, report, unreadable
+from .quarantine import QUARANTINE, read, read_file, report, unreadable
 from .upstream import FilesystemChannel
 
 _sequence = itertools.count()
@@ -67,8 +67,8 @@ class Channel(FilesystemChannel):
                 continue
             found: dict[str, Any] | str
             try:
-                raw = claimed.read_bytes()
-            except OSError as exc:  # a directory, a file the worker may not read: not lost
+                raw = read_file(claimed)
+            except OSError as exc:  # a directory, a FIFO, a file the worker may not read
                 raw, found = name.encode(), unreadable(exc)
             else:
                 found = read(raw)  # the envelope, or what is wrong with it

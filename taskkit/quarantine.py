@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import logging
+import stat
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kombu.utils.json import loads
@@ -120,6 +123,18 @@ def _body_problem(envelope: dict[str, Any], properties: dict[str, Any]) -> str |
 def item_id(raw: bytes) -> str:
     """An id for an item that has no run id of its own: a UUID made of its bytes' hash."""
     return str(uuid.UUID(bytes=hashlib.sha256(raw).digest()[:16]))
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of an item of the embedded broker's folder; ``OSError`` if it cannot be read.
+
+    Only a regular file is read: a FIFO named like a message would block its reader (a
+    worker, a listing) for good, and a symbolic link could point anywhere (``/dev/zero``).
+    """
+    mode = path.lstat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: read_bytes says so
+        raise OSError(errno.EINVAL, "not a regular file")
+    return path.read_bytes()
 
 
 def unreadable(exc: OSError) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import queue
+import threading
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +20,14 @@ from taskkit import redis_transport
 from taskkit.bridge.work import consumer
 from taskkit.bridge.work.consumer import _payload
 from taskkit.embedded import celery_settings
-from taskkit.quarantine import QUARANTINE, entry_problem, item_id, problem
+from taskkit.quarantine import (
+    QUARANTINE,
+    entry_problem,
+    item_id,
+    problem,
+    read_file,
+    unreadable,
+)
 from taskkit.queues.brokers.filesystem import FilesystemBroker
 from taskkit.queues.brokers.redis import RedisBroker
 from taskkit.queues.messages import decode
@@ -202,6 +211,47 @@ def test_the_embedded_broker_quarantines_what_it_cannot_read_and_lists_and_delet
         assert listed.location == str(folder / f"00000000000000000000_0.{QUARANTINE}.msg")
         assert broker.purge(QUARANTINE) == 1
         assert [path.name for path in folder.iterdir() if not path.name.startswith(".")] == []
+        simple.close()
+
+
+def test_the_embedded_broker_reads_only_regular_files(tmp_path: Path) -> None:
+    """A FIFO named like a message blocked its reader (a worker, a listing) for good; a
+    symbolic link was followed wherever it pointed."""
+    fifo = tmp_path / "fifo.msg"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_file(fifo))
+        except OSError as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked: let it go, so that the test ends
+        os.close(os.open(fifo, os.O_WRONLY))
+    assert [unreadable(exc) for exc in outcome if isinstance(exc, OSError)] == [
+        "cannot be read: not a regular file"
+    ]
+
+    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection(
+        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+    ) as connection:
+        name = f"q-{uuid.uuid4().hex[:8]}"
+        simple = connection.SimpleQueue(name)
+        simple.put({"elsewhere": 1})
+        (elsewhere,) = (tmp_path / "queue").glob(f"*.{name}.msg")
+        elsewhere = elsewhere.rename(tmp_path / "elsewhere")
+        link = tmp_path / "queue" / f"00000000000000000000_0.{name}.msg"
+        link.symlink_to(elsewhere)
+        simple.put({"good": 1})
+        assert simple.get(timeout=1).payload == {"good": 1}
+        (listed,) = FilesystemBroker(connection).scan(QUARANTINE)
+        assert listed.problem == "cannot be read: not a regular file"
+        assert elsewhere.exists()
         simple.close()
 
 

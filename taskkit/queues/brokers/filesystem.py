@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-from ...quarantine import unreadable
+from ...quarantine import read_file, unreadable
 from ..messages import QueuedMessage, decode, malformed
 from ..sieve import EVERYTHING, Sieve
 from .base import Match, celery_own
@@ -53,7 +53,7 @@ class FilesystemBroker:
         for position, name in enumerate(self._files(queue)[start:], start=start):
             path = self.folder / name
             try:
-                raw = path.read_bytes()
+                raw = read_file(path)
             except FileNotFoundError:  # a worker took it meanwhile
                 continue
             except OSError as exc:  # shown, under its name, so that it can be deleted
