@@ -27,6 +27,7 @@ from kombu import Connection, Queue
 
 import taskkit
 from taskkit import queues
+from taskkit.bridge.work.message import row_id
 from taskkit.models import RunStatus, TaskRun
 from taskkit.quarantine import QUARANTINE, item_id
 from tests.integration.conftest import Broker, start_worker, stop
@@ -128,27 +129,33 @@ def test_a_payload_too_deep_to_pickle_is_a_failed_run_and_the_worker_goes_on(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "error"),
     [
-        {"timelimit": ["abc", "x"]},
-        {"timelimit": [-1, None]},
-        {"eta": "9999-12-31T23:59:59-14:00"},
+        ({"timelimit": ["abc", "x"]}, "are not seconds"),
+        ({"timelimit": [-1, None]}, "are not seconds"),
+        ({"eta": "9999-12-31T23:59:59-14:00"}, "no time this worker can wait for"),
+        ({"task": {"a": 1}}, "TaskNotFound"),
+        ({"id": {"a": 1}}, "is no string"),
     ],
 )
-def test_times_that_are_no_times_are_a_failed_run_and_the_worker_goes_on(
-    broker: Broker, headers: dict[str, Any]
+def test_headers_celery_cannot_use_are_a_failed_run_and_the_worker_goes_on(
+    broker: Broker, headers: dict[str, Any], error: str
 ) -> None:
-    """A prefork pool sets a run's timers in the main process when a child takes it: ``"x"``
-    raised there, the worker went down, and the message came back to take the next one.
-    Celery rejected an eta it cannot make a timestamp of, with a log line: the run was lost."""
+    """Each took the worker's main process down, or was lost:
+
+    - a prefork pool sets a run's timers there when a child takes it, and ``"x"`` raised;
+    - Celery rejected an eta it cannot make a timestamp of, with a log line;
+    - it looks the task name up among its tasks, and the id among the revoked runs, and a
+      name or id that is no string raised ``TypeError``.
+    """
     bad = str(uuid.uuid4())
     client = redis.Redis.from_url(broker.url)
     try:
         client.lpush("default", envelope(bad, b'[[], {"payload": {}, "context": {}}, {}]', headers))
     finally:
         client.close()
-    refused = refused_then_next(broker, bad)
-    assert "are not seconds" in refused.error or "no time this worker can wait for" in refused.error
+    refused = refused_then_next(broker, row_id(str(headers.get("id", bad))))
+    assert error in refused.error
 
 
 UNPARSABLE = [

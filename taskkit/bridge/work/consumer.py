@@ -40,8 +40,21 @@ def _awake() -> None:
     """Nothing: woken, the event loop checks whether the worker should stop."""
 
 
+class Strategies(dict[Any, Any]):
+    """Celery's handlers by task name: a name that is no string (``{"a": 1}`` in a message's
+    ``task`` header) is no task this worker knows, not a ``TypeError`` in its main process."""
+
+    def __getitem__(self, name: Any) -> Any:
+        try:
+            return super().__getitem__(name)
+        except TypeError:  # unhashable
+            raise KeyError(name) from None
+
+
 class Consumer(CeleryConsumer):
     """Celery's consumer, recording or quarantining what it would drop."""
+
+    Strategies = Strategies
 
     def register_with_event_loop(self, hub: Any) -> None:
         """Celery's, and a timer that wakes the event loop every :data:`WAKE_EVERY` s.

@@ -57,6 +57,8 @@ class GuardedRequest(Request):
                     f"its arguments are {type(self.args).__name__} and "
                     f"{type(self.kwargs).__name__}, not a list and an object"
                 )
+            if not isinstance(self.id, str):  # Celery looks it up among the revoked runs
+                raise ValueError(f"its id {self.id!r:.100} is no string")
             if not _time_limits(self.time_limits):
                 raise ValueError(f"its time limits {self.time_limits!r:.100} are not seconds")
             if self.eta is not None and not _a_time_here(self.eta):
