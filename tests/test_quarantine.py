@@ -10,7 +10,7 @@ import threading
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -253,6 +253,14 @@ def test_the_embedded_broker_reads_only_regular_files(tmp_path: Path) -> None:
         assert listed.problem == "cannot be read: not a regular file"
         assert elsewhere.exists()
         simple.close()
+
+
+def test_a_task_name_that_is_no_string_is_an_unknown_task() -> None:
+    strategies = consumer.Strategies({"echo:payload": "its handler"})
+    assert strategies["echo:payload"] == "its handler"
+    for name in ({"a": 1}, ["x"], "other:task"):
+        with pytest.raises(KeyError):  # Celery's consumer: a failed run (TaskNotFound)
+            strategies[cast(Any, name)]
 
 
 def test_workers_get_taskkits_consumer_unless_the_project_chose_one() -> None:
