@@ -8,6 +8,8 @@ import os
 import queue
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -40,6 +42,16 @@ DELIVERY = {"exchange": "", "routing_key": "default"}
 #: kombu's typed JSON values, malformed: its decoder raises on them.
 BAD_DATE = {"__type__": "datetime", "__value__": 5}
 BAD_UUID = {"__type__": "uuid", "__value__": "zz"}
+
+
+@contextmanager
+def embedded_broker(folder: Path) -> Iterator[Connection]:
+    """A connection to an embedded broker in ``folder``, through taskkit's transport."""
+    options = celery_settings(folder)["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    with Connection(
+        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
+    ) as connection:
+        yield connection
 
 
 def envelope(body: Any = "[[], {}, {}]", **properties: Any) -> dict[str, Any]:
@@ -160,10 +172,7 @@ def test_redis_urls_use_taskkits_transport() -> None:
 def test_the_embedded_broker_moves_a_file_it_cannot_take_to_the_quarantine(
     tmp_path: Path,
 ) -> None:
-    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
-    with Connection(
-        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
-    ) as connection:
+    with embedded_broker(tmp_path) as connection:
         name = f"q-{uuid.uuid4().hex[:8]}"  # kombu keeps declared exchanges per process
         simple = connection.SimpleQueue(name)
         (tmp_path / "queue" / f"00000000000000000000_0.{name}.msg").write_bytes(b"not json")
@@ -191,10 +200,7 @@ def test_the_embedded_broker_quarantines_what_it_cannot_read_and_lists_and_delet
 ) -> None:
     """A directory named like a message (a file the worker may not read is the same case):
     it went to a hidden name before, and the worker's consumer restarted."""
-    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
-    with Connection(
-        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
-    ) as connection:
+    with embedded_broker(tmp_path) as connection:
         name = f"q-{uuid.uuid4().hex[:8]}"
         simple = connection.SimpleQueue(name)
         folder = tmp_path / "queue"
@@ -236,10 +242,7 @@ def test_the_embedded_broker_reads_only_regular_files(tmp_path: Path) -> None:
         "cannot be read: not a regular file"
     ]
 
-    options = celery_settings(tmp_path)["CELERY_BROKER_TRANSPORT_OPTIONS"]
-    with Connection(
-        "filesystem://", transport="taskkit.embedded:Transport", transport_options=options
-    ) as connection:
+    with embedded_broker(tmp_path) as connection:
         name = f"q-{uuid.uuid4().hex[:8]}"
         simple = connection.SimpleQueue(name)
         simple.put({"elsewhere": 1})
