@@ -10,7 +10,8 @@ to the broker, and every restart dies on it again.
   limits that are no numbers of seconds (its ``timelimit`` header): a prefork
   pool sets its timers in the main process when the child takes the run, and
   ``["abc", "x"]`` raised there. An ``eta`` out of range (year 9999, 14 hours
-  west) was rejected by Celery with a log line, and the run lost.
+  west) was rejected by Celery with a log line, and the run lost; an ``id``
+  that is no string raised when Celery looked it up among the revoked runs.
 - Handing it to a pool process: a prefork worker pickles its arguments, and a
   payload nested thousands deep makes pickling raise ``RecursionError``.
 
