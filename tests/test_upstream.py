@@ -179,36 +179,10 @@ def test_count_sent_makes_beat_save_after_sync_every_tasks() -> None:
     assert scheduler.should_sync()
 
 
-def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it(
-    scratch_redis: redis.Redis,
-) -> None:
+def screening_transport(screened: list[tuple[bytes, bytes]]) -> Any:
+    """kombu's Redis transport with taskkit's read hooks, whose screen notes each ``(key,
+    item)`` it is shown in ``screened`` and refuses ``b"refused"`` (kombu cannot parse it)."""
     from kombu.transport import redis as kombu_redis
-
-    screened: list[bytes] = []
-
-    class Screening(upstream.RedisReadHooks, kombu_redis.Channel):
-        def screen(self, key: bytes, item: bytes) -> bool:
-            screened.append(item)
-            return item != b"refused"
-
-    class Transport(kombu_redis.Transport):
-        Channel = Screening
-
-    with Connection(REDIS, transport=Transport) as connection:
-        simple = connection.SimpleQueue("upstream-hooks")
-        scratch_redis.rpush("upstream-hooks", b"refused")  # would break kombu's parse
-        simple.put({"a": 1})
-        assert simple.get(timeout=5).payload == {"a": 1}
-        simple.close()
-    assert screened[0] == b"refused" and len(screened) == 2
-
-
-def test_redis_read_hooks_screen_each_published_message_before_kombu_parses_it(
-    scratch_redis: redis.Redis,
-) -> None:
-    from kombu.transport import redis as kombu_redis
-
-    screened: list[tuple[bytes, bytes]] = []
 
     class Screening(upstream.RedisReadHooks, kombu_redis.Channel):
         def screen(self, key: bytes, item: bytes) -> bool:
@@ -218,12 +192,39 @@ def test_redis_read_hooks_screen_each_published_message_before_kombu_parses_it(
     class Transport(kombu_redis.Transport):
         Channel = Screening
 
+    return Transport
+
+
+def test_redis_read_hooks_screen_each_popped_item_before_kombu_parses_it(
+    scratch_redis: redis.Redis,
+) -> None:
+    screened: list[tuple[bytes, bytes]] = []
+    with Connection(REDIS, transport=screening_transport(screened)) as connection:
+        simple = connection.SimpleQueue("upstream-hooks")
+        scratch_redis.rpush("upstream-hooks", b"refused")  # would break kombu's parse
+        simple.put({"a": 1})
+        message = simple.get(timeout=5)
+        assert message.payload == {"a": 1}
+        message.ack()  # kombu puts back what is unacknowledged at close, on a socket it leaks
+        simple.close()
+    assert screened[0][1] == b"refused" and len(screened) == 2
+
+
+def test_redis_read_hooks_screen_each_published_message_before_kombu_parses_it(
+    scratch_redis: redis.Redis,
+) -> None:
+    screened: list[tuple[bytes, bytes]] = []
     name = f"upstream-fanout-{uuid.uuid4().hex[:8]}"
     exchange = Exchange(name, type="fanout")
     received: list[Any] = []
-    with Connection(REDIS, transport=Transport) as connection:
+
+    def take(body: Any, message: Any) -> None:
+        received.append(body)
+        message.ack()  # kombu puts back what is unacknowledged at close, on a socket it leaks
+
+    with Connection(REDIS, transport=screening_transport(screened)) as connection:
         queue = Queue(f"{name}-queue", exchange, auto_delete=True)
-        with connection.Consumer(queue, callbacks=[lambda body, message: received.append(body)]):
+        with connection.Consumer(queue, callbacks=[take]):
             topic = f"/{connection.virtual_host}.{name}"  # kombu's channel for the exchange
             deadline = time.monotonic() + 5
             while not scratch_redis.publish(topic, b"refused") and time.monotonic() < deadline:
