@@ -74,10 +74,22 @@ class Channel(FilesystemChannel):
                 found = read(raw)  # the envelope, or what is wrong with it
             if not isinstance(found, str):
                 claimed.unlink()
-                return found
+                return redelivered(found)
             claimed.replace(folder / f"{name.partition('.')[0]}.{QUARANTINE}.msg")
             report(queue, raw, found)
         raise Empty()
+
+
+def redelivered(envelope: dict[str, Any]) -> dict[str, Any]:
+    """``envelope``, told redelivered where Redis and RabbitMQ tell it, if it was put back.
+
+    kombu marks a message put back (a rejected run's requeue) at the top of its
+    envelope, where its ``Message`` does not look: Celery would take it for a
+    first delivery, and never count the restarts of a run that kills its worker.
+    """
+    if envelope.pop("redelivered", False):
+        envelope["properties"]["delivery_info"]["redelivered"] = True
+    return envelope
 
 
 class Transport(filesystem.Transport):

@@ -92,6 +92,14 @@ class TaskRun(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices)
     attempt = models.PositiveIntegerField(default=1)
+    #: How many times this attempt of an idempotent task was started again because the
+    #: worker running it was lost (its process killed); see ``delivery.MAX_STARTS``.
+    restarts = models.PositiveIntegerField(
+        "restarts after a lost worker",
+        default=0,
+        db_default=0,
+        help_text="Times this attempt started again after the worker running it was lost.",
+    )
     source = models.CharField(max_length=16, default="worker")
     created_at = models.DateTimeField(default=timezone.now)
     #: When a delayed run or a retry is due; the scheduler promotes it then.

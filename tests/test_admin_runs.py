@@ -106,12 +106,14 @@ def test_the_retry_action_requeues_failed_runs_only() -> None:
 
 
 def test_retry_and_remove_one_run_from_its_page() -> None:
-    run = failed_run()
+    run = failed_run(restarts=2)  # an attempt whose worker was lost twice
     manager = staff("manager", "manage_tasks")
-    assert 'value="Retry"' in text(manager.get(url("change", run.pk)))
+    page = text(manager.get(url("change", run.pk)))
+    assert 'value="Retry"' in page
+    assert "Restarts after a lost worker" in page
     assert manager.post(url("retry", run.pk))["Location"] == url("change", run.pk)
     run.refresh_from_db()
-    assert run.status == RunStatus.QUEUED
+    assert (run.status, run.restarts) == (RunStatus.QUEUED, 0)  # a fresh first attempt
     manager.post(url("remove", run.pk))  # queued: not finished, so it stays
     assert TaskRun.objects.filter(pk=run.pk).exists()
     TaskRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -20,7 +20,7 @@ from taskkit.bridge.work import delivery
 from taskkit.bridge.work import run as run_module
 from taskkit.bridge.work.cancellations import cancelled
 from taskkit.bridge.work.run import run_message
-from taskkit.exceptions import InvalidMessage
+from taskkit.exceptions import InvalidMessage, WorkerLost
 from taskkit.models import RunStatus, TaskRun
 from taskkit.runner import call
 from tests.apps.nested.tasks.echo.count import COUNTS_URL
@@ -150,6 +150,57 @@ def test_an_attempt_that_started_runs_again_only_if_the_task_is_idempotent(
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == (RunStatus.SUCCEEDED if runs else RunStatus.RUNNING)
     assert row.worker == ("w1@host" if runs else "w0@host")
+
+
+@pytest.mark.parametrize("how", ["stored", "redelivered"])
+def test_an_idempotent_attempt_restarted_after_lost_workers_is_failed_at_its_fourth_start(
+    how: str,
+) -> None:
+    """Each restart of a started attempt is counted on its row; past MAX_STARTS it fails."""
+    ctask, run_id = message("crash:idempotent")
+    TaskRun.objects.create(
+        id=run_id, name="crash:idempotent", status=RunStatus.RUNNING, worker="w0@host"
+    )
+    if how == "redelivered":
+        ctask.request.delivery_info = {"redelivered": True}
+    context = {"run_id": run_id, "attempt": 1, "stored": how == "stored"}
+    key = f"restarts:{uuid.uuid4()}"
+    counts = redis.Redis.from_url(COUNTS_URL)
+    try:
+        for restart in range(1, delivery.MAX_STARTS):
+            # a run started again, and its worker lost again: its row says running
+            run_message(ctask, {"key": key, "seconds": 0}, context)
+            assert TaskRun.objects.get(pk=run_id).restarts == restart
+            TaskRun.objects.filter(pk=run_id).update(status=RunStatus.RUNNING)
+        with pytest.raises(WorkerLost, match=f"each of its {delivery.MAX_STARTS} starts"):
+            run_message(ctask, {"key": key, "seconds": 0}, context)
+        assert counts.llen(key) == 2 * (delivery.MAX_STARTS - 1)  # the last one never ran
+    finally:
+        counts.delete(key)
+        counts.close()
+    row = TaskRun.objects.get(pk=run_id)
+    assert row.status == RunStatus.FAILED
+    assert [entry["exception"] for entry in row.history] == ["taskkit.exceptions.WorkerLost"]
+
+
+def test_a_retry_after_lost_workers_starts_with_no_restarts_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attempt that failed for its lost workers is retried as its policy says, afresh."""
+    ctask, run_id = message("crash:idempotent")
+    TaskRun.objects.create(
+        id=run_id,
+        name="crash:idempotent",
+        status=RunStatus.RUNNING,
+        restarts=delivery.MAX_STARTS - 1,
+    )
+    ctask.request.delivery_info = {"redelivered": True}
+    retried = taskkit.task(name="crash:idempotent", idempotent=True, retry=2)(_raise_text)
+    monkeypatch.setitem(taskkit.registry.current().tasks, "crash:idempotent", retried)
+    with pytest.raises(Retry):
+        run_message(ctask, {"key": "unused", "seconds": 0}, {"run_id": run_id, "attempt": 1})
+    row = TaskRun.objects.get(pk=run_id)
+    assert (row.status, row.attempt, row.restarts) == (RunStatus.SCHEDULED, 2, 0)
 
 
 def test_of_two_deliveries_of_a_stored_attempt_only_the_one_that_claims_its_row_runs(

@@ -120,6 +120,7 @@ class TaskRunAdmin(OperatorsOnly, admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "queue",
         "attempt",
+        "restarts",
         "source",
         "worker",
         "queued_at",

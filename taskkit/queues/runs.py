@@ -114,6 +114,7 @@ def retry_failed(run_id: object | None = None, *, name: str | None = None) -> li
             .update(
                 status=RunStatus.QUEUED,
                 attempt=1,
+                restarts=0,
                 sent_at=timezone.now(),
                 finished_at=None,
                 scheduled_for=None,

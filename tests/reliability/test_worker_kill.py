@@ -6,6 +6,9 @@ acknowledged: Redis gives it back once it is older than the transport's
 worker runs it to the end. Any other task's run is settled by the leader Beat's
 sweep once the dead worker's heartbeat is older than ``WORKER_LOST_AFTER``:
 failed with ``WorkerLost``, never left ``running`` for ever, never run again.
+An idempotent run that kills its whole worker each time it starts (a threads
+pool runs it in the worker's own process) is failed after ``MAX_STARTS`` starts,
+and the worker started after that stays up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 import taskkit
+from taskkit.bridge.work.delivery import MAX_STARTS
 from taskkit.models import RunStatus, TaskRun
 from tests.integration.conftest import Broker, start_worker, stop
 
@@ -106,3 +110,32 @@ def test_another_run_is_failed_once_its_worker_is_lost(broker: Broker) -> None:
         forget(key)
     assert TaskRun.objects.get(pk=run_id).status == RunStatus.FAILED
     print(f"whole test {time.monotonic() - started:.1f}s")
+
+
+def test_an_idempotent_run_that_kills_its_whole_worker_each_time_fails_and_workers_stay_up(
+    broker: Broker,
+) -> None:
+    """A supervisor (systemd's ``Restart=always``) starts a worker each time one dies."""
+    key = f"kill:{uuid.uuid4()}"
+    run_id = taskkit.enqueue("crash:poison", {"key": key, "seconds": 1}).id
+    failed = TaskRun.objects.filter(pk=run_id, status=RunStatus.FAILED)
+    lives = 0
+    try:
+        while not failed.exists() and lives <= MAX_STARTS:
+            worker = start_worker(broker, "supervised")
+            lives += 1
+            deadline = time.monotonic() + TIMEOUT
+            while worker.poll() is None and not failed.exists():
+                assert time.monotonic() < deadline, f"life {lives}: neither killed nor failed"
+                time.sleep(0.1)
+            if worker.poll() is None:  # the life that failed the run: it stays up
+                time.sleep(1)
+                assert worker.poll() is None
+            stop(worker)
+        row = status(run_id, RunStatus.FAILED)
+        assert f"each of its {MAX_STARTS} starts" in row.error, row.error
+        assert lives == MAX_STARTS + 1  # killed by each start, then one that failed it
+        lines = recorded(key, MAX_STARTS, TIMEOUT)
+        assert [line.split()[:2] for line in lines] == [["start", run_id]] * MAX_STARTS
+    finally:
+        forget(key)

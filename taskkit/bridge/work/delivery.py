@@ -9,6 +9,9 @@
   for this delivery with a token (:func:`claim_token`) that survives a lost
   answer and a hand-back. The claim writes the whole ``running`` row, so a
   claimed run needs no other statement until it ends.
+- An idempotent attempt that started already starts again (its worker was
+  lost), but at most :data:`MAX_STARTS` times: the restarts are counted on its
+  row, and :func:`admit` then says :attr:`~Admission.LOST`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, NoReturn, TypeVar
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db.models import F
 from django.utils import timezone
 
 from ...definition import Task, TaskContext
@@ -42,6 +46,10 @@ logger = logging.getLogger("taskkit.worker")
 DATABASE_WAIT = 30.0
 #: When a message handed back is delivered again.
 HAND_BACK_AFTER = 5.0
+#: How many times one attempt of an idempotent task is started when the worker running it
+#: is lost each time (its process killed: the out-of-memory killer, a crash in native
+#: code): the delivery after that fails the attempt with ``WorkerLost``.
+MAX_STARTS = 3
 
 T = TypeVar("T")
 
@@ -132,6 +140,9 @@ class Admission(enum.Enum):
     #: To run; its row was claimed just now, written ``running`` with the run's fields and
     #: the claim's time as its start.
     CLAIMED = enum.auto()
+    #: Not to run: an idempotent attempt whose worker was lost in each of its
+    #: :data:`MAX_STARTS` starts; the caller fails it with ``WorkerLost``.
+    LOST = enum.auto()
 
 
 def not_run(ctask: CeleryTask[Any, Any], *, revoked: bool = False) -> Ignore:
@@ -226,11 +237,14 @@ def claim_token(fields: dict[str, Any]) -> datetime:
 
 def started_already(task: Task, ctx: TaskContext) -> Admission | None:
     """What the row says of this attempt: cancelled, or finished or (not idempotent) started
-    (:attr:`~Admission.SKIP`); ``None``: neither."""
-    found = TaskRun.objects.filter(pk=ctx.run_id).values_list("status", "attempt").first()
+    (:attr:`~Admission.SKIP`), or started too often (:attr:`~Admission.LOST`); ``None``:
+    none of these."""
+    found = (
+        TaskRun.objects.filter(pk=ctx.run_id).values_list("status", "attempt", "restarts").first()
+    )
     if found is None:
         return None
-    status, attempt = found
+    status, attempt, restarts = found
     if status == RunStatus.CANCELLED:
         logger.info("%s %s was cancelled before it ran; skipped", task.name, ctx.run_id)
         return Admission.CANCELLED
@@ -248,4 +262,31 @@ def started_already(task: Task, ctx: TaskContext) -> Admission | None:
             attempt,
         )
         return Admission.SKIP
+    if status == RunStatus.RUNNING:
+        return _restart(task, ctx, restarts)
+    return None
+
+
+def _restart(task: Task, ctx: TaskContext, restarts: int) -> Admission | None:
+    """An idempotent attempt delivered again after it started: the worker running it was
+    lost (or runs it still, past the broker's visibility timeout).
+
+    Celery puts such a message back for ever, so a run that kills every process it
+    starts in would go round the workers for good. The starts are counted on the
+    row: this one is counted and runs (``None``), unless the attempt started
+    :data:`MAX_STARTS` times already (:attr:`~Admission.LOST`).
+    """
+    if restarts + 1 >= MAX_STARTS:
+        return Admission.LOST
+    TaskRun.objects.filter(pk=ctx.run_id, attempt=ctx.attempt, status=RunStatus.RUNNING).update(
+        restarts=F("restarts") + 1
+    )
+    logger.warning(
+        "%s %s attempt %s starts again (start %d of at most %d): its worker was lost during it",
+        task.name,
+        ctx.run_id,
+        ctx.attempt,
+        restarts + 2,
+        MAX_STARTS,
+    )
     return None

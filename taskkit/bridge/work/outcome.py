@@ -56,7 +56,11 @@ def attempt_failed(
     if task is not None and retry:
         due = now + timedelta(seconds=task.meta.retry.delay(attempt))
         fields.update(
-            status=RunStatus.SCHEDULED, attempt=attempt + 1, scheduled_for=due, sent_at=None
+            status=RunStatus.SCHEDULED,
+            attempt=attempt + 1,
+            restarts=0,
+            scheduled_for=due,
+            sent_at=None,
         )
     else:
         fields.update(status=RunStatus.FAILED, finished_at=now)
@@ -78,7 +82,7 @@ def record_failure(
     now = timezone.now()
     fields = {
         **row,
-        "traceback": trace or traceback.format_exc(),
+        "traceback": traceback.format_exc() if trace is None else trace,
         **failed_attempt(task, ctx.attempt, exc, list(history or []), now),
     }
     upsert(ctx.run_id, fields)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from ...conf import settings
 from ...definition import Lock, Task, TaskContext, TaskEvent, Track, received_payload
 from ...events import Step, queued_for
-from ...exceptions import TaskExited, TaskkitError
+from ...exceptions import TaskExited, TaskkitError, WorkerLost
 from ...models import RunStatus
 from ...registry import get_task
 from ...runner import call
@@ -33,6 +33,7 @@ from ..locks import acquire, lock_key, release
 from ..track import track_level
 from .canvas import continuation, split_previous
 from .delivery import (
+    MAX_STARTS,
     Admission,
     admit,
     claim_token,
@@ -103,6 +104,23 @@ def _wait_for_lock(task: Task, ctx: TaskContext, row: dict[str, Any]) -> datetim
     return due
 
 
+def _lost_too_often(
+    task: Task, ctx: TaskContext, payload: dict[str, Any], row: dict[str, Any], sent_id: str
+) -> BaseException:
+    """Fail an idempotent attempt whose worker was lost in each of its starts (or schedule
+    its retry, as its policy says); return what the delivery raises. Its locks are released
+    here: the processes that held them are gone."""
+    _release_queue_lock(task, payload, sent_id)
+    for key in run_lock_keys(task, payload):
+        release(key, ctx.run_id)
+    lost = WorkerLost(
+        f"its worker was lost during each of its {MAX_STARTS} starts (a process killed: "
+        "out of memory, a crash in native code); not started again"
+    )
+    delay = with_database(functools.partial(record_failure, task, ctx, row, lost, ""))
+    return lost if delay is None else celery_retry(delay, lost)
+
+
 def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Run the taskkit task a Celery message names and return its result (the next step's
     ``event.previous`` in a chain); re-raise a final failure so Celery sees it.
@@ -152,6 +170,8 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if admission is Admission.SKIP or admission is Admission.CANCELLED:
         _release_queue_lock(task, plain, sent_id)
         raise not_run(ctask, revoked=admission is Admission.CANCELLED)
+    if admission is Admission.LOST:
+        raise _lost_too_often(task, ctx, plain, again, sent_id)
     held = _take_locks(task, ctx, plain, sent_id)
     if held is None:
         raise Retry(when=_wait_for_lock(task, ctx, again))
@@ -165,13 +185,14 @@ def run_message(ctask: CeleryTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
                 release(key, ctx.run_id)
     if flight.followed:
         return flight.follower_end(ctask)
-    # track="all" rows, and a flight leader's (its followers read them), are written at
-    # once; the recorder batches the others in a worker
-    record = record or flight.leads
+    # track="all" rows, a flight leader's (its followers read them) and an idempotent
+    # run's delivered again (it may start again after a lost worker, and the next loss
+    # must find its row to be counted: MAX_STARTS) are written at once; the recorder
+    # batches the others in a worker
+    at_once = flight.leads or (redelivered and task.meta.idempotent)
+    record = record or at_once
     started, finished = (
-        (upsert, upsert)
-        if level is Track.ALL or flight.leads
-        else (recorder.started, recorder.finished)
+        (upsert, upsert) if level is Track.ALL or at_once else (recorder.started, recorder.finished)
     )
     claimed = admission is Admission.CLAIMED  # its claim wrote the running row
     row["started_at"] = claim if claimed else timezone.now()
