@@ -162,6 +162,19 @@ def test_redis_listings_show_malformed_items_with_their_problem(scratch_redis: r
     assert listed[0].as_json()["raw"] == "\x00"
 
 
+def test_listings_show_an_item_a_worker_would_quarantine_with_its_problem_at_once(
+    scratch_redis: redis.Redis,
+) -> None:
+    """A task message the standard library reads, with a typed value kombu refuses."""
+    headers = {"task": "echo:payload", "id": str(uuid.uuid4()), "eta": BAD_DATE}
+    raw = json.dumps({**envelope(), "headers": headers}).encode()
+    scratch_redis.rpush("default", raw)
+    with Connection(REDIS) as connection:
+        (listed,) = list(RedisBroker(connection).scan("default"))
+    assert (listed.run_id, listed.name) == (item_id(raw), "")
+    assert listed.problem.startswith("not JSON (TypeError"), listed.problem
+
+
 def test_redis_urls_use_taskkits_transport() -> None:
     redis_transport.install()  # as the app's ready() did
     for url in (REDIS, "rediss://127.0.0.1:6380/0"):

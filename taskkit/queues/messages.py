@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..bridge.carrier import task_name
-from ..quarantine import PROBLEM_HEADER, item_id, problem
+from ..quarantine import PROBLEM_HEADER, item_id, problem, read
 from ..times import iso
 
 
@@ -66,13 +66,14 @@ def decode(raw: bytes, queue: str, position: int = 0, location: str = "") -> Que
 
     Messages of plain Celery tasks decode too (their keyword arguments stand for
     the payload), so an operator sees everything a queue holds; an item that
-    is no Celery task message is shown as :func:`malformed`.
+    is no Celery task message is shown as :func:`malformed`. Items are read as a
+    worker reads them (:func:`~taskkit.quarantine.read`): one a worker would move
+    to the quarantine is listed with its problem before it is moved.
     """
-    try:
-        envelope = json.loads(raw)
-    except (ValueError, RecursionError):
-        envelope = None
-    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    envelope = read(raw)
+    if isinstance(envelope, str):
+        return malformed(raw, queue, position, location, envelope)
+    headers = envelope.get("headers")
     noted = str(headers.get(PROBLEM_HEADER, "")) if isinstance(headers, dict) else ""
     message = (
         None if noted else from_envelope(envelope, queue, position, raw=raw, location=location)
