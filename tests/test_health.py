@@ -266,15 +266,9 @@ def test_the_command_prints_a_line_per_check_and_exits_0() -> None:
     out, failed = taskqueue_health()
     assert failed is None
     lines = out.splitlines()
-    assert [line[:15] for line in lines] == [
-        "ok   database  ",
-        "ok   broker    ",
-        "ok   scheduler ",
-        "ok   workers   ",
-        "ok   consumers ",
-        "ok   delayed   ",
-    ]
-    assert lines[3] == "ok   workers    1 alive: alive@host"
+    assert [line[:19] for line in lines] == [f"ok   {name:<13} " for name in READINESS]
+    assert lines[4] == "ok   workers        1 alive: alive@host"
+    assert lines[2] == "ok   broker_memory  filesystem does not tell its memory"
 
 
 @pytest.mark.usefixtures("embedded_broker", "worker")
@@ -283,8 +277,8 @@ def test_the_command_exits_1_naming_what_failed() -> None:
     out, failed = taskqueue_health()
     assert failed is not None and failed.returncode == 1
     assert str(failed) == "Unhealthy: scheduler, delayed."
-    assert "FAIL scheduler  no leader: no Beat with taskkit's scheduler holds the lease" in out
-    assert "FAIL delayed    1 delayed run(s) overdue by more than 60 s" in out
+    assert "FAIL scheduler      no leader: no Beat with taskkit's scheduler holds the lease" in out
+    assert "FAIL delayed        1 delayed run(s) overdue by more than 60 s" in out
     chosen, passed = taskqueue_health("--check", "workers", "--check", "database")
     assert passed is None
     assert [line[:15] for line in chosen.splitlines()] == ["ok   database  ", "ok   workers   "]
@@ -333,7 +327,7 @@ def test_the_endpoint_is_200_when_every_check_passes() -> None:
     body = response.json()
     assert body["ok"] is True
     assert [check["name"] for check in body["checks"]] == list(READINESS)
-    assert body["checks"][3] == {"name": "workers", "ok": True, "detail": "1 alive: alive@host"}
+    assert body["checks"][4] == {"name": "workers", "ok": True, "detail": "1 alive: alive@host"}
     assert Client().head("/_tasks/health", headers=BEARER).status_code == 200
 
 
@@ -345,6 +339,7 @@ def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() ->
     assert {check["name"]: check["ok"] for check in failing.json()["checks"]} == {
         "database": True,
         "broker": True,
+        "broker_memory": True,
         "scheduler": False,
         "workers": True,
         "consumers": True,
@@ -356,8 +351,8 @@ def test_the_endpoint_is_503_when_a_check_fails_and_checks_what_it_is_asked() ->
     bad = Client().get("/_tasks/health?check=beat", headers=BEARER)
     assert bad.status_code == 400
     assert bad.json() == {
-        "error": "unknown health check 'beat': choose from database, broker, scheduler, "
-        "workers, consumers, delayed"
+        "error": "unknown health check 'beat': choose from database, broker, broker_memory, "
+        "scheduler, workers, consumers, delayed"
     }
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -23,7 +24,10 @@ from taskkit.bridge.work.about import About
 from taskkit.checks import check_taskkit
 from taskkit.models import RunStatus, TaskRun, WorkerHeartbeat
 from taskkit.queues import metrics
+from taskkit.queues.brokers.base import BrokerMemory
+from taskkit.queues.health import memory_answer
 from taskkit.scheduling import lease
+from tests.conftest import SCRATCH_REDIS_URL
 from tests.integration.conftest import current, make_app
 from tests.users import staff
 
@@ -111,6 +115,7 @@ def test_every_metric_is_read_from_the_broker_and_the_tables() -> None:
     assert found["taskkit_scheduler_leader_changes_total"] == 1
     assert {key: value for key, value in found.items() if key.startswith("taskkit_up")} == {
         'taskkit_up{check="broker"}': 1,
+        'taskkit_up{check="broker_memory"}': 1,
         'taskkit_up{check="database"}': 1,
         'taskkit_up{check="scheduler"}': 1,
         'taskkit_up{check="workers"}': 1,
@@ -180,10 +185,26 @@ def test_an_unreachable_broker_leaves_the_queues_out_and_the_rest_in() -> None:
         took = time.monotonic() - started
     app.close()
     assert found["taskkit_broker_up"] == 0 and found['taskkit_up{check="broker"}'] == 0
+    assert found['taskkit_up{check="broker_memory"}'] == 0
+    assert "taskkit_broker_memory_bytes" not in found
     assert not any(key.startswith("taskkit_queue_") for key in found)
     assert found['taskkit_runs{status="failed",task="echo:fail"}'] == 1
     assert found['taskkit_up{check="database"}'] == 1
     assert took < 3  # one attempt: kombu's retries would take seconds
+
+
+def test_a_redis_broker_tells_its_memory(scratch_redis: redis.Redis) -> None:
+    app = make_app("scratch", SCRATCH_REDIS_URL)
+    with current(app):
+        found = scrape()
+    app.close()
+    info = scratch_redis.info("memory")
+    assert 0 < found["taskkit_broker_memory_bytes"] < 2 * int(info["used_memory"])
+    limit = int(info["maxmemory"])
+    assert found["taskkit_broker_memory_limit_bytes"] == limit
+    policy = str(info["maxmemory_policy"])
+    expected = memory_answer("redis", BrokerMemory(int(info["used_memory"]), limit, policy))
+    assert found['taskkit_up{check="broker_memory"}'] == float(expected[0])
 
 
 def test_a_part_the_database_fails_is_left_out_and_logged(

@@ -2,7 +2,9 @@
 
 :data:`LIVENESS` is what every process of the project needs: the database
 answers, the broker takes a connection. :data:`READINESS` adds what queued
-work needs to be done: a leader Beat holds its lease (delayed runs, retries and
+work needs to be done: the broker has room for messages (under
+:data:`MEMORY_HIGH` of its memory limit, no alarm, no policy that evicts them),
+a leader Beat holds its lease (delayed runs, retries and
 periodic ticks are sent), a worker wrote its heartbeat within
 ``WORKER_LOST_AFTER`` (queued runs are taken), every queue holding messages is
 consumed by a live worker (as its heartbeat says), and no delayed run is long
@@ -35,14 +37,25 @@ from ..exceptions import TaskkitError
 from ..models import TaskRun, WorkerHeartbeat
 from ..quarantine import QUARANTINE
 from ..scheduling import lease
+from .brokers.base import BrokerMemory
 from .queued import _queues, broker_view
 
 #: Every check, in the order they run and are shown.
-READINESS = ("database", "broker", "scheduler", "workers", "consumers", "delayed")
+READINESS = (
+    "database",
+    "broker",
+    "broker_memory",
+    "scheduler",
+    "workers",
+    "consumers",
+    "delayed",
+)
 #: The checks a process needs to serve at all.
 LIVENESS = ("database", "broker")
 #: A delayed run due longer ago than this is overdue (the ``delayed`` check).
 OVERDUE = timedelta(seconds=60)
+#: The share of its memory limit a broker may use before ``broker_memory`` fails.
+MEMORY_HIGH = 0.9
 
 Probe = Callable[[datetime], tuple[bool, str]]
 
@@ -102,6 +115,7 @@ def health(checks: Iterable[str] | None = None, *, overdue: timedelta | float = 
     probes: dict[str, Probe] = {
         "database": _database,
         "broker": _broker,
+        "broker_memory": _broker_memory,
         "scheduler": _scheduler,
         "workers": _workers,
         "consumers": _consumers,
@@ -147,6 +161,41 @@ def _broker(now: datetime) -> tuple[bool, str]:
     with broker_view(retry=False) as broker:
         length = broker.length(queue)
     return True, f"{broker.name} answered in {_ms(started)}; {queue} holds {length} message(s)"
+
+
+def _broker_memory(now: datetime) -> tuple[bool, str]:
+    with broker_view(retry=False) as broker:
+        return memory_answer(broker.name, broker.memory())
+
+
+def memory_answer(name: str, found: BrokerMemory | None) -> tuple[bool, str]:
+    """The ``broker_memory`` check: whether the broker has room for the messages to come.
+
+    At its limit Redis refuses every new message (and, with its transactions refused
+    too, a worker cannot start or take one, so nothing frees the room); RabbitMQ
+    raises an alarm that blocks every publisher. Redis with an ``allkeys-*`` policy
+    evicts keys instead, queued messages among them.
+    """
+    if found is None:
+        return True, f"{name} does not tell its memory"
+    if found.alarm:
+        return False, f"{found.alarm}: RabbitMQ blocks every publisher until it clears"
+    if not found.limit:
+        return True, f"{name} uses {_mib(found.used)}, with no limit"
+    share = found.used / found.limit
+    used = f"{name} uses {_mib(found.used)} of its {_mib(found.limit)} limit ({share:.0%})"
+    if found.policy.startswith("allkeys"):
+        return False, (
+            f"{used}; at the limit its maxmemory-policy {found.policy} evicts keys, "
+            "queued messages too: set it to noeviction"
+        )
+    if share >= MEMORY_HIGH:
+        return False, f"{used}: at the limit it takes no new message"
+    return True, used
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def _scheduler(now: datetime) -> tuple[bool, str]:

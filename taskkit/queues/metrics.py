@@ -43,6 +43,7 @@ from .health import (
     delayed_answer,
     delayed_found,
     health,
+    memory_answer,
     scheduler_answer,
 )
 from .queued import broker_view, read_queues
@@ -52,6 +53,12 @@ logger = logging.getLogger("taskkit.metrics")
 #: Every metric: its name, what it says, its labels.
 METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("taskkit_broker_up", "1 if this scrape read the broker; 0: no queue metrics.", ()),
+    (
+        "taskkit_broker_memory_bytes",
+        "Memory the broker's server uses (Redis; RabbitMQ's node nearest its limit).",
+        (),
+    ),
+    ("taskkit_broker_memory_limit_bytes", "The broker's memory limit (0: none).", ()),
     ("taskkit_queue_messages", "Messages waiting in the queue.", ("queue",)),
     (
         "taskkit_queue_oldest_message_age_seconds",
@@ -120,14 +127,19 @@ def _queues() -> Iterator[Sample]:
     try:
         with broker_view(retry=False) as broker:  # kombu's retries outlast a scrape's timeout
             queues, listable = read_queues(broker), broker.listable
+            memory, name = broker.memory(), broker.name
     except DatabaseError:
         raise  # the known queues are kept in the database: not the broker's failure
     except Exception as exc:  # whatever the broker raised: the rest of the scrape still answers
         logger.warning("metrics: the broker could not be read: %s", _hidden(exc))
         yield from [("taskkit_broker_up", (), 0), ("taskkit_up", ("broker",), 0)]
-        yield "taskkit_up", ("consumers",), 0
+        yield from [("taskkit_up", ("broker_memory",), 0), ("taskkit_up", ("consumers",), 0)]
         return
     yield from [("taskkit_broker_up", (), 1), ("taskkit_up", ("broker",), 1)]
+    if memory is not None:
+        yield "taskkit_broker_memory_bytes", (), memory.used
+        yield "taskkit_broker_memory_limit_bytes", (), memory.limit
+    yield "taskkit_up", ("broker_memory",), float(memory_answer(name, memory)[0])
     now = timezone.now()
     consumers = consumed(now)
     for queue in queues:
@@ -209,7 +221,7 @@ def _leader() -> Iterator[Sample]:
 #: What a scrape reads, in order, with the checks each answers (0 when its read fails);
 #: each reads the clock when it runs, after a slow broker.
 READERS: tuple[tuple[Callable[[], Iterator[Sample]], tuple[str, ...]], ...] = (
-    (_queues, ("consumers",)),
+    (_queues, ("broker_memory", "consumers")),
     (_health, ("database", "workers")),
     (_delayed, ("delayed",)),
     (_runs, ()),

@@ -13,11 +13,13 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from kombu import Connection
 
 from ..conf import settings
+from .brokers.base import BrokerMemory
 
 logger = logging.getLogger("taskkit.queues")
 
@@ -55,13 +57,48 @@ def queue_names(connection: Connection) -> set[str]:
     Exclusive and auto-deleted queues belong to one connection (Celery's
     reply and event queues, a worker's broadcast queue) and are left out.
     """
+    vhost = quote(connection.virtual_host or "/", safe="")
+    queues = _get(connection, f"/api/queues/{vhost}?columns=name,auto_delete,exclusive")
+    try:
+        return {
+            str(queue["name"])
+            for queue in queues or ()
+            if not queue.get("auto_delete") and not queue.get("exclusive")
+        }
+    except (AttributeError, TypeError, KeyError):
+        return set()
+
+
+def node_memory(connection: Connection) -> BrokerMemory | None:
+    """The memory of the cluster's node nearest its limit, and any alarm on; ``None`` if the
+    API does not answer. An alarm (memory or disk) blocks every publisher of the cluster."""
+    nodes = _get(connection, "/api/nodes?columns=name,mem_used,mem_limit,mem_alarm,disk_free_alarm")
+    try:
+        found = [
+            (int(node["mem_used"]), int(node["mem_limit"]), node) for node in nodes or () if node
+        ]
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not found:
+        return None
+    used, limit, _ = max(found, key=lambda item: item[0] / item[1] if item[1] else 0)
+    alarms = [
+        f"{kind} alarm on {node.get('name')}"
+        for _, _, node in found
+        for kind, key in (("memory", "mem_alarm"), ("disk", "disk_free_alarm"))
+        if node.get(key)
+    ]
+    return BrokerMemory(used=used, limit=limit, policy="block publishers", alarm=", ".join(alarms))
+
+
+def _get(connection: Connection, path: str) -> Any:
+    """The API's JSON answer at ``path``; ``None`` if it is not asked or does not answer."""
     found = api_base(connection)
     if found is None:
-        return set()
+        return None
     base, user, password = found
-    vhost = connection.virtual_host or "/"
     request = urllib.request.Request(
-        f"{base}/api/queues/{quote(vhost, safe='')}?columns=name,auto_delete,exclusive",
+        base + path,
         headers={
             "Authorization": "Basic "
             + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -69,13 +106,8 @@ def queue_names(connection: Connection) -> set[str]:
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            queues = json.load(response)
-        return {
-            str(queue["name"])
-            for queue in queues
-            if not queue.get("auto_delete") and not queue.get("exclusive")
-        }
-    except (OSError, ValueError, TypeError, KeyError) as exc:  # URLError and timeouts are OSError
+            return json.load(response)
+    except (OSError, ValueError) as exc:  # URLError and timeouts are OSError
         # the address only: the credentials never reach a log
         logger.debug("RabbitMQ's management API at %s did not answer: %s", base, exc)
-        return set()
+        return None

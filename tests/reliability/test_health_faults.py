@@ -8,7 +8,9 @@ real Beat killed outright fails ``scheduler`` once its lease runs out, and the
 Beat that leads next counts as the lease's first change; a real
 worker killed outright fails ``workers`` once its heartbeat is too old, and
 while it lives, a queue it does not consume but that holds a message fails
-``consumers``. Every probe runs with a deadline: a check that hung would fail
+``consumers``. A Redis filled to its ``maxmemory`` fails ``broker_memory``
+(and refuses the next enqueue), as does one whose policy evicts keys; the
+liveness probe passes meanwhile. Every probe runs with a deadline: a check that hung would fail
 the test, not stall it.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import redis
 from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
@@ -29,6 +32,7 @@ from django.utils import timezone
 import taskkit
 from taskkit import queues
 from taskkit.bridge.work import heartbeat
+from taskkit.queues.health import LIVENESS
 from taskkit.scheduling import lease
 from tests.integration.conftest import REPO, Broker, start_worker, stop
 
@@ -78,11 +82,41 @@ def test_the_broker_killed_fails_its_check_and_the_probe_exits_1(
     private_redis.kill()
     code, found = probe(env)
     assert code == 1
-    assert [name for name, (ok, _) in found.items() if not ok] == ["broker", "consumers"]
+    failed = [name for name, (ok, _) in found.items() if not ok]
+    assert failed == ["broker", "broker_memory", "consumers"]
     assert "unreachable" in found["broker"][1], found["broker"]
     assert str(private_redis.port) in found["broker"][1]
     code, live = probe(env, "database", "broker")  # a liveness probe fails with it
     assert code == 1 and not live["broker"][0] and live["database"][0]
+
+
+def test_a_full_redis_fails_broker_memory_but_not_liveness(
+    broker: Broker, private_redis: PrivateRedis
+) -> None:
+    env = environment(private_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        code, found = probe(env, "broker_memory")
+        assert code == 0 and found["broker_memory"][1].endswith(", with no limit"), found
+        taskkit.enqueue_many("echo:payload", [{"n": n} for n in range(500)])
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used)
+        with pytest.raises(taskkit.BrokerUnavailable, match="maxmemory"):
+            taskkit.enqueue("echo:payload", {"n": "one more"})
+        code, found = probe(env, "database", "broker", "broker_memory")
+        assert code == 1, found
+        ok, detail = found["broker_memory"]
+        assert not ok and detail.endswith(": at the limit it takes no new message"), detail
+        assert found["broker"][0] and found["database"][0]
+        assert probe(env, *LIVENESS)[0] == 0  # a full broker is no reason to restart
+        client.config_set("maxmemory", used * 100)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        code, found = probe(env, "broker_memory")
+        assert code == 1 and "maxmemory-policy allkeys-lru evicts keys" in found["broker_memory"][1]
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
 
 
 # The database, behind a proxy

@@ -13,9 +13,9 @@ from kombu import Connection
 
 from ...exceptions import QueueNotListable
 from ..messages import QueuedMessage
-from ..rabbitmq_api import queue_names
+from ..rabbitmq_api import node_memory, queue_names
 from ..sieve import EVERYTHING, Sieve
-from .base import Match, celery_own
+from .base import BrokerMemory, Match, celery_own
 
 
 class AmqpBroker:
@@ -61,6 +61,9 @@ class AmqpBroker:
             return 0
         finally:
             _close(channel)
+
+    def memory(self) -> BrokerMemory | None:
+        return node_memory(self.connection)
 
 
 def _close(channel: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..messages import QueuedMessage
@@ -11,6 +12,20 @@ from ..sieve import EVERYTHING, Sieve
 
 #: Whether a decoded message is one to remove.
 Match = Callable[[QueuedMessage], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerMemory:
+    """What the broker's server uses of its memory, and what it does at its limit."""
+
+    #: Bytes in use.
+    used: int
+    #: Bytes it may use (Redis' ``maxmemory``); 0: no limit.
+    limit: int
+    #: What it does at the limit (Redis' ``maxmemory-policy``).
+    policy: str
+    #: What the server says blocks publishers now (RabbitMQ's memory or disk alarm).
+    alarm: str = ""
 
 
 class Broker(Protocol):
@@ -42,6 +57,9 @@ class Broker(Protocol):
 
     def purge(self, queue: str) -> int:
         """Remove every message of ``queue``; return how many."""
+
+    def memory(self) -> BrokerMemory | None:
+        """The server's memory and its limit; ``None`` where it is not measured."""
 
 
 #: A worker's own queue on a fanout exchange (kombu's ``Broadcast(unique=True)``).

@@ -15,7 +15,7 @@ from kombu import Connection
 from ...quarantine import read_file, unreadable
 from ..messages import QueuedMessage, decode, malformed
 from ..sieve import EVERYTHING, Sieve
-from .base import Match, celery_own
+from .base import BrokerMemory, Match, celery_own
 
 
 class FilesystemBroker:
@@ -76,6 +76,9 @@ class FilesystemBroker:
 
     def purge(self, queue: str) -> int:
         return sum(_unlink(self.folder / name) for name in self._files(queue))
+
+    def memory(self) -> BrokerMemory | None:
+        return None
 
 
 def _unlink(path: Path) -> bool:

@@ -21,7 +21,7 @@ from kombu import Connection
 from ... import upstream
 from ..messages import QueuedMessage, decode, from_envelope
 from ..sieve import EVERYTHING, Sieve
-from .base import Match, celery_own, text
+from .base import BrokerMemory, Match, celery_own, text
 from .redis_link import Link, Reply, Sender
 
 #: Messages read per Redis command while scanning a queue.
@@ -298,3 +298,15 @@ class RedisBroker:
         removed = self.length(queue)
         self.client.delete(*self._keys(queue))
         return removed
+
+    def memory(self) -> BrokerMemory | None:
+        """From ``INFO memory``; ``None`` where the server does not tell (some hosted ones)."""
+        try:
+            info = self.client.info("memory")
+            return BrokerMemory(
+                used=int(info["used_memory"]),
+                limit=int(info.get("maxmemory", 0)),
+                policy=str(info.get("maxmemory_policy", "")),
+            )
+        except (redis.ResponseError, KeyError, ValueError, TypeError):
+            return None
