@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery.exceptions import Ignore
+from celery.exceptions import Retry
 from django.utils import timezone
 
 import taskkit
@@ -60,10 +60,11 @@ def step(run_id: str, **request: Any) -> Any:
 def deliver(payload: dict[str, Any], run_id: str | None = None, **context: Any) -> str:
     """Run one delivery of a ``flight:shared`` message in this process; return its run id.
 
-    A follower sent again later ends as Celery's ``Ignore``: no result yet.
+    A follower sent again later ends as Celery's ``Retry``, as a run waiting for its
+    lock does: no result yet.
     """
     run_id = run_id or str(uuid.uuid4())
-    with contextlib.suppress(Ignore):
+    with contextlib.suppress(Retry):
         run_message(step(run_id), payload, {"run_id": run_id, "attempt": 1, **context})
     return run_id
 
@@ -107,9 +108,12 @@ def test_a_follower_waits_again_then_takes_the_outcome_of_the_leader_it_followed
 ) -> None:
     payload = {"key": key}
     leader = leading(payload)
-    follower = deliver(payload)  # the leader still runs: the follower frees its slot
+    follower = str(uuid.uuid4())
+    with pytest.raises(Retry) as waits:  # the leader still runs: the follower frees its slot
+        run_message(step(follower), payload, {"run_id": follower, "attempt": 1})
     row = TaskRun.objects.get(pk=follower)
     assert row.status == RunStatus.SCHEDULED and row.scheduled_for is not None
+    assert (waits.value.when, waits.value.exc) == (row.scheduled_for, None)
     assert executions(key) == []
 
     # the leader ends and lets go of the lease before the follower is sent again
@@ -177,7 +181,12 @@ def test_a_failure_is_shared_and_retried_by_the_followers_policy(
     leading(
         payload, RunStatus.FAILED, error="ValueError: no", traceback="Traceback…", history=[failure]
     )
-    row = TaskRun.objects.get(pk=deliver(payload))
+    follower = str(uuid.uuid4())
+    with pytest.raises(Retry) as retries:
+        run_message(step(follower), payload, {"run_id": follower, "attempt": 1})
+    row = TaskRun.objects.get(pk=follower)
+    assert retries.value.when == row.scheduled_for
+    assert "failed: ValueError: no" in str(retries.value.exc)  # the leader's, as Celery logs it
     assert (row.status, row.attempt, row.error, row.traceback) == (
         RunStatus.SCHEDULED,
         2,
@@ -253,7 +262,7 @@ def test_a_follower_in_a_canvas_that_waits_stops_the_canvas_and_keeps_it(key: st
     run_id = str(uuid.uuid4())
     rest = [{"task": "echo:payload"}]
     ctask = step(run_id, chain=rest, callbacks=None, chord=None)
-    with pytest.raises(Ignore):  # Celery would otherwise go on with no result
+    with pytest.raises(Retry):  # Celery would otherwise go on with no result
         run_message(ctask, payload=payload, context={"run_id": run_id, "attempt": 1})
     row = TaskRun.objects.get(pk=run_id)
     assert row.status == RunStatus.SCHEDULED

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task as CeleryTask
+from celery.exceptions import Retry
 from django.db import connections
 from django.utils import timezone
 
@@ -87,6 +88,8 @@ class Flight:
     #: A follower's result, or its failure (as the leader's: the error and the traceback).
     result: Any = None
     failure: RunFailed | None = None
+    #: When a follower ``"later"`` is sent again.
+    again: datetime | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _renewer: threading.Thread | None = None
 
@@ -96,10 +99,13 @@ class Flight:
 
     def follower_end(self, ctask: CeleryTask[Any, Any]) -> Any:
         """What a follower's delivery gives Celery: the shared result (a canvas goes on
-        with it), the shared failure, its cancellation, or nothing yet (it is sent again
-        later, and a canvas goes on then)."""
+        with it), the shared failure, its cancellation, or a retry, as a run waiting for
+        its lock gives (it is sent again later, and a canvas goes on then)."""
         if self.followed == RunStatus.SUCCEEDED:
             return self.result
+        if self.followed == LATER:
+            cause: Any = self.failure  # the stubs want an Exception, or None
+            raise Retry(exc=cause, when=self.again)
         if self.failure is not None:
             raise self.failure
         raise not_run(ctask, revoked=self.followed == RunStatus.CANCELLED)
@@ -208,8 +214,7 @@ def take_off(
                 release(_marker(ctx.run_id), leader)
             leader = current
         if time.monotonic() >= deadline:
-            _wait_again(task, ctx, row, leader)
-            return Flight(followed=LATER)
+            return Flight(followed=LATER, again=_wait_again(task, ctx, row, leader))
         if not noted:
             _note(ctx, row, began)
             noted = True
@@ -224,14 +229,16 @@ def _note(ctx: TaskContext, row: dict[str, Any], began: datetime) -> None:
         upsert(ctx.run_id, {**row, "status": RunStatus.RUNNING, "started_at": began})
 
 
-def _wait_again(task: Task, ctx: TaskContext, row: dict[str, Any], leader: str) -> None:
-    """Free the pool slot: remember the leader, and be sent again shortly."""
+def _wait_again(task: Task, ctx: TaskContext, row: dict[str, Any], leader: str) -> datetime:
+    """Free the pool slot: remember the leader, and be sent again shortly (at the time
+    returned)."""
     acquire(_marker(ctx.run_id), leader, task.meta.lock_timeout)
     due = timezone.now() + FOLLOW_AGAIN * (1 + random.random())  # not for security
     upsert(
         ctx.run_id, {**row, "status": RunStatus.SCHEDULED, "scheduled_for": due, "sent_at": None}
     )
     logger.info("%s %s follows %s; looks again at %s", task.name, ctx.run_id, leader, due)
+    return due
 
 
 def _retryable(task: Task, exception: object) -> bool:
@@ -285,7 +292,7 @@ def _follow(
     retried = fields["status"] == RunStatus.SCHEDULED
     step = Step.RETRIED if retried else Step.FAILED
     tell(step, task, ctx, row["worker"], duration=duration, error=error)
-    if retried:
-        return Flight(followed=LATER)
     failure = RunFailed(task.name, ctx.run_id, error, ended.traceback)
+    if retried:
+        return Flight(followed=LATER, failure=failure, again=fields["scheduled_for"])
     return Flight(followed=RunStatus.FAILED, failure=failure)
