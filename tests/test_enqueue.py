@@ -69,6 +69,8 @@ def untyped(value: object) -> Any:
             "mapping",
         ),
         (lambda: taskkit.enqueue("nope:nope"), taskkit.TaskNotFound, "Unknown task"),
+        (lambda: taskkit.enqueue(untyped(None)), TypeError, "a task name is a string, not None"),
+        (lambda: taskkit.enqueue_in(untyped(5), 1), TypeError, "a task name is a string, not int"),
     ],
 )
 def test_bad_enqueues_store_and_send_nothing(

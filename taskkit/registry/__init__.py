@@ -47,7 +47,10 @@ def add_resolver(resolver: Resolver, names: Names = tuple) -> None:
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; :class:`~taskkit.TaskNotFound` (with close matches) if none."""
+    """The task called ``name``; :class:`~taskkit.TaskNotFound` (with close matches) if none,
+    ``TypeError`` if ``name`` is no string."""
+    if not isinstance(name, str):
+        raise TypeError(f"a task name is a string, not {type(name).__name__}")
     try:
         return _registry.get(name)
     except TaskNotFound:
