@@ -9,12 +9,19 @@ that "succeeded" never runs. taskkit turns publisher confirms on
 (``confirm_publish``) for the apps it publishes through, unless the project set
 the option itself: each publish then waits for the broker's ack, and one cut
 off before its ack is sent again (at least once).
+
+While a memory or disk alarm is on, RabbitMQ stops reading from publishing
+connections: the ack never came, and the enqueue (a web request) waited for
+good. A publish waits :data:`CONFIRM_TIMEOUT` for its ack, then raises
+:class:`~taskkit.BrokerUnavailable`, and is not sent again: the message may
+be in the broker already, and is queued once the alarm clears.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 from weakref import WeakSet
 
 from celery import Celery, current_app
@@ -34,6 +41,28 @@ logger = logging.getLogger("taskkit")
 
 #: The apps whose publishes ``confirm_publishes`` has seen to.
 _confirming: WeakSet[Celery] = WeakSet()
+#: Seconds a publish waits for RabbitMQ's ack before it raises.
+CONFIRM_TIMEOUT = 10.0
+
+
+def _not_again(exc: BaseException, interval: float) -> None:
+    """kombu's publish retry hook: a publish whose ack did not come in time is not sent
+    again (it may be in the broker), and fails; other errors are retried as Celery says."""
+    if isinstance(exc, TimeoutError):
+        raise BrokerUnavailable(
+            f"the broker did not acknowledge the message within {CONFIRM_TIMEOUT:g} s "
+            "(RabbitMQ blocks publishers while a memory or disk alarm is on); it is not "
+            "sent again, and may still be queued once the broker takes it"
+        ) from exc
+
+
+def confirming(app: Celery) -> dict[str, Any]:
+    """The ``apply_async`` options of a publish that waits for the broker's ack: at most
+    :data:`CONFIRM_TIMEOUT`, and not sent again after it (``{}`` without confirms)."""
+    if not dict(app.conf.broker_transport_options or {}).get("confirm_publish"):
+        return {}
+    policy = {**dict(app.conf.task_publish_retry_policy or {}), "errback": _not_again}
+    return {"confirm_timeout": CONFIRM_TIMEOUT, "retry_policy": policy}
 
 
 def confirm_publishes(app: Celery) -> None:
@@ -69,12 +98,16 @@ def publish(runs: Sequence[Prepared]) -> None:
                 app, producer, runs, options
             ):
                 return
+            waits = confirming(app)
             for run, run_options in zip(runs, options, strict=True):
-                apply(app, producer, run, run_options)
+                apply(app, producer, run, run_options, **waits)
     except Exception as exc:
+        name = runs[0].task.name
+        late = exc if isinstance(exc, BrokerUnavailable) else exc.__cause__  # kombu wraps it
+        if isinstance(late, BrokerUnavailable):  # not acknowledged in time (_not_again)
+            raise BrokerUnavailable(f"Could not send {name!r}: {late}.") from exc
         if not unreachable(exc):
             raise
-        name = runs[0].task.name
         raise BrokerUnavailable(
             f"Could not send {name!r}: the broker is unreachable ({exc})."
         ) from exc
