@@ -114,7 +114,7 @@ def _lost_too_often(
     for key in run_lock_keys(task, payload):
         release(key, ctx.run_id)
     lost = WorkerLost(
-        f"its worker was lost during each of its {MAX_STARTS} starts (a process killed: "
+        f"its worker was lost during each of its {MAX_STARTS} starts on record (a process killed: "
         "out of memory, a crash in native code); not started again"
     )
     delay = with_database(functools.partial(record_failure, task, ctx, row, lost, ""))
