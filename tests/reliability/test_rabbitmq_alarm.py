@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from django.db import connections
 from kombu import Connection
 
 import taskkit
@@ -84,6 +85,8 @@ def test_an_enqueue_during_a_memory_alarm_fails_and_is_queued_once_when_it_clear
             taskkit.enqueue("echo:payload", {"n": "during the alarm"}, queue=QUEUE)
         except Exception as exc:
             errors.append(exc)
+        finally:
+            connections.close_all()  # this thread's own
 
     with current(app):
         with broker_view() as broker:
