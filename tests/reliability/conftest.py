@@ -97,9 +97,11 @@ def database() -> Iterator[str]:
 def on_broker(name: str, url: str, **options: Any) -> Iterator[Broker]:
     """An app ``name`` on ``url`` (with Celery ``options``) made current; closed afterwards."""
     app = make_app(name, url, **options)
+    scheme = url.partition(":")[0]
+    kind = {"amqp": "rabbitmq", "filesystem": "filesystem"}.get(scheme, "redis")
     try:
         with current(app):
-            yield Broker("rabbitmq" if url.startswith("amqp") else "redis", url, options, app)
+            yield Broker(kind, url, options, app)
     finally:
         app.close()
 

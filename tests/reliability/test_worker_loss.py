@@ -24,9 +24,6 @@ from taskkit.models import RunStatus
 from tests.integration.conftest import (
     BROKERS,
     TESTED,
-    Broker,
-    current,
-    make_app,
     purge,
     start_worker,
     stop,
@@ -86,16 +83,14 @@ def any_broker(
     """A prefork worker (one pool process) on each broker, and its app made current."""
     name: str = request.param
     url = private_redis.url if name == "redis" else BROKERS[name]
-    options = transport_settings(name, tmp_path)
-    app = make_app(f"reliability-loss-{name}", url, **options)
-    purge(app)
-    with current(app):
-        worker = start_worker(Broker(name, url, options, app), "loss", pool="prefork")
+    with on_broker(f"reliability-loss-{name}", url, **transport_settings(name, tmp_path)) as broker:
+        assert broker.name == name
+        purge(broker.app)
+        worker = start_worker(broker, "loss", pool="prefork")
         try:
-            yield app
+            yield broker.app
         finally:
             stop(worker)
-    app.close()
 
 
 def poison(seconds: float, starts: int) -> None:
